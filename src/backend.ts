@@ -1,0 +1,118 @@
+/**
+ * Picks the TensorFlow.js backend: `wasm` (default; its .wasm files load from the npm
+ * package, no network), `cpu` (pure JS fallback), or `tensorflow` (native libtensorflow via
+ * `@tensorflow/tfjs-node-gpu` / `@tensorflow/tfjs-node`, only when the user has installed it).
+ * Chosen by the `--backend` flag or the `RECALIGN_BACKEND` environment variable.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import "@tensorflow/tfjs-backend-wasm";
+import { ConfigError } from "./errors.ts";
+
+/** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
+export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"] as const;
+/** A backend name. */
+export type BackendName = typeof BACKENDS[number];
+
+/** What was chosen, recorded in every result. */
+export interface BackendInfo {
+  /** The tfjs backend in use (`wasm`, `cpu`, `tensorflow`). */
+  backend: string;
+  /** Whether the wasm backend uses SIMD. */
+  simd: boolean;
+  /** Threads the backend computes with (wasm under Deno: 1). */
+  threads: number;
+  /** tfjs version. */
+  tfjsVersion: string;
+  /** Why this backend was chosen, in words. */
+  reason: string;
+}
+
+let current: BackendInfo | undefined;
+
+function envBackend(): string | undefined {
+  try {
+    return Deno.env.get("RECALIGN_BACKEND") || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+async function tryNative(): Promise<string | undefined> {
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      // Only a package the user installed into node_modules counts: never fetch at run time.
+      const dir = `${Deno.cwd()}/node_modules/${pkg}`;
+      await Deno.stat(dir);
+      await import(`file://${dir}/dist/index.js`);
+      if (tf.findBackend("tensorflow")) return pkg;
+    } catch {
+      // not installed or not loadable: fall through
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Initialise the backend (once per process; later calls with the same name return the
+ * same info). `name` defaults to `RECALIGN_BACKEND`, then `auto`.
+ */
+export async function initBackend(name?: string, opts: { quiet?: boolean } = {}): Promise<BackendInfo> {
+  const requested = (name ?? envBackend() ?? "auto") as BackendName;
+  if (!BACKENDS.includes(requested)) {
+    throw new ConfigError("backend", `unknown backend "${requested}"; allowed: ${BACKENDS.join(", ")}`);
+  }
+  if (current && (requested === "auto" || requested === current.backend)) return current;
+  let reason = "";
+  let chosen: string = requested;
+  if (requested === "tensorflow" || requested === "auto") {
+    const pkg = await tryNative();
+    if (pkg) {
+      chosen = "tensorflow";
+      reason = `native backend from ${pkg}`;
+    } else if (requested === "tensorflow") {
+      throw new ConfigError(
+        "backend",
+        "tensorflow backend requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node " +
+          "is installed in ./node_modules (see README, 'GPU and native backends')",
+      );
+    } else {
+      chosen = "wasm";
+      reason = "default (no native tfjs-node installed)";
+    }
+  } else {
+    reason = name ? "--backend flag" : "RECALIGN_BACKEND";
+  }
+  const ok = await tf.setBackend(chosen);
+  if (!ok) {
+    if (chosen !== "wasm") throw new ConfigError("backend", `backend "${chosen}" failed to initialise`);
+    await tf.setBackend("cpu");
+    chosen = "cpu";
+    reason = "wasm failed to initialise; fell back to cpu";
+  }
+  await tf.ready();
+  const simd = chosen === "wasm" ? Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")) : false;
+  const mt = chosen === "wasm" ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT")) : false;
+  current = {
+    backend: tf.getBackend(),
+    simd,
+    threads: chosen === "wasm" ? (mt ? navigator.hardwareConcurrency : 1) : 1,
+    tfjsVersion: tf.version_core,
+    reason,
+  };
+  if (!opts.quiet) {
+    console.error(
+      `[recalign] backend: ${current.backend} (${reason}; simd=${current.simd}, threads=${current.threads})`,
+    );
+  }
+  return current;
+}
+
+/** The backend chosen by {@link initBackend}, or undefined before it ran. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+export { tf };
