@@ -6,7 +6,9 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
+// The union package: tfjs-core alone registers no gradients, and its ESM build does not load
+// under Deno. deno.json maps "@tensorflow/tfjs-core" to the same package (one engine).
+import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { ConfigError } from "./errors.ts";
@@ -59,10 +61,16 @@ async function tryNative(): Promise<string | undefined> {
  * Initialise the backend (once per process; later calls with the same name return the
  * same info). `name` defaults to `RECALIGN_BACKEND`, then `auto`.
  */
-export async function initBackend(name?: string, opts: { quiet?: boolean } = {}): Promise<BackendInfo> {
+export async function initBackend(
+  name?: string,
+  opts: { quiet?: boolean } = {},
+): Promise<BackendInfo> {
   const requested = (name ?? envBackend() ?? "auto") as BackendName;
   if (!BACKENDS.includes(requested)) {
-    throw new ConfigError("backend", `unknown backend "${requested}"; allowed: ${BACKENDS.join(", ")}`);
+    throw new ConfigError(
+      "backend",
+      `unknown backend "${requested}"; allowed: ${BACKENDS.join(", ")}`,
+    );
   }
   if (current && (requested === "auto" || requested === current.backend)) return current;
   let reason = "";
@@ -87,14 +95,20 @@ export async function initBackend(name?: string, opts: { quiet?: boolean } = {})
   }
   const ok = await tf.setBackend(chosen);
   if (!ok) {
-    if (chosen !== "wasm") throw new ConfigError("backend", `backend "${chosen}" failed to initialise`);
+    if (chosen !== "wasm") {
+      throw new ConfigError("backend", `backend "${chosen}" failed to initialise`);
+    }
     await tf.setBackend("cpu");
     chosen = "cpu";
     reason = "wasm failed to initialise; fell back to cpu";
   }
   await tf.ready();
-  const simd = chosen === "wasm" ? Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")) : false;
-  const mt = chosen === "wasm" ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT")) : false;
+  const simd = chosen === "wasm"
+    ? Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"))
+    : false;
+  const mt = chosen === "wasm"
+    ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"))
+    : false;
   current = {
     backend: tf.getBackend(),
     simd,
@@ -116,3 +130,25 @@ export function backendInfo(): BackendInfo | undefined {
 }
 
 export { tf };
+
+/** The result of a {@link customOp} body: forward value and its hand-written gradient. */
+export interface CustomOpResult {
+  value: tf.Tensor;
+  gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
+}
+
+/**
+ * Typed wrapper of `tf.customGrad`: `body(inputs, save)` computes the value and returns the
+ * gradient function (one gradient per input, in order).
+ */
+export function customOp(
+  body: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => CustomOpResult,
+): (...inputs: tf.Tensor[]) => tf.Tensor {
+  const f = tf.customGrad(
+    ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const save = args.pop() as tf.GradSaveFunc;
+      return body(args as tf.Tensor[], save);
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return (...inputs: tf.Tensor[]) => f(...inputs);
+}

@@ -25,7 +25,9 @@ export class Rng {
   private s: Uint32Array;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new RangeError(`Rng seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) {
+      throw new RangeError(`Rng seed must be a finite number, got ${seed}`);
+    }
     const sm = splitmix32(Math.floor(seed) ^ 0x5bd1e995);
     this.s = new Uint32Array([sm(), sm(), sm(), sm()]);
     if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;

@@ -1,0 +1,131 @@
+/**
+ * Turn tokenized (prompt, response) pairs into the padded tensors a causal LM is trained on,
+ * the way TRL's collators do: the sequence is prompt + response, the model reads
+ * `seq[:-1]`, and the labels are `seq[1:]` with every prompt and padding position set to
+ * -100, so only response tokens (EOS included, when the caller appends it) are scored.
+ *
+ * For preference training all responses of an example are stacked in one batch,
+ * `[chosen_0, rejected_0_1..K, chosen_1, …]` (row `b·(1+K) + j`), so one forward pass
+ * scores the chosen and every rejected response (TRL's concatenated forward).
+ *
+ * @module
+ */
+import { tf } from "../backend.ts";
+import { InputError } from "../errors.ts";
+import { IGNORE_INDEX } from "../losses.ts";
+
+/** One tokenized prompt with one response. Token ids; add EOS to `response` yourself. */
+export interface SequencePair {
+  prompt: number[];
+  response: number[];
+}
+
+/** Padded model inputs: ids [R, T], labels [R, T], attention mask [R, T] (1 real, 0 pad). */
+export interface PaddedBatch {
+  ids: tf.Tensor2D;
+  labels: tf.Tensor2D;
+  attentionMask: tf.Tensor2D;
+  /** Number of scored (response) tokens over the batch. */
+  numTokens: number;
+}
+
+/** Options of {@link padPairs}. */
+export interface PadOptions {
+  /** Pad id (default 0). */
+  padId?: number;
+  /**
+   * Longest sequence (prompt + response) kept; longer ones lose prompt tokens from the left
+   * first, then response tokens from the right (at least one response token is kept).
+   */
+  maxLength?: number;
+}
+
+/** Truncate one pair to maxLength tokens: prompt from the left, then response from the right. */
+export function truncatePair(pair: SequencePair, maxLength: number): SequencePair {
+  const total = pair.prompt.length + pair.response.length;
+  if (total <= maxLength) return pair;
+  let { prompt, response } = pair;
+  const over = total - maxLength;
+  const fromPrompt = Math.min(over, Math.max(prompt.length - 1, 0));
+  prompt = prompt.slice(fromPrompt);
+  const rest = prompt.length + response.length - maxLength;
+  if (rest > 0) response = response.slice(0, Math.max(response.length - rest, 1));
+  return { prompt, response };
+}
+
+/**
+ * Right-padded ids/labels/mask for causal-LM scoring of each pair's response.
+ * Throws InputError naming the pair index on an empty response.
+ */
+export function padPairs(pairs: SequencePair[], opts: PadOptions = {}): PaddedBatch {
+  if (pairs.length === 0) {
+    throw new InputError("pairs", "expected at least one (prompt, response) pair");
+  }
+  const padId = opts.padId ?? 0;
+  const rows = pairs.map((p, i) => {
+    if (p.response.length === 0) throw new InputError("pairs", `pair ${i} has an empty response`);
+    if (p.prompt.length === 0) {
+      throw new InputError("pairs", `pair ${i} has an empty prompt (add BOS)`);
+    }
+    return opts.maxLength ? truncatePair(p, opts.maxLength) : p;
+  });
+  const t = Math.max(...rows.map((p) => p.prompt.length + p.response.length)) - 1;
+  const ids = new Int32Array(rows.length * t).fill(padId);
+  const labels = new Int32Array(rows.length * t).fill(IGNORE_INDEX);
+  const mask = new Int32Array(rows.length * t);
+  let numTokens = 0;
+  rows.forEach((p, r) => {
+    const seq = [...p.prompt, ...p.response];
+    for (let j = 0; j < seq.length - 1; j++) {
+      ids[r * t + j] = seq[j];
+      mask[r * t + j] = 1;
+      if (j + 1 >= p.prompt.length) {
+        labels[r * t + j] = seq[j + 1];
+        numTokens++;
+      }
+    }
+  });
+  return {
+    ids: tf.tensor2d(ids, [rows.length, t], "int32"),
+    labels: tf.tensor2d(labels, [rows.length, t], "int32"),
+    attentionMask: tf.tensor2d(mask, [rows.length, t], "int32"),
+    numTokens,
+  };
+}
+
+/** Free the tensors of a batch. */
+export function disposeBatch(b: PaddedBatch): void {
+  b.ids.dispose();
+  b.labels.dispose();
+  b.attentionMask.dispose();
+}
+
+/** A preference example: one prompt, its chosen response and K rejected ones (token ids). */
+export interface PreferenceExample {
+  prompt: number[];
+  chosen: number[];
+  rejected: number[][];
+}
+
+/**
+ * Stack examples as rows `[chosen, rejected_1..K]` per example (all examples need the same K).
+ * Row `b·(1+K) + j` is response j of example b (j = 0 chosen).
+ */
+export function stackPreference(
+  examples: PreferenceExample[],
+): { pairs: SequencePair[]; k: number } {
+  if (examples.length === 0) throw new InputError("examples", "expected at least one example");
+  const k = examples[0].rejected.length;
+  const pairs: SequencePair[] = [];
+  examples.forEach((ex, i) => {
+    if (ex.rejected.length !== k) {
+      throw new InputError(
+        "examples",
+        `example ${i} has ${ex.rejected.length} rejected responses, expected ${k}`,
+      );
+    }
+    pairs.push({ prompt: ex.prompt, response: ex.chosen });
+    for (const r of ex.rejected) pairs.push({ prompt: ex.prompt, response: r });
+  });
+  return { pairs, k };
+}

@@ -1,0 +1,733 @@
+/**
+ * The training loop: SFT and the preference stages (DPO, S-DPO, DMPO as in the paper and as
+ * released) on a {@link LlamaModel}, LoRA-only (or full, after `makeFullyTrainable`).
+ *
+ * One step = one batch of examples, split into micro-batches whose gradients are accumulated
+ * (the wasm heap caps at 4 GiB), clipped by global norm, and applied with AdamW on a cosine
+ * schedule with warmup. Preference stages stack `[chosen, rejected_1..K]` per example in one
+ * forward pass (TRL's concatenated forward); the reference log-probs come from the same model
+ * with its adapters disabled — the merged SFT model — computed live every step or once per
+ * example and cached (`reference: "precomputed"`).
+ *
+ * Everything random in a step (batch order, negative draws, dropout) is derived from
+ * `(seed, step)`, so a run resumed from a checkpoint reaches the same weights as an
+ * uninterrupted one. Checkpoints hold the trainable weights, the optimizer state, the step and
+ * the RNG seed, and are written to a temporary folder then renamed.
+ *
+ * Logged metrics follow TRL: `loss`, `rewards/chosen`, `rewards/rejected`,
+ * `rewards/accuracies`, `rewards/margins`, `logps/chosen`, `logps/rejected`, plus `lr`,
+ * `grad_norm`, `tokens`, `tokens_per_sec`.
+ *
+ * @module
+ */
+import { tf } from "./backend.ts";
+import { CheckpointError, ConfigError, InputError, NonFiniteError } from "./errors.ts";
+import {
+  LOSSES,
+  type LossOutput,
+  type PreferenceInputs,
+  sequenceLogProbs,
+  sftLoss,
+} from "./losses.ts";
+import { type LlamaModel, variableKey } from "./model.ts";
+import { AdamW, clipGradsByGlobalNorm, cosineSchedule } from "./optim.ts";
+import { Rng } from "./rng.ts";
+import { disposeBatch, padPairs, type SequencePair } from "./data/batch.ts";
+import { appendJsonLine, ensureDir, sha256Hex, writeFileAtomic, writeJsonAtomic } from "./io.ts";
+import { readSafetensors, type TensorRecord, writeSafetensors } from "./safetensors.ts";
+
+/** Training stages. `sft` trains on the chosen response; the others are preference losses. */
+export const STAGES = ["sft", "dpo", "sdpo", "dmpo-paper", "dmpo-released"] as const;
+/** A training stage. */
+export type Stage = typeof STAGES[number];
+
+/** One training example (token ids). Responses should end with EOS. */
+export interface TrainExample {
+  /** Prompt ids (BOS first, if the tokenizer uses one). */
+  prompt: number[];
+  /** The chosen (target) response. */
+  chosen: number[];
+  /**
+   * Rejected responses to draw negatives from (preference stages). Each time the example is
+   * used, `numNegatives` of them are drawn without replacement (all of them, in order, when
+   * the pool has exactly `numNegatives`).
+   */
+  rejected?: number[][];
+}
+
+/** Training hyper-parameters. */
+export interface TrainConfig {
+  /** Which loss. */
+  stage: Stage;
+  /** Optimizer steps. */
+  steps: number;
+  /** Examples per step. */
+  batchSize: number;
+  /** Max sequences per forward pass (gradients are accumulated over micro-batches). */
+  microBatchSize: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warmup steps. */
+  warmupSteps: number;
+  /** Final lr as a fraction of the peak (cosine decay). */
+  minLrRatio: number;
+  /** AdamW decoupled weight decay. */
+  weightDecay: number;
+  /** AdamW β1. */
+  beta1: number;
+  /** AdamW β2. */
+  beta2: number;
+  /** Clip the global gradient norm to this (0 = no clipping). */
+  maxGradNorm: number;
+  /** β of the preference losses (DMPO released: 0.1 unless set). */
+  beta?: number;
+  /** γ of DMPO-released's SFT term (default 1.0). */
+  gamma?: number;
+  /** Negatives per example K (preference stages). */
+  numNegatives: number;
+  /** Reference log-probs: recomputed every step, or once per example and cached. */
+  reference: "live" | "precomputed";
+  /** Truncate prompt + response to this many tokens (0 = no limit). */
+  maxLength: number;
+  /** Pad id. */
+  padId: number;
+  /** Seed of batch order, negative draws and dropout. */
+  seed: number;
+  /** Log (and append to metrics.jsonl) every N steps. */
+  logEvery: number;
+  /** Checkpoint every N steps (0 = only at the end); needs outDir. */
+  checkpointEvery: number;
+  /** Checkpoints to keep. */
+  keepCheckpoints: number;
+}
+
+/** Defaults: a small LoRA run. */
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  stage: "sft",
+  steps: 100,
+  batchSize: 16,
+  microBatchSize: 16,
+  lr: 1e-3,
+  warmupSteps: 10,
+  minLrRatio: 0.1,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  maxGradNorm: 1.0,
+  numNegatives: 1,
+  reference: "precomputed",
+  maxLength: 0,
+  padId: 0,
+  seed: 0,
+  logEvery: 10,
+  checkpointEvery: 0,
+  keepCheckpoints: 2,
+};
+
+/** Options of {@link train} beyond the hyper-parameters. */
+export interface TrainOptions {
+  /** Folder for metrics.jsonl and checkpoints (none written if absent). */
+  outDir?: string;
+  /** Continue from the newest valid checkpoint in outDir, if there is one. */
+  resume?: boolean;
+  /** Called with each logged metrics row. */
+  onLog?: (row: MetricsRow) => void;
+  /** Print progress to stderr (default true). */
+  progress?: boolean;
+  /** Label shown in progress lines. */
+  label?: string;
+  /** Stop (as if killed) after this step, without a final checkpoint — for tests. */
+  stopAfterStep?: number;
+}
+
+/** One logged row: step plus metric values. */
+export type MetricsRow = { step: number } & Record<string, number>;
+
+/** What {@link train} returns. */
+export interface TrainResult {
+  /** Every logged row. */
+  history: MetricsRow[];
+  /** Step reached. */
+  step: number;
+  /** Step the run resumed from (0 when it started fresh). */
+  resumedFrom: number;
+  /** Wall-clock seconds of this call. */
+  seconds: number;
+}
+
+const CHECKPOINT_FORMAT = 1;
+
+/** Check a config; throws ConfigError naming the field and the allowed values. */
+export function validateTrainConfig(cfg: TrainConfig): void {
+  if (!STAGES.includes(cfg.stage)) {
+    throw new ConfigError("stage", `unknown stage "${cfg.stage}"; allowed: ${STAGES.join(", ")}`);
+  }
+  const posInt: (keyof TrainConfig)[] = [
+    "steps",
+    "batchSize",
+    "microBatchSize",
+    "numNegatives",
+    "logEvery",
+  ];
+  for (const f of posInt) {
+    const v = cfg[f] as number;
+    if (!Number.isInteger(v) || v <= 0) {
+      throw new ConfigError(f, `should be a positive integer, got ${v}`);
+    }
+  }
+  const nonNeg: (keyof TrainConfig)[] = [
+    "lr",
+    "warmupSteps",
+    "minLrRatio",
+    "weightDecay",
+    "maxGradNorm",
+    "maxLength",
+    "checkpointEvery",
+  ];
+  for (const f of nonNeg) {
+    const v = cfg[f] as number;
+    if (!(Number.isFinite(v) && v >= 0)) {
+      throw new ConfigError(f, `should be a finite number >= 0, got ${v}`);
+    }
+  }
+  if (!(cfg.lr > 0)) throw new ConfigError("lr", `should be > 0, got ${cfg.lr}`);
+  if (
+    cfg.stage !== "sft" && cfg.stage !== "dmpo-released" &&
+    !(cfg.beta !== undefined && cfg.beta > 0)
+  ) {
+    throw new ConfigError("beta", `stage "${cfg.stage}" needs beta > 0, got ${cfg.beta}`);
+  }
+  if (!["live", "precomputed"].includes(cfg.reference)) {
+    throw new ConfigError("reference", `should be "live" or "precomputed", got "${cfg.reference}"`);
+  }
+}
+
+/** A 32-bit mix of two integers, for per-step seeds. */
+function mix(a: number, b: number): number {
+  let h = (Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x7f4a7c15, 0xc2b2ae35)) >>> 0;
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+/** Example indices of a step: a fresh seeded permutation per epoch. */
+export function batchIndices(n: number, batchSize: number, step: number, seed: number): number[] {
+  const out: number[] = [];
+  let cachedEpoch = -1;
+  let perm: number[] = [];
+  for (let j = 0; j < batchSize; j++) {
+    const g = step * batchSize + j;
+    const epoch = Math.floor(g / n);
+    if (epoch !== cachedEpoch) {
+      perm = new Rng(mix(seed, 1_000_003 + epoch)).shuffle(Array.from({ length: n }, (_, i) => i));
+      cachedEpoch = epoch;
+    }
+    out.push(perm[g % n]);
+  }
+  return out;
+}
+
+function validateExamples(examples: TrainExample[], cfg: TrainConfig): void {
+  if (examples.length === 0) {
+    throw new InputError("examples", "expected at least one training example");
+  }
+  examples.forEach((ex, i) => {
+    if (ex.prompt.length === 0) throw new InputError("examples", `example ${i}: empty prompt`);
+    if (ex.chosen.length === 0) {
+      throw new InputError("examples", `example ${i}: empty chosen response`);
+    }
+    if (cfg.stage !== "sft") {
+      const pool = ex.rejected ?? [];
+      if (pool.length < cfg.numNegatives) {
+        throw new InputError(
+          "examples",
+          `example ${i}: has ${pool.length} rejected responses, stage "${cfg.stage}" needs numNegatives=${cfg.numNegatives}`,
+        );
+      }
+      pool.forEach((r, j) => {
+        if (r.length === 0) {
+          throw new InputError("examples", `example ${i}: rejected response ${j} is empty`);
+        }
+      });
+    }
+  });
+}
+
+/** Summed log-probs of each pair's response under the model; no gradient. */
+export function scorePairs(
+  model: LlamaModel,
+  pairs: SequencePair[],
+  opts: {
+    adapters?: boolean;
+    microBatchSize?: number;
+    padId?: number;
+    maxLength?: number;
+    average?: boolean;
+  } = {},
+): Float32Array {
+  const out = new Float32Array(pairs.length);
+  const mb = opts.microBatchSize ?? 16;
+  for (let s = 0; s < pairs.length; s += mb) {
+    const batch = padPairs(pairs.slice(s, s + mb), {
+      padId: opts.padId,
+      maxLength: opts.maxLength || undefined,
+    });
+    const lp = tf.tidy(() =>
+      sequenceLogProbs(model.forward(batch.ids, { adapters: opts.adapters }), batch.labels, {
+        average: opts.average,
+      })
+    );
+    out.set(lp.dataSync() as Float32Array, s);
+    lp.dispose();
+    disposeBatch(batch);
+  }
+  return out;
+}
+
+interface CheckpointState {
+  format_version: number;
+  step: number;
+  seed: number;
+  stage: Stage;
+  optimizer_step: number;
+  variables: string[];
+  checksums: Record<string, string>;
+  config: TrainConfig;
+}
+
+function ckptName(step: number): string {
+  return `step-${String(step).padStart(7, "0")}`;
+}
+
+async function saveCheckpoint(
+  dir: string,
+  step: number,
+  cfg: TrainConfig,
+  vars: tf.Variable[],
+  opt: AdamW,
+): Promise<string> {
+  const root = `${dir}/checkpoints`;
+  await ensureDir(root);
+  const final = `${root}/${ckptName(step)}`;
+  const tmp = `${final}.tmp-${Deno.pid}`;
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await ensureDir(tmp);
+  const weights: Record<string, TensorRecord> = {};
+  for (const v of vars) {
+    weights[variableKey(v)] = {
+      dtype: "F32",
+      shape: [...v.shape],
+      data: v.dataSync() as Float32Array,
+    };
+  }
+  const st = opt.getState();
+  const optimizer: Record<string, TensorRecord> = {};
+  for (const v of vars) {
+    optimizer[`m/${variableKey(v)}`] = { dtype: "F32", shape: [...v.shape], data: st.m[v.name] };
+    optimizer[`v/${variableKey(v)}`] = { dtype: "F32", shape: [...v.shape], data: st.v[v.name] };
+  }
+  await writeSafetensors(`${tmp}/weights.safetensors`, weights);
+  await writeSafetensors(`${tmp}/optimizer.safetensors`, optimizer);
+  const checksums: Record<string, string> = {};
+  for (const f of ["weights.safetensors", "optimizer.safetensors"]) {
+    checksums[f] = await sha256Hex(await Deno.readFile(`${tmp}/${f}`));
+  }
+  const state: CheckpointState = {
+    format_version: CHECKPOINT_FORMAT,
+    step,
+    seed: cfg.seed,
+    stage: cfg.stage,
+    optimizer_step: st.step,
+    variables: vars.map(variableKey),
+    checksums,
+    config: cfg,
+  };
+  await writeJsonAtomic(`${tmp}/trainer_state.json`, state);
+  await Deno.remove(final, { recursive: true }).catch(() => {});
+  await Deno.rename(tmp, final);
+  // Keep the newest keepCheckpoints.
+  const all = await listCheckpoints(dir);
+  for (const old of all.slice(0, Math.max(all.length - cfg.keepCheckpoints, 0))) {
+    await Deno.remove(`${root}/${old}`, { recursive: true }).catch(() => {});
+  }
+  return final;
+}
+
+async function listCheckpoints(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${dir}/checkpoints`)) {
+      if (e.isDirectory && /^step-\d{7}$/.test(e.name)) names.push(e.name);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return names.sort();
+}
+
+/** Load a checkpoint folder's state after verifying its checksums. */
+async function readCheckpoint(path: string): Promise<{
+  state: CheckpointState;
+  weights: Awaited<ReturnType<typeof readSafetensors>>;
+  optimizer: Awaited<ReturnType<typeof readSafetensors>>;
+}> {
+  let state: CheckpointState;
+  try {
+    state = JSON.parse(await Deno.readTextFile(`${path}/trainer_state.json`));
+  } catch (e) {
+    throw new CheckpointError(`${path}/trainer_state.json: unreadable (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+  if (state.format_version !== CHECKPOINT_FORMAT) {
+    throw new CheckpointError(
+      `${path}: checkpoint format ${state.format_version}, this version reads ${CHECKPOINT_FORMAT}`,
+    );
+  }
+  for (const [f, sum] of Object.entries(state.checksums)) {
+    const got = await sha256Hex(await Deno.readFile(`${path}/${f}`));
+    if (got !== sum) {
+      throw new CheckpointError(`${path}/${f}: checksum mismatch (file corrupt or truncated)`);
+    }
+  }
+  return {
+    state,
+    weights: await readSafetensors(`${path}/weights.safetensors`),
+    optimizer: await readSafetensors(`${path}/optimizer.safetensors`),
+  };
+}
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const m = Math.floor(seconds / 60);
+  const s = Math.round(seconds % 60);
+  return m > 0 ? `${m}m${String(s).padStart(2, "0")}s` : `${s}s`;
+}
+
+/**
+ * Train the model's trainable variables on `examples` with the given stage.
+ * Returns the logged metrics. With `outDir`, appends them to `outDir/metrics.jsonl` and
+ * writes checkpoints; with `resume`, continues from the newest valid one.
+ */
+export async function train(
+  model: LlamaModel,
+  examples: TrainExample[],
+  config: Partial<TrainConfig> & Pick<TrainConfig, "stage">,
+  opts: TrainOptions = {},
+): Promise<TrainResult> {
+  const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...config };
+  validateTrainConfig(cfg);
+  validateExamples(examples, cfg);
+  const vars = model.trainableVariables();
+  if (vars.length === 0) {
+    throw new InputError(
+      "model",
+      "has no trainable variables: call addLora() or makeFullyTrainable() first",
+    );
+  }
+  if (cfg.stage !== "sft" && !model.hasLora()) {
+    throw new InputError(
+      "model",
+      `stage "${cfg.stage}" needs LoRA adapters (the reference is the model with adapters disabled)`,
+    );
+  }
+  const started = performance.now();
+  const opt = new AdamW(vars, { beta1: cfg.beta1, beta2: cfg.beta2, weightDecay: cfg.weightDecay });
+  const schedule = cosineSchedule({
+    peakLr: cfg.lr,
+    warmupSteps: Math.min(cfg.warmupSteps, cfg.steps),
+    totalSteps: cfg.steps,
+    minLrRatio: cfg.minLrRatio,
+  });
+  const history: MetricsRow[] = [];
+  const metricsPath = opts.outDir ? `${opts.outDir}/metrics.jsonl` : undefined;
+  let step = 0;
+  let resumedFrom = 0;
+  const log = (msg: string) => {
+    if (opts.progress !== false) console.error(msg);
+  };
+
+  if (opts.outDir) await ensureDir(opts.outDir);
+  if (opts.outDir && opts.resume) {
+    const names = await listCheckpoints(opts.outDir);
+    for (const name of names.reverse()) {
+      const path = `${opts.outDir}/checkpoints/${name}`;
+      try {
+        const ck = await readCheckpoint(path);
+        const byName = new Map(vars.map((v) => [variableKey(v), v]));
+        for (const name of ck.state.variables) {
+          const v = byName.get(name);
+          const t = ck.weights.tensors[name];
+          if (!v || !t) {
+            throw new CheckpointError(`${path}: variable "${name}" does not match the model`);
+          }
+          v.assign(tf.tensor(t.data as Float32Array, t.shape));
+        }
+        const m: Record<string, Float32Array> = {};
+        const vv: Record<string, Float32Array> = {};
+        for (const v of vars) {
+          const mt = ck.optimizer.tensors[`m/${variableKey(v)}`];
+          const vt = ck.optimizer.tensors[`v/${variableKey(v)}`];
+          if (!mt || !vt) {
+            throw new CheckpointError(`${path}: no optimizer state for "${variableKey(v)}"`);
+          }
+          m[v.name] = mt.data as Float32Array;
+          vv[v.name] = vt.data as Float32Array;
+        }
+        opt.setState({ step: ck.state.optimizer_step, m, v: vv });
+        step = resumedFrom = ck.state.step;
+        log(`[train] resumed from ${path} (step ${step})`);
+        break;
+      } catch (e) {
+        log(`[train] checkpoint ${path} unusable, trying an older one: ${(e as Error).message}`);
+      }
+    }
+    // Drop metrics logged after the checkpoint, so the file matches an uninterrupted run.
+    if (metricsPath) {
+      try {
+        const lines = (await Deno.readTextFile(metricsPath)).split("\n").filter((l) => l.trim());
+        const kept = lines.filter((l) => JSON.parse(l).step <= step);
+        await writeFileAtomic(metricsPath, kept.map((l) => l + "\n").join(""));
+        history.push(...kept.map((l) => JSON.parse(l)));
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  } else if (metricsPath) {
+    await writeFileAtomic(metricsPath, "");
+  }
+
+  const refCache = new Map<number, Float32Array>();
+  const k = cfg.stage === "sft" ? 0 : cfg.numNegatives;
+  const rowsPerExample = 1 + k;
+  const examplesPerMicro = Math.max(1, Math.floor(cfg.microBatchSize / rowsPerExample));
+  const isTty = opts.progress !== false && Deno.stderr.isTerminal();
+  const label = opts.label ?? cfg.stage;
+  let windowTokens = 0;
+  let windowStart = performance.now();
+  const acc: Record<string, number> = {};
+  let accSteps = 0;
+
+  try {
+    while (step < cfg.steps) {
+      const stepRng = new Rng(mix(cfg.seed, step));
+      const idx = batchIndices(examples.length, cfg.batchSize, step, cfg.seed);
+      // Choose responses: [chosen, rejected draws] per example.
+      const chosenNeg: number[][] = idx.map((i) => {
+        if (k === 0) return [];
+        const pool = examples[i].rejected!;
+        return pool.length === k ? pool.map((_, j) => j) : stepRng.sample(pool.map((_, j) => j), k);
+      });
+      const lr = schedule(step);
+      const stepMetrics: Record<string, number> = {};
+      let gradSums: tf.NamedTensorMap | undefined;
+      let tokens = 0;
+      for (let s = 0; s < idx.length; s += examplesPerMicro) {
+        const mIdx = idx.slice(s, s + examplesPerMicro);
+        const mNeg = chosenNeg.slice(s, s + examplesPerMicro);
+        const weight = mIdx.length / idx.length;
+        const pairs: SequencePair[] = [];
+        mIdx.forEach((i, j) => {
+          pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
+          for (const r of mNeg[j]) {
+            pairs.push({ prompt: examples[i].prompt, response: examples[i].rejected![r] });
+          }
+        });
+        const batch = padPairs(pairs, { padId: cfg.padId, maxLength: cfg.maxLength || undefined });
+        tokens += batch.numTokens;
+        let ref: tf.Tensor2D | undefined;
+        if (k > 0) ref = referenceLogps(model, examples, mIdx, mNeg, cfg, refCache);
+        const kept: Record<string, tf.Scalar> = {};
+        const dropoutRng = new Rng(mix(cfg.seed ^ 0x51ed, step * 1000 + s));
+        const { value, grads } = tf.variableGrads(() => {
+          const logits = model.forward(batch.ids, { training: true, rng: dropoutRng });
+          let out: LossOutput;
+          if (k === 0) out = sftLoss(logits, batch.labels);
+          else {
+            const b = mIdx.length;
+            const lp = sequenceLogProbs(logits, batch.labels).reshape([
+              b,
+              rowsPerExample,
+            ]) as tf.Tensor2D;
+            const inputs: PreferenceInputs = {
+              policyChosen: lp.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
+              policyRejected: lp.slice([0, 1], [b, k]) as tf.Tensor2D,
+              referenceChosen: ref!.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
+              referenceRejected: ref!.slice([0, 1], [b, k]) as tf.Tensor2D,
+            };
+            if (cfg.stage === "dmpo-released") {
+              const avg = sequenceLogProbs(logits, batch.labels, { average: true }).reshape([
+                b,
+                rowsPerExample,
+              ]);
+              inputs.chosenNllMean = tf.neg(avg.slice([0, 0], [b, 1]).reshape([b])) as tf.Tensor1D;
+            }
+            out = LOSSES[cfg.stage as Exclude<Stage, "sft">](inputs, {
+              beta: cfg.beta,
+              gamma: cfg.gamma,
+            });
+          }
+          for (const [name, t] of Object.entries(out.metrics)) kept[name] = tf.keep(t);
+          return tf.mul(out.loss, weight) as tf.Scalar;
+        }, vars);
+        const lossValue = (await value.data())[0] / weight;
+        value.dispose();
+        ref?.dispose();
+        disposeBatch(batch);
+        for (const [name, t] of Object.entries(kept)) {
+          stepMetrics[name] = (stepMetrics[name] ?? 0) + (await t.data())[0] * weight;
+          t.dispose();
+        }
+        if (!Number.isFinite(lossValue)) {
+          tf.dispose(grads);
+          if (gradSums) tf.dispose(gradSums);
+          const ckpts = opts.outDir ? await listCheckpoints(opts.outDir) : [];
+          throw new NonFiniteError(
+            step + 1,
+            `loss is ${lossValue}; stopped. Last good checkpoint: ${
+              ckpts.length ? `${opts.outDir}/checkpoints/${ckpts.at(-1)}` : "none"
+            }`,
+          );
+        }
+        stepMetrics._loss = (stepMetrics._loss ?? 0) + lossValue * weight;
+        if (!gradSums) gradSums = grads;
+        else {
+          const prev: tf.NamedTensorMap = gradSums;
+          gradSums = tf.tidy(() => {
+            const o: tf.NamedTensorMap = {};
+            for (const key of Object.keys(prev)) o[key] = tf.add(prev[key], grads[key]);
+            return o;
+          });
+          tf.dispose(prev);
+          tf.dispose(grads);
+        }
+      }
+      let gradNorm: number;
+      if (cfg.maxGradNorm > 0) {
+        const clipped = clipGradsByGlobalNorm(gradSums!, cfg.maxGradNorm);
+        gradNorm = clipped.norm;
+        tf.dispose(gradSums!);
+        gradSums = clipped.grads as tf.NamedTensorMap;
+      } else {
+        gradNorm = tf.tidy(() =>
+          Math.sqrt(
+            Object.values(gradSums!).reduce((a, g) => a + tf.sum(tf.square(g)).dataSync()[0], 0),
+          )
+        );
+      }
+      if (!Number.isFinite(gradNorm)) {
+        tf.dispose(gradSums!);
+        throw new NonFiniteError(
+          step + 1,
+          `gradient norm is ${gradNorm}; stopped before updating weights`,
+        );
+      }
+      opt.step(gradSums!, lr);
+      tf.dispose(gradSums!);
+      step++;
+
+      stepMetrics.loss = stepMetrics._loss;
+      delete stepMetrics._loss;
+      stepMetrics.lr = lr;
+      stepMetrics.grad_norm = gradNorm;
+      stepMetrics.tokens = tokens;
+      for (const [key, v] of Object.entries(stepMetrics)) acc[key] = (acc[key] ?? 0) + v;
+      accSteps++;
+      windowTokens += tokens;
+
+      if (step % cfg.logEvery === 0 || step === cfg.steps) {
+        const now = performance.now();
+        const row: MetricsRow = { step };
+        for (const [key, v] of Object.entries(acc)) row[key] = key === "tokens" ? v : v / accSteps;
+        row.tokens_per_sec = windowTokens / ((now - windowStart) / 1000);
+        row.elapsed_sec = (now - started) / 1000;
+        for (const key of Object.keys(acc)) delete acc[key];
+        accSteps = 0;
+        windowTokens = 0;
+        windowStart = now;
+        history.push(row);
+        if (metricsPath) await appendJsonLine(metricsPath, row);
+        opts.onLog?.(row);
+        const eta = (row.elapsed_sec / Math.max(step - resumedFrom, 1)) * (cfg.steps - step);
+        const acc1 = row["rewards/accuracies"];
+        const line = `[${label}] step ${step}/${cfg.steps} loss ${row.loss.toFixed(4)}` +
+          (acc1 !== undefined ? ` acc ${acc1.toFixed(2)}` : "") +
+          ` ${Math.round(row.tokens_per_sec)} tok/s ETA ${formatEta(eta)}`;
+        if (isTty) {
+          const width = 24;
+          const filled = Math.round((step / cfg.steps) * width);
+          const bar = "█".repeat(filled) + "░".repeat(width - filled);
+          Deno.stderr.writeSync(
+            new TextEncoder().encode(`\r${bar} ${line}   ${step === cfg.steps ? "\n" : ""}`),
+          );
+        } else log(line);
+      }
+      if (opts.stopAfterStep !== undefined && step >= opts.stopAfterStep) {
+        return { history, step, resumedFrom, seconds: (performance.now() - started) / 1000 };
+      }
+      if (
+        opts.outDir &&
+        (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
+      ) {
+        await saveCheckpoint(opts.outDir, step, cfg, vars, opt);
+      }
+    }
+  } finally {
+    opt.dispose();
+  }
+  return { history, step, resumedFrom, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Reference log-probs [b, 1+K] for a micro-batch, live or from the per-example cache. */
+function referenceLogps(
+  model: LlamaModel,
+  examples: TrainExample[],
+  idx: number[],
+  neg: number[][],
+  cfg: TrainConfig,
+  cache: Map<number, Float32Array>,
+): tf.Tensor2D {
+  const k = neg[0].length;
+  const out = new Float32Array(idx.length * (1 + k));
+  const score = (pairs: SequencePair[]) =>
+    scorePairs(model, pairs, {
+      adapters: false,
+      microBatchSize: cfg.microBatchSize,
+      padId: cfg.padId,
+      maxLength: cfg.maxLength,
+    });
+  if (cfg.reference === "live") {
+    const pairs: SequencePair[] = [];
+    idx.forEach((i, j) => {
+      pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
+      for (const r of neg[j]) {
+        pairs.push({ prompt: examples[i].prompt, response: examples[i].rejected![r] });
+      }
+    });
+    out.set(score(pairs));
+  } else {
+    const missing = [...new Set(idx.filter((i) => !cache.has(i)))];
+    if (missing.length) {
+      // Score chosen + the whole pool of each new example once.
+      const pairs: SequencePair[] = [];
+      for (const i of missing) {
+        pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
+        for (const r of examples[i].rejected!) {
+          pairs.push({ prompt: examples[i].prompt, response: r });
+        }
+      }
+      const scores = score(pairs);
+      let o = 0;
+      for (const i of missing) {
+        const n = 1 + examples[i].rejected!.length;
+        cache.set(i, scores.slice(o, o + n));
+        o += n;
+      }
+    }
+    idx.forEach((i, j) => {
+      const c = cache.get(i)!;
+      out[j * (1 + k)] = c[0];
+      neg[j].forEach((r, q) => (out[j * (1 + k) + 1 + q] = c[1 + r]));
+    });
+  }
+  return tf.tensor2d(out, [idx.length, 1 + k]);
+}

@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../src/backend.ts";
+import { LlamaModel, PRESETS } from "../src/model.ts";
+import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
+import { batchIndices, type MetricsRow, train, type TrainExample } from "../src/train.ts";
+import { ConfigError, NonFiniteError } from "../src/errors.ts";
+
+await initBackend("wasm", { quiet: true });
+
+const CFG = { ...PRESETS["llama-nano"], vocab_size: 48 };
+const LORA = { ...DEFAULT_LORA_CONFIG, r: 4, lora_alpha: 8, lora_dropout: 0, seed: 1 };
+const BOS = 1, EOS = 2;
+
+/** Toy task: prompt [BOS, 3, a] → response [20 + a % 8, EOS]; the pool holds the 7 wrong answers. */
+function toyExamples(): TrainExample[] {
+  const out: TrainExample[] = [];
+  for (let a = 4; a < 20; a++) {
+    const answer = 20 + (a % 8);
+    const wrong = [20, 21, 22, 23, 24, 25, 26, 27].filter((x) => x !== answer);
+    out.push({ prompt: [BOS, 3, a], chosen: [answer, EOS], rejected: wrong.map((w) => [w, EOS]) });
+  }
+  return out;
+}
+
+function snapshot(model: LlamaModel): Float32Array[] {
+  return model.trainableVariables().map((v) => v.dataSync().slice() as Float32Array);
+}
+
+Deno.test("train() SFT lowers the loss, then S-DPO raises rewards/accuracies to ~1", async () => {
+  // A random frozen LM head cannot express confident answers, so the base is trained fully
+  // first (as the kit's base-model stage does), then LoRA-SFT, then S-DPO on a fresh LoRA.
+  const model = LlamaModel.random(CFG, 0);
+  const ex = toyExamples();
+  model.makeFullyTrainable();
+  const base = await train(model, ex, {
+    stage: "sft",
+    steps: 40,
+    batchSize: 8,
+    lr: 1e-2,
+    warmupSteps: 5,
+    logEvery: 10,
+  }, {
+    progress: false,
+  });
+  model.freeze();
+  const first = base.history[0].loss, last = base.history.at(-1)!.loss;
+  assert.ok(last < first * 0.5, `full SFT loss ${first} → ${last}`);
+  model.addLora(LORA);
+  const sft = await train(model, ex, {
+    stage: "sft",
+    steps: 20,
+    batchSize: 8,
+    lr: 1e-2,
+    warmupSteps: 2,
+    logEvery: 10,
+  }, {
+    progress: false,
+  });
+  assert.ok(sft.history.at(-1)!.loss <= last * 1.1, `LoRA SFT loss ${sft.history.at(-1)!.loss}`);
+  model.mergeAndUnloadLora();
+  model.addLora({ ...LORA, seed: 2 });
+  const pref = await train(model, ex, {
+    stage: "sdpo",
+    steps: 80,
+    batchSize: 8,
+    numNegatives: 3,
+    beta: 1,
+    lr: 1e-2,
+    warmupSteps: 2,
+    logEvery: 10,
+  }, { progress: false });
+  const acc = pref.history.at(-1)!["rewards/accuracies"];
+  assert.ok(pref.history[0]["rewards/accuracies"] < acc, "accuracies rise");
+  assert.ok(acc >= 0.9, `final rewards/accuracies ${acc}`);
+  assert.ok(pref.history.at(-1)!["rewards/margins"] > 0);
+  model.dispose();
+});
+
+Deno.test("train() first preference step has loss ln 2 (DPO) and ln(1+K) (S-DPO) when policy = reference", async () => {
+  for (
+    const [stage, k, expected] of [["dpo", 1, Math.log(2)], ["sdpo", 3, Math.log(4)], [
+      "dmpo-paper",
+      4,
+      Math.log(2),
+    ]] as const
+  ) {
+    const model = LlamaModel.random(CFG, 3);
+    model.addLora(LORA);
+    const res = await train(model, toyExamples(), {
+      stage,
+      steps: 1,
+      batchSize: 4,
+      numNegatives: k,
+      beta: 0.5,
+      logEvery: 1,
+    }, { progress: false });
+    assert.ok(
+      Math.abs(res.history[0].loss - expected) < 1e-5,
+      `${stage}: ${res.history[0].loss} vs ${expected}`,
+    );
+    assert.equal(res.history[0]["rewards/chosen"], 0);
+    model.dispose();
+  }
+});
+
+Deno.test("train() keeps tf.memory().numTensors flat across steps", async () => {
+  const model = LlamaModel.random(CFG, 4);
+  model.addLora({ ...LORA, lora_dropout: 0.1 });
+  const before = tf.memory().numTensors;
+  const counts: number[] = [];
+  for (const stage of ["sft", "sdpo", "dmpo-released"] as const) {
+    counts.length = 0;
+    await train(model, toyExamples(), {
+      stage,
+      steps: 5,
+      batchSize: 4,
+      microBatchSize: 8,
+      numNegatives: 2,
+      beta: 1,
+      logEvery: 1,
+      reference: "live",
+    }, { progress: false, onLog: () => counts.push(tf.memory().numTensors) });
+    assert.equal(new Set(counts).size, 1, `${stage}: tensors per step ${counts}`);
+    assert.equal(tf.memory().numTensors, before, `${stage}: tensors after train()`);
+  }
+  model.dispose();
+});
+
+Deno.test("train() with the same seed gives the same loss trajectory; another seed does not", async () => {
+  const run = async (seed: number) => {
+    const model = LlamaModel.random(CFG, 5);
+    model.addLora({ ...LORA, lora_dropout: 0.1 });
+    const r = await train(model, toyExamples(), {
+      stage: "sft",
+      steps: 6,
+      batchSize: 4,
+      logEvery: 1,
+      seed,
+    }, {
+      progress: false,
+    });
+    model.dispose();
+    return r.history.map((h: MetricsRow) => h.loss);
+  };
+  const a = await run(7), b = await run(7), c = await run(8);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+});
+
+Deno.test("train() resumed after an interrupted run reaches the same final weights", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg = {
+    stage: "sdpo" as const,
+    steps: 6,
+    batchSize: 4,
+    microBatchSize: 4,
+    numNegatives: 2,
+    beta: 1,
+    logEvery: 1,
+    checkpointEvery: 2,
+  };
+  const fresh = () => {
+    const m = LlamaModel.random(CFG, 6);
+    m.addLora({ ...LORA, lora_dropout: 0.1 });
+    return m;
+  };
+  const a = fresh();
+  const full = await train(a, toyExamples(), cfg, { outDir: `${dir}/a`, progress: false });
+  const b = fresh();
+  await train(b, toyExamples(), cfg, { outDir: `${dir}/b`, progress: false, stopAfterStep: 3 });
+  b.dispose();
+  const c = fresh(); // a new process: fresh weights, then resume
+  const resumed = await train(c, toyExamples(), cfg, {
+    outDir: `${dir}/b`,
+    resume: true,
+    progress: false,
+  });
+  assert.equal(resumed.resumedFrom, 2);
+  assert.deepEqual(snapshot(c), snapshot(a));
+  assert.deepEqual(resumed.history.map((h) => h.loss), full.history.map((h) => h.loss));
+  const lines = (await Deno.readTextFile(`${dir}/b/metrics.jsonl`)).trim().split("\n");
+  assert.equal(lines.length, 6);
+  // A corrupt newest checkpoint is detected and an older one is used instead.
+  const ck = `${dir}/a/checkpoints`;
+  const names = [...Deno.readDirSync(ck)].map((e) => e.name).sort();
+  assert.deepEqual(names, ["step-0000004", "step-0000006"]);
+  await Deno.writeFile(`${ck}/step-0000006/weights.safetensors`, new Uint8Array([1, 2, 3]));
+  const d = fresh();
+  const again = await train(d, toyExamples(), cfg, {
+    outDir: `${dir}/a`,
+    resume: true,
+    progress: false,
+  });
+  assert.equal(again.resumedFrom, 4);
+  assert.deepEqual(snapshot(d), snapshot(a));
+  for (const m of [a, c, d]) m.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train() stops with NonFiniteError naming the step on a NaN loss", async () => {
+  const model = LlamaModel.random(CFG, 8);
+  model.addLora(LORA);
+  const v = model.trainableVariables()[1];
+  v.assign(tf.fill(v.shape, NaN));
+  await assert.rejects(
+    () =>
+      train(model, toyExamples(), { stage: "sft", steps: 3, batchSize: 4 }, { progress: false }),
+    (e: unknown) =>
+      e instanceof NonFiniteError && /step 1/.test(e.message) && /checkpoint/.test(e.message),
+  );
+  model.dispose();
+});
+
+Deno.test("train() rejects bad configs naming the field", async () => {
+  const model = LlamaModel.random(CFG, 9);
+  model.addLora(LORA);
+  const ex = toyExamples();
+  await assert.rejects(
+    () => train(model, ex, { stage: "nope" as "sft" }),
+    (e: unknown) => e instanceof ConfigError && /stage/.test(e.message) && /sdpo/.test(e.message),
+  );
+  await assert.rejects(() => train(model, ex, { stage: "sdpo", numNegatives: 3 }), /beta/);
+  await assert.rejects(() => train(model, ex, { stage: "sft", lr: -1 }), /lr/);
+  await assert.rejects(
+    () => train(model, ex, { stage: "sdpo", beta: 1, numNegatives: 9 }),
+    /needs numNegatives=9/,
+  );
+  model.dispose();
+});
+
+Deno.test("batchIndices() visits every example once per epoch, in a seeded order", () => {
+  const seen = [0, 1, 2].flatMap((s) => batchIndices(12, 4, s, 3));
+  assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i));
+  assert.deepEqual(batchIndices(12, 4, 1, 3), batchIndices(12, 4, 1, 3));
+  assert.notDeepEqual(batchIndices(12, 12, 0, 3), batchIndices(12, 12, 0, 4));
+});
