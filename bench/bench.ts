@@ -1,0 +1,202 @@
+/**
+ * `deno task bench`: training-speed benchmark, one JSON line per workload and backend.
+ *
+ * Workloads (named as `../shared/bench/torch_step.py` names them, same default config):
+ * - `fwd_logp`: forward pass + summed response log-probs of batch × seq tokens (no gradient);
+ * - `sft_step`: one LoRA SFT step (forward, backward, AdamW) on batch × seq tokens;
+ * - `sdpo_step`: one LoRA S-DPO step with K rejected responses per prompt: batch × (1+K)
+ *   sequences, reference log-probs computed live with adapters disabled (included in the
+ *   time, not in the token count, as in the PyTorch script).
+ * Each sequence is a prompt of seq/2 random tokens plus a response of the rest.
+ *
+ * Flags: --vocab --dim --layers --heads --ffn --seq --batch (the PyTorch script's), --rank,
+ * --alpha, --n-rejected, --iters, --warmup, --backend (repeatable / comma list; default: every
+ * available backend), --workloads, --micro-batch, --out (results folder).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { initBackend, tf } from "../src/backend.ts";
+import { LlamaModel } from "../src/model.ts";
+import { scorePairs, train, type TrainExample } from "../src/train.ts";
+import { Rng } from "../src/rng.ts";
+import { appendJsonLine, ensureDir } from "../src/io.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    vocab: { type: "string", default: "4096" },
+    dim: { type: "string", default: "256" },
+    layers: { type: "string", default: "4" },
+    heads: { type: "string", default: "4" },
+    ffn: { type: "string", default: "688" },
+    seq: { type: "string", default: "128" },
+    batch: { type: "string", default: "8" },
+    rank: { type: "string", default: "8" },
+    alpha: { type: "string", default: "16" },
+    "n-rejected": { type: "string", default: "3" },
+    iters: { type: "string", default: "5" },
+    warmup: { type: "string", default: "2" },
+    backend: { type: "string", default: "wasm" },
+    workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
+    "micro-batch": { type: "string", default: "16" },
+    out: { type: "string", default: "results/bench" },
+    help: { type: "boolean", default: false },
+  },
+});
+
+if (flags.help) {
+  console.log(
+    "deno task bench [--vocab 4096 --dim 256 --layers 4 --heads 4 --ffn 688 --seq 128 --batch 8]\n" +
+      "  [--rank 8 --alpha 16 --n-rejected 3 --iters 5 --warmup 2 --micro-batch 16]\n" +
+      "  [--backend wasm,cpu] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]",
+  );
+  Deno.exit(0);
+}
+
+function int(name: keyof typeof flags): number {
+  const v = Number(flags[name]);
+  if (!Number.isInteger(v) || v <= 0) {
+    console.error(`--${name}: expected a positive integer, got "${flags[name]}"`);
+    Deno.exit(2);
+  }
+  return v;
+}
+
+const cfg = {
+  vocab: int("vocab"),
+  dim: int("dim"),
+  layers: int("layers"),
+  heads: int("heads"),
+  ffn: int("ffn"),
+  seq: int("seq"),
+  batch: int("batch"),
+  rank: int("rank"),
+  alpha: Number(flags.alpha),
+  k: int("n-rejected"),
+};
+const iters = int("iters");
+const warmup = Number(flags.warmup);
+const micro = int("micro-batch");
+const workloads = flags.workloads!.split(",");
+
+function peakRss(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
+    if (m) return Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  return Deno.memoryUsage().rss;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function makeModel(): LlamaModel {
+  const model = LlamaModel.random({
+    vocab_size: cfg.vocab,
+    hidden_size: cfg.dim,
+    intermediate_size: cfg.ffn,
+    num_hidden_layers: cfg.layers,
+    num_attention_heads: cfg.heads,
+    num_key_value_heads: cfg.heads,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-5,
+    tie_word_embeddings: false,
+    max_position_embeddings: Math.max(cfg.seq, 128),
+  }, 0);
+  model.addLora({
+    r: cfg.rank,
+    lora_alpha: cfg.alpha,
+    lora_dropout: 0,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    seed: 0,
+  });
+  return model;
+}
+
+function examples(): TrainExample[] {
+  const rng = new Rng(0);
+  const promptLen = Math.floor(cfg.seq / 2);
+  const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
+  return Array.from({ length: cfg.batch }, () => ({
+    prompt: toks(promptLen),
+    chosen: toks(cfg.seq - promptLen),
+    rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
+  }));
+}
+
+async function timeTrain(stage: "sft" | "sdpo", model: LlamaModel, ex: TrainExample[]): Promise<number[]> {
+  const times: number[] = [];
+  let last = performance.now();
+  await train(model, ex, {
+    stage,
+    steps: warmup + iters,
+    batchSize: cfg.batch,
+    microBatchSize: micro,
+    numNegatives: cfg.k,
+    beta: 1,
+    lr: 1e-3,
+    warmupSteps: 0,
+    logEvery: 1,
+    reference: "live",
+  }, {
+    progress: false,
+    onLog: () => {
+      const now = performance.now();
+      times.push((now - last) / 1000);
+      last = now;
+    },
+  });
+  return times.slice(warmup);
+}
+
+const backends = flags.backend!.split(",");
+await ensureDir(flags.out!);
+for (const backend of backends) {
+  const info = await initBackend(backend);
+  const ex = examples();
+  for (const workload of workloads) {
+    const model = makeModel();
+    let times: number[] = [];
+    let tokens = 0;
+    if (workload === "fwd_logp") {
+      const pairs = ex.map((e) => ({ prompt: e.prompt, response: e.chosen }));
+      for (let i = 0; i < warmup + iters; i++) {
+        const t0 = performance.now();
+        scorePairs(model, pairs, { microBatchSize: micro });
+        if (i >= warmup) times.push((performance.now() - t0) / 1000);
+      }
+      tokens = cfg.batch * cfg.seq;
+    } else if (workload === "sft_step") {
+      times = await timeTrain("sft", model, ex);
+      tokens = cfg.batch * cfg.seq;
+    } else if (workload === "sdpo_step") {
+      times = await timeTrain("sdpo", model, ex);
+      tokens = cfg.batch * (1 + cfg.k) * cfg.seq;
+    } else {
+      console.error(`--workloads: unknown workload "${workload}"; allowed: fwd_logp, sft_step, sdpo_step`);
+      Deno.exit(2);
+    }
+    model.dispose();
+    const sec = median(times);
+    const row = {
+      workload,
+      backend: info.backend,
+      tokens_per_sec: tokens / sec,
+      sec_per_iter_median: sec,
+      sec_per_iter_min: Math.min(...times),
+      iters: times.length,
+      threads: info.threads,
+      simd: info.simd,
+      peak_rss_bytes: peakRss(),
+      tensors_after: tf.memory().numTensors,
+      config: cfg,
+      micro_batch: micro,
+      date: new Date().toISOString(),
+    };
+    console.log(JSON.stringify(row));
+    await appendJsonLine(`${flags.out}/bench.jsonl`, row);
+  }
+}

@@ -1,0 +1,465 @@
+/**
+ * Optimisation pieces for LoRA training: {@link AdamW} with exportable state, a warmup + cosine
+ * learning-rate schedule, global-norm gradient clipping, and gradient accumulation over
+ * micro-batches.
+ *
+ * AdamW follows Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019), in
+ * the form of PyTorch's `torch.optim.AdamW` (per step t, parameter p, gradient g):
+ *
+ * ```
+ * p ← p · (1 − lr·wd)                       decoupled weight decay
+ * m ← β1·m + (1 − β1)·g                     first moment
+ * v ← β2·v + (1 − β2)·g²                    second moment
+ * p ← p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
+ * ```
+ *
+ * tfjs's `tf.train.adam` has no decoupled decay and hides its state, hence this file.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { CheckpointError, ConfigError, InputError } from "./errors.ts";
+
+/** Hyper-parameters of {@link AdamW} (the learning rate is given to each `step`). */
+export interface AdamWConfig {
+  /** β1, decay of the first-moment average. */
+  beta1: number;
+  /** β2, decay of the second-moment average. */
+  beta2: number;
+  /** ε added to the denominator. */
+  eps: number;
+  /** Decoupled weight decay coefficient (0 = plain Adam). */
+  weightDecay: number;
+}
+
+/** PyTorch's `AdamW` defaults: betas (0.9, 0.999), eps 1e-8, weight_decay 0.01. */
+export const DEFAULT_ADAMW_CONFIG: Readonly<AdamWConfig> = {
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0.01,
+};
+
+/** Optimizer state as plain arrays, for checkpoints. Keys are variable names. */
+export interface AdamWState {
+  /** Steps taken so far (t of the last update). */
+  step: number;
+  /** First moments, row-major, per variable. */
+  m: Record<string, Float32Array>;
+  /** Second moments, row-major, per variable. */
+  v: Record<string, Float32Array>;
+}
+
+/** Gradients keyed by variable name (as `tf.variableGrads` returns) or by index in the var list. */
+export type GradMap = Record<string | number, tf.Tensor>;
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * AdamW over a fixed list of `tf.Variable`s (PyTorch semantics; see the module doc). Moments are
+ * kept in non-trainable variables; {@link AdamW.dispose} frees them.
+ *
+ * @example Usage
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { AdamW } from "./optim.ts";
+ * const w = tf.variable(tf.tensor1d([1, 2]), true, "w");
+ * const opt = new AdamW([w], { weightDecay: 0.1 });
+ * const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(w)) as tf.Scalar, [w]);
+ * opt.step(grads, 1e-3);
+ * tf.dispose([value, grads]);
+ * opt.dispose();
+ * w.dispose();
+ * ```
+ */
+export class AdamW {
+  /** The hyper-parameters in use. */
+  readonly config: Readonly<AdamWConfig>;
+  private readonly vars: tf.Variable[];
+  private readonly m: tf.Variable[];
+  private readonly v: tf.Variable[];
+  private t = 0;
+  private disposed = false;
+
+  /**
+   * @param vars Variables to optimise; names must be unique (they key grads and state).
+   * @param config Overrides of {@link DEFAULT_ADAMW_CONFIG}.
+   * @throws {ConfigError} On β outside [0, 1), negative ε or weight decay.
+   * @throws {InputError} On duplicate variable names or non-float32 variables.
+   */
+  constructor(vars: readonly tf.Variable[], config: Partial<AdamWConfig> = {}) {
+    const c = { ...DEFAULT_ADAMW_CONFIG, ...config };
+    for (const k of ["beta1", "beta2"] as const) {
+      if (!(c[k] >= 0 && c[k] < 1)) throw new ConfigError(k, `must be in [0, 1), got ${c[k]}`);
+    }
+    for (const k of ["eps", "weightDecay"] as const) {
+      if (!(c[k] >= 0 && Number.isFinite(c[k]))) {
+        throw new ConfigError(k, `must be finite and >= 0, got ${c[k]}`);
+      }
+    }
+    const seen = new Set<string>();
+    for (const v of vars) {
+      if (seen.has(v.name)) throw new InputError("vars", `duplicate variable name "${v.name}"`);
+      if (v.dtype !== "float32") {
+        throw new InputError("vars", `variable "${v.name}" is ${v.dtype}, expected float32`);
+      }
+      seen.add(v.name);
+    }
+    this.config = Object.freeze(c);
+    this.vars = [...vars];
+    // tidy frees the zerosLike temporaries; the variables (which share their data) survive.
+    this.m = this.vars.map((v) => tf.tidy(() => tf.variable(tf.zerosLike(v), false)));
+    this.v = this.vars.map((v) => tf.tidy(() => tf.variable(tf.zerosLike(v), false)));
+  }
+
+  /** Number of steps taken (restored by {@link AdamW.setState}). */
+  get stepCount(): number {
+    return this.t;
+  }
+
+  /** The optimised variables, in order. */
+  get variables(): readonly tf.Variable[] {
+    return this.vars;
+  }
+
+  private check(): void {
+    if (this.disposed) throw new InputError("this", "AdamW used after dispose()");
+  }
+
+  private resolveGrads(grads: GradMap): tf.Tensor[] {
+    const used = new Set<string>();
+    const out = this.vars.map((p, i) => {
+      const key = Object.hasOwn(grads, p.name)
+        ? p.name
+        : Object.hasOwn(grads, String(i))
+        ? String(i)
+        : undefined;
+      if (key === undefined) {
+        throw new InputError("grads", `no gradient for variable "${p.name}" (index ${i})`);
+      }
+      used.add(key);
+      const g = grads[key];
+      if (!sameShape(g.shape, p.shape)) {
+        throw new InputError(
+          `grads["${key}"]`,
+          `shape [${g.shape}] does not match variable "${p.name}" [${p.shape}]`,
+        );
+      }
+      return g;
+    });
+    for (const key of Object.keys(grads)) {
+      if (!used.has(key)) {
+        throw new InputError("grads", `gradient "${key}" matches no optimised variable`);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * One AdamW update of every variable. The gradients are not disposed.
+   *
+   * @param grads One gradient per variable, keyed by variable name (or index), same shapes.
+   * @param lr Learning rate for this step (e.g. from {@link cosineSchedule}).
+   * @throws {InputError} On a missing, extra or mis-shaped gradient, or a bad `lr`; nothing is
+   *   updated then.
+   */
+  step(grads: GradMap | tf.NamedTensorMap, lr: number): void {
+    this.check();
+    if (!(lr >= 0 && Number.isFinite(lr))) {
+      throw new InputError("lr", `must be finite and >= 0, got ${lr}`);
+    }
+    const gs = this.resolveGrads(grads);
+    const { beta1, beta2, eps, weightDecay } = this.config;
+    const t = this.t + 1;
+    const stepSize = lr / (1 - beta1 ** t);
+    const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+    const decay = 1 - lr * weightDecay;
+    tf.tidy(() => {
+      this.vars.forEach((p, i) => {
+        const g = gs[i].dtype === "float32" ? gs[i] : tf.cast(gs[i], "float32");
+        const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[i], beta2), tf.mul(tf.square(g), 1 - beta2));
+        const decayed = weightDecay !== 0 ? tf.mul(p, decay) : p;
+        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+        this.m[i].assign(m);
+        this.v[i].assign(v);
+      });
+    });
+    this.t = t;
+  }
+
+  /**
+   * Export the state (copies) for a checkpoint.
+   *
+   * @returns Step count and per-variable moments.
+   */
+  getState(): AdamWState {
+    this.check();
+    const m: Record<string, Float32Array> = {};
+    const v: Record<string, Float32Array> = {};
+    this.vars.forEach((p, i) => {
+      m[p.name] = new Float32Array(this.m[i].dataSync() as Float32Array);
+      v[p.name] = new Float32Array(this.v[i].dataSync() as Float32Array);
+    });
+    return { step: this.t, m, v };
+  }
+
+  /**
+   * Restore a state from {@link AdamW.getState} (variables matched by name).
+   *
+   * @param state The saved state.
+   * @throws {CheckpointError} If a variable's moments are missing or of the wrong length, or the
+   *   step is not a non-negative integer; nothing is changed then.
+   */
+  setState(state: AdamWState): void {
+    this.check();
+    if (!Number.isSafeInteger(state.step) || state.step < 0) {
+      throw new CheckpointError(
+        `optimizer state: step must be a non-negative integer, got ${state.step}`,
+      );
+    }
+    for (const p of this.vars) {
+      for (const k of ["m", "v"] as const) {
+        const a = state[k]?.[p.name];
+        if (!(a instanceof Float32Array) || a.length !== p.size) {
+          throw new CheckpointError(
+            `optimizer state: ${k}["${p.name}"] expected ${p.size} floats (shape [${p.shape}]), got ` +
+              (a instanceof Float32Array ? `${a.length}` : String(a)),
+          );
+        }
+      }
+    }
+    tf.tidy(() => {
+      this.vars.forEach((p, i) => {
+        this.m[i].assign(tf.tensor(state.m[p.name], p.shape, "float32"));
+        this.v[i].assign(tf.tensor(state.v[p.name], p.shape, "float32"));
+      });
+    });
+    this.t = state.step;
+  }
+
+  /** Free the moment variables (not the optimised variables). */
+  dispose(): void {
+    if (this.disposed) return;
+    tf.dispose([...this.m, ...this.v]);
+    this.disposed = true;
+  }
+}
+
+/** Configuration of {@link cosineSchedule}. */
+export interface CosineScheduleConfig {
+  /** Learning rate reached at the end of warmup. */
+  peakLr: number;
+  /** Steps of linear warmup from 0 to `peakLr` (0 = start at the peak). */
+  warmupSteps: number;
+  /** Step at which the cosine reaches its floor; later steps stay there. */
+  totalSteps: number;
+  /** Floor as a fraction of `peakLr` (default 0). */
+  minLrRatio?: number;
+}
+
+/**
+ * Linear warmup then cosine decay (as Hugging Face's `cosine_with_min_lr`):
+ * `lr(s) = peak · s / W` for s < W; then with `q = (s − W) / (T − W)` clamped to [0, 1],
+ * `lr(s) = peak · (r + (1 − r) · ½(1 + cos πq))`, where r is `minLrRatio`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cosineSchedule } from "./optim.ts";
+ * const lr = cosineSchedule({ peakLr: 1e-3, warmupSteps: 10, totalSteps: 110 });
+ * assert.equal(lr(0), 0);
+ * assert.equal(lr(10), 1e-3);
+ * ```
+ *
+ * @param cfg Peak, warmup, total steps, floor ratio.
+ * @returns `step → lr`, step counted from 0 (the number of updates already taken).
+ * @throws {ConfigError} On a negative peak, non-integer or negative step counts,
+ *   `totalSteps < warmupSteps`, or a ratio outside [0, 1].
+ */
+export function cosineSchedule(cfg: CosineScheduleConfig): (step: number) => number {
+  const { peakLr, warmupSteps, totalSteps } = cfg;
+  const r = cfg.minLrRatio ?? 0;
+  if (!(peakLr >= 0 && Number.isFinite(peakLr))) {
+    throw new ConfigError("peakLr", `must be finite and >= 0, got ${peakLr}`);
+  }
+  if (!(Number.isSafeInteger(warmupSteps) && warmupSteps >= 0)) {
+    throw new ConfigError("warmupSteps", `must be an integer >= 0, got ${warmupSteps}`);
+  }
+  if (!(Number.isSafeInteger(totalSteps) && totalSteps >= warmupSteps)) {
+    throw new ConfigError(
+      "totalSteps",
+      `must be an integer >= warmupSteps (${warmupSteps}), got ${totalSteps}`,
+    );
+  }
+  if (!(r >= 0 && r <= 1)) throw new ConfigError("minLrRatio", `must be in [0, 1], got ${r}`);
+  return (step: number): number => {
+    if (!(step >= 0 && Number.isFinite(step))) {
+      throw new InputError("step", `must be finite and >= 0, got ${step}`);
+    }
+    if (step < warmupSteps) return (peakLr * step) / warmupSteps;
+    const span = totalSteps - warmupSteps;
+    const q = span === 0 ? 1 : Math.min(1, (step - warmupSteps) / span);
+    return peakLr * (r + (1 - r) * 0.5 * (1 + Math.cos(Math.PI * q)));
+  };
+}
+
+/**
+ * Global L2 norm of a set of gradients, `sqrt(Σ ‖g‖²)`, as a number (one sync read).
+ *
+ * @example Usage
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { globalNorm } from "./optim.ts";
+ * const g = { a: tf.tensor1d([3, 4]) };
+ * globalNorm(g); // 5
+ * tf.dispose(g);
+ * ```
+ *
+ * @param grads Gradients by name.
+ * @returns The norm (0 for no gradients; NaN/inf if any entry is).
+ */
+export function globalNorm(grads: GradMap | tf.NamedTensorMap): number {
+  const list = Object.values(grads);
+  if (list.length === 0) return 0;
+  const sq = tf.tidy(() => tf.addN(list.map((g) => tf.sum(tf.square(tf.cast(g, "float32"))))));
+  const value = sq.dataSync()[0];
+  sq.dispose();
+  return Math.sqrt(value);
+}
+
+/**
+ * Clip gradients by global norm as PyTorch's `clip_grad_norm_`: with `n` the global norm,
+ * every gradient is scaled by `min(1, maxNorm / (n + 1e-6))`.
+ *
+ * @example Usage
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { clipGradsByGlobalNorm } from "./optim.ts";
+ * const g = { a: tf.tensor1d([3, 4]) };
+ * const { grads, norm } = clipGradsByGlobalNorm(g, 1); // norm 5, grads.a ≈ [0.6, 0.8]
+ * tf.dispose([g, grads]);
+ * ```
+ *
+ * @param grads Gradients by name (not disposed).
+ * @param maxNorm Largest allowed global norm (> 0).
+ * @returns New gradient tensors (the caller disposes them) and the norm before clipping. A
+ *   non-finite norm is returned as is; check it before stepping.
+ * @throws {InputError} If `maxNorm` is not a positive finite number.
+ */
+export function clipGradsByGlobalNorm<G extends GradMap | tf.NamedTensorMap>(
+  grads: G,
+  maxNorm: number,
+): { grads: Record<keyof G, tf.Tensor>; norm: number } {
+  if (!(maxNorm > 0 && Number.isFinite(maxNorm))) {
+    throw new InputError("maxNorm", `must be a positive finite number, got ${maxNorm}`);
+  }
+  const norm = globalNorm(grads);
+  const coef = Math.min(1, maxNorm / (norm + 1e-6));
+  const out = tf.tidy(() => {
+    const o: tf.NamedTensorMap = {};
+    for (const [k, g] of Object.entries(grads)) o[k] = coef < 1 ? tf.mul(g, coef) : tf.clone(g);
+    return o;
+  });
+  return { grads: out as Record<keyof G, tf.Tensor>, norm };
+}
+
+/**
+ * Sums gradients over micro-batches and returns their mean. Holds one running-sum tensor per
+ * key (the previous sum is disposed at each {@link GradAccumulator.add}); inputs are not
+ * disposed.
+ *
+ * @example Usage
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { GradAccumulator } from "./optim.ts";
+ * const acc = new GradAccumulator();
+ * const g1 = { w: tf.tensor1d([1, 2]) }, g2 = { w: tf.tensor1d([3, 4]) };
+ * acc.add(g1);
+ * acc.add(g2);
+ * const mean = acc.mean(); // { w: [2, 3] }
+ * tf.dispose([g1, g2, mean]);
+ * acc.dispose();
+ * ```
+ */
+export class GradAccumulator {
+  private sums: tf.NamedTensorMap | undefined;
+  private n = 0;
+
+  /** Micro-batches added since the last reset. */
+  get count(): number {
+    return this.n;
+  }
+
+  /**
+   * Add one micro-batch's gradients.
+   *
+   * @param grads Gradients by name; the same keys and shapes every time.
+   * @throws {InputError} If keys or shapes differ from the first micro-batch.
+   */
+  add(grads: GradMap | tf.NamedTensorMap): void {
+    const sums = this.sums;
+    if (!sums) {
+      this.sums = tf.tidy(() => {
+        const o: tf.NamedTensorMap = {};
+        for (const [k, g] of Object.entries(grads)) o[k] = tf.cast(g, "float32").clone();
+        return o;
+      });
+      this.n = 1;
+      return;
+    }
+    const keys = Object.keys(sums);
+    const given = Object.keys(grads);
+    if (given.length !== keys.length || !keys.every((k) => Object.hasOwn(grads, k))) {
+      throw new InputError("grads", `keys [${given}] differ from the accumulated keys [${keys}]`);
+    }
+    for (const k of keys) {
+      const g = (grads as tf.NamedTensorMap)[k];
+      if (!sameShape(g.shape, sums[k].shape)) {
+        throw new InputError(
+          `grads["${k}"]`,
+          `shape [${g.shape}] differs from the accumulated [${sums[k].shape}]`,
+        );
+      }
+    }
+    this.sums = tf.tidy(() => {
+      const o: tf.NamedTensorMap = {};
+      for (const k of keys) o[k] = tf.add(sums[k], (grads as tf.NamedTensorMap)[k]);
+      return o;
+    });
+    tf.dispose(sums);
+    this.n++;
+  }
+
+  /**
+   * The mean of the gradients added so far, as new tensors the caller disposes. Does not reset.
+   *
+   * @returns Mean gradient by name.
+   * @throws {InputError} If nothing was added.
+   */
+  mean(): tf.NamedTensorMap {
+    const sums = this.sums;
+    if (!sums) throw new InputError("GradAccumulator", "mean() before any add()");
+    const n = this.n;
+    return tf.tidy(() => {
+      const o: tf.NamedTensorMap = {};
+      for (const [k, s] of Object.entries(sums)) o[k] = tf.div(s, n);
+      return o;
+    });
+  }
+
+  /** Drop the accumulated sums (dispose them) and start over. */
+  reset(): void {
+    if (this.sums) tf.dispose(this.sums);
+    this.sums = undefined;
+    this.n = 0;
+  }
+
+  /** Free the held tensors (same as {@link GradAccumulator.reset}). */
+  dispose(): void {
+    this.reset();
+  }
+}
