@@ -10,8 +10,9 @@
  * Each sequence is a prompt of seq/2 random tokens plus a response of the rest.
  *
  * Flags: --vocab --dim --layers --heads --ffn --seq --batch (the PyTorch script's), --rank,
- * --alpha, --n-rejected, --iters, --warmup, --backend (repeatable / comma list; default: every
- * available backend), --workloads, --micro-batch, --out (results folder).
+ * --alpha, --n-rejected, --iters, --warmup, --backend (comma list, or `available` = wasm plus the
+ * native tensorflow backend when installed, or `all` = those plus the slow pure-JS cpu backend;
+ * default `available`), --workloads, --micro-batch, --out (results folder).
  *
  * @module
  */
@@ -37,7 +38,7 @@ const { values: flags } = parseArgs({
     "n-rejected": { type: "string", default: "3" },
     iters: { type: "string", default: "5" },
     warmup: { type: "string", default: "2" },
-    backend: { type: "string", default: "wasm" },
+    backend: { type: "string", default: "available" },
     workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
     "micro-batch": { type: "string", default: "16" },
     out: { type: "string", default: "results/bench" },
@@ -49,7 +50,7 @@ if (flags.help) {
   console.log(
     "deno task bench [--vocab 4096 --dim 256 --layers 4 --heads 4 --ffn 688 --seq 128 --batch 8]\n" +
       "  [--rank 8 --alpha 16 --n-rejected 3 --iters 5 --warmup 2 --micro-batch 16]\n" +
-      "  [--backend wasm,cpu] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]",
+      "  [--backend available|all|wasm,cpu,tensorflow] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]",
   );
   Deno.exit(0);
 }
@@ -127,7 +128,11 @@ function examples(): TrainExample[] {
   }));
 }
 
-async function timeTrain(stage: "sft" | "sdpo", model: LlamaModel, ex: TrainExample[]): Promise<number[]> {
+async function timeTrain(
+  stage: "sft" | "sdpo",
+  model: LlamaModel,
+  ex: TrainExample[],
+): Promise<number[]> {
   const times: number[] = [];
   let last = performance.now();
   await train(model, ex, {
@@ -152,7 +157,24 @@ async function timeTrain(stage: "sft" | "sdpo", model: LlamaModel, ex: TrainExam
   return times.slice(warmup);
 }
 
-const backends = flags.backend!.split(",");
+async function nativeInstalled(): Promise<boolean> {
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      await Deno.stat(`node_modules/${pkg}`);
+      return true;
+    } catch { /* not installed */ }
+  }
+  return false;
+}
+
+const requested = flags.backend!;
+const backends = requested === "available" || requested === "all"
+  ? [
+    "wasm",
+    ...(await nativeInstalled() ? ["tensorflow"] : []),
+    ...(requested === "all" ? ["cpu"] : []),
+  ]
+  : requested.split(",");
 await ensureDir(flags.out!);
 for (const backend of backends) {
   const info = await initBackend(backend);
@@ -176,7 +198,9 @@ for (const backend of backends) {
       times = await timeTrain("sdpo", model, ex);
       tokens = cfg.batch * (1 + cfg.k) * cfg.seq;
     } else {
-      console.error(`--workloads: unknown workload "${workload}"; allowed: fwd_logp, sft_step, sdpo_step`);
+      console.error(
+        `--workloads: unknown workload "${workload}"; allowed: fwd_logp, sft_step, sdpo_step`,
+      );
       Deno.exit(2);
     }
     model.dispose();
