@@ -128,3 +128,18 @@ export {
   sdpoPrompt,
   type SdpoSample,
 } from "./src/data/mod.ts";
+export {
+  configFromHf,
+  configToHf,
+  estimateModelBytes,
+  loadPretrained,
+  type LoadPretrainedOptions,
+  type Pretrained,
+  saveModel,
+  SUPPORTED_ARCHITECTURES,
+} from "./src/checkpoint.ts";
+export { loadAdapter, peftKey, readAdapterConfig, saveAdapter } from "./src/adapter.ts";
+export { HfTokenizer } from "./src/tokenizer_hf.ts";
+export { toSdpoMultiNegJsonl, toTrlJsonl } from "./src/export.ts";
+export { run as runSdpoExperiment, type SdpoRunConfig } from "./src/experiments/sdpo.ts";
+export { type DmpoRunConfig, run as runDmpoExperiment } from "./src/experiments/dmpo.ts";

