@@ -1,0 +1,293 @@
+/**
+ * DMPO on the synthetic world: pairwise prompts ("rank the two movies A and B"), responses
+ * are rankings. Base LM = stage 0 (shared with the S-DPO experiment); SFT = a LoRA adapter
+ * trained on the chosen rankings, merged; then arms, each a fresh LoRA adapter for the same
+ * number of steps: SFT-cont, SFT+DMPO as in the paper (K=3 and K=1), SFT+DMPO as released
+ * (K=3), and DMPO-only (the preference stage on the base LM, no SFT). Metric: AUC from the
+ * summed log-probs of the correct vs the reversed ranking on the test pairs (DMPO's notebook
+ * form, {@link aucReleased}, and the paired form, {@link aucPaired}).
+ *
+ * @module
+ */
+import { tf } from "../backend.ts";
+import type { LlamaModel } from "../model.ts";
+import { scorePairs, train, type TrainExample } from "../train.ts";
+import type { WordTokenizer } from "../tokenizer.ts";
+import {
+  type DmpoSample,
+  dmpoSamples,
+  historyBayesScores,
+  oracleScores,
+  popularityScores,
+  type ReferenceScorer,
+  type World,
+} from "../data/world.ts";
+import { worldDmpoPrompt } from "../data/world_text.ts";
+import { aucPaired, aucReleased } from "../eval/metrics.ts";
+import {
+  baseSnapshot,
+  disposeSnapshot,
+  encodePrompt,
+  encodeResponse,
+  fromSnapshot,
+  loraConfig,
+  type Scale,
+  SCALE_PRESETS,
+  type ScaleName,
+  since,
+  snapshot,
+  subset,
+} from "./common.ts";
+import { sdpoData, trainArm } from "./sdpo.ts";
+
+/** Config of {@link run}. */
+export interface DmpoRunConfig {
+  /** Scale preset name. */
+  scale: ScaleName;
+  /** Seeds. */
+  seeds: number[];
+  /** Print progress (default true). */
+  progress?: boolean;
+}
+
+/** Per-method numbers of one seed. */
+export interface DmpoMethodResult {
+  /** AUC as DMPO's notebook computes it (one coin flip per pair, seed 42). */
+  auc_released: number;
+  /** Paired AUC: fraction of pairs whose correct ranking outscores the reversed one. */
+  auc_paired: number;
+  /** Per test pair: 1 / 0.5 / 0 (correct ranking scores higher / tie / lower). */
+  pair_correct: number[];
+  /** Per test pair: summed log-prob of the correct ranking. */
+  chosen_logp: number[];
+  /** Per test pair: summed log-prob of the reversed ranking. */
+  rejected_logp: number[];
+  /** Training seconds of this arm (SFT: its LoRA stage; Base: stage 0). */
+  train_seconds: number;
+  /** Evaluation seconds. */
+  eval_seconds: number;
+  /** Last logged training loss. */
+  final_loss: number | null;
+}
+
+/** One seed's results. */
+export interface DmpoSeedResult {
+  /** Seed. */
+  seed: number;
+  /** Method → numbers. */
+  methods: Record<string, DmpoMethodResult>;
+  /** Seconds of the seed. */
+  seconds: number;
+}
+
+/** What {@link run} returns. */
+export interface DmpoResult {
+  /** "dmpo". */
+  paper: "dmpo";
+  /** Scale preset. */
+  scale: Scale;
+  /** Everything else that defines the run. */
+  config: Record<string, unknown>;
+  /** Seeds. */
+  seeds: number[];
+  /** Test pairs. */
+  num_test: number;
+  /** Reference rows (AUC of true / history-Bayes / popularity scores of the two items). */
+  references: Record<string, { auc_released: number; auc_paired: number }>;
+  /** Per seed. */
+  per_seed: DmpoSeedResult[];
+  /** Seconds of the run. */
+  seconds: number;
+}
+
+/** The methods, in table order. */
+export const DMPO_METHODS = [
+  "Base LM",
+  "SFT",
+  "SFT-cont",
+  "SFT+DMPO K=3",
+  "SFT+DMPO K=1",
+  "SFT+DMPO-released K=3",
+  "DMPO-only K=3",
+] as const;
+
+/** Encode a DMPO sample; `k` rejected rankings (k ≤ the sample's negatives). */
+export function dmpoExample(tok: WordTokenizer, s: DmpoSample, world: World, k: number) {
+  const t = worldDmpoPrompt(s, world.domains[s.domain]);
+  return {
+    prompt: encodePrompt(tok, t.prompt),
+    chosen: encodeResponse(tok, t.chosen),
+    rejected: t.rejected.slice(0, k).map((r) => encodeResponse(tok, r)),
+  };
+}
+
+/** Evaluate a model on the test pairs. */
+export function evaluateDmpo(
+  model: LlamaModel,
+  tok: WordTokenizer,
+  world: World,
+  test: DmpoSample[],
+): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
+  const t0 = performance.now();
+  const ex = test.map((s) => dmpoExample(tok, s, world, 1));
+  const scores = scorePairs(
+    model,
+    ex.flatMap((e) => [
+      { prompt: e.prompt, response: e.chosen },
+      { prompt: e.prompt, response: e.rejected[0] },
+    ]),
+    { microBatchSize: 32 },
+  );
+  const chosen = ex.map((_, i) => scores[2 * i]);
+  const rejected = ex.map((_, i) => scores[2 * i + 1]);
+  return {
+    auc_released: aucReleased(chosen, rejected),
+    auc_paired: aucPaired(chosen, rejected),
+    pair_correct: chosen.map((c, i) => (c > rejected[i] ? 1 : c === rejected[i] ? 0.5 : 0)),
+    chosen_logp: chosen.map((x) => Math.round(x * 1e4) / 1e4),
+    rejected_logp: rejected.map((x) => Math.round(x * 1e4) / 1e4),
+    eval_seconds: since(t0),
+  };
+}
+
+/** AUC of a reference scorer's scores of the positive vs the prompt's negative. */
+export function dmpoReferenceRows(
+  world: World,
+  test: DmpoSample[],
+): Record<string, { auc_released: number; auc_paired: number }> {
+  const row = (f: ReferenceScorer) => {
+    const sc = test.map((s) => f(world, s, [s.positiveId, s.negativeIds[0]]));
+    const c = sc.map((x) => x[0]), r = sc.map((x) => x[1]);
+    return { auc_released: aucReleased(c, r), auc_paired: aucPaired(c, r) };
+  };
+  return {
+    Oracle: row(oracleScores),
+    "History-Bayes": row(historyBayesScores),
+    Popularity: row(popularityScores),
+    Random: { auc_released: 0.5, auc_paired: 0.5 },
+  };
+}
+
+/** Run the DMPO experiment. */
+export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
+  const t0 = performance.now();
+  const scale = SCALE_PRESETS[cfg.scale];
+  const progress = cfg.progress !== false;
+  const log = (m: string) => progress && console.error(m);
+  // The S-DPO data supply the world, the tokenizer and stage 0's training prompts.
+  const sd = sdpoData(scale);
+  const { world, tok, config } = sd;
+  const trainSamples = subset(dmpoSamples(world, "train", { numNegatives: 3 }), scale.dmpoTrain, 5);
+  const test = subset(dmpoSamples(world, "test", { numNegatives: 1 }), scale.dmpoTest, 13);
+  const train3: TrainExample[] = trainSamples.map((s) => dmpoExample(tok, s, world, 3));
+  const train1: TrainExample[] = trainSamples.map((s) => dmpoExample(tok, s, world, 1));
+  log(`[dmpo] ${trainSamples.length} train prompts (3 negatives), ${test.length} test pairs`);
+  const references = dmpoReferenceRows(world, test);
+  const perSeed: DmpoSeedResult[] = [];
+  for (const seed of cfg.seeds) {
+    const ts = performance.now();
+    const methods: Record<string, DmpoMethodResult> = {};
+    const base = await baseSnapshot(config, sd.trainExamples, scale, seed, {
+      label: `stage0/SFT s${seed}`,
+      progress,
+    });
+    const evalSnap = (snap: Map<string, tf.Tensor>) => {
+      const m = fromSnapshot(config, snap);
+      try {
+        return evaluateDmpo(m, tok, world, test);
+      } finally {
+        m.dispose();
+      }
+    };
+    methods["Base LM"] = {
+      ...evalSnap(base.snap),
+      train_seconds: base.reused ? 0 : base.seconds,
+      final_loss: base.finalLoss,
+    };
+    // SFT: LoRA on the chosen rankings, merged.
+    log(`[dmpo] seed ${seed}: SFT (LoRA, ${scale.dmpoSftSteps} steps, merged)`);
+    const tsft = performance.now();
+    const sftModel = fromSnapshot(config, base.snap);
+    sftModel.addLora(loraConfig(200 + seed));
+    const r = await train(sftModel, train1, {
+      stage: "sft",
+      steps: scale.dmpoSftSteps,
+      batchSize: scale.batchSize,
+      microBatchSize: scale.batchSize,
+      lr: 3e-3,
+      warmupSteps: Math.min(10, Math.floor(scale.dmpoSftSteps / 5)),
+      seed,
+      logEvery: Math.max(1, Math.floor(scale.dmpoSftSteps / 4)),
+    }, { label: `dmpo/SFT s${seed}`, progress });
+    sftModel.mergeAndUnloadLora();
+    const sft = snapshot(sftModel);
+    sftModel.dispose();
+    methods.SFT = {
+      ...evalSnap(sft),
+      train_seconds: since(tsft),
+      final_loss: r.history.at(-1)?.loss ?? null,
+    };
+    log(`[dmpo] seed ${seed}: SFT AUC ${methods.SFT.auc_released.toFixed(3)}`);
+    const arms: {
+      name: string;
+      from: Map<string, tf.Tensor>;
+      stage: "sft" | "dmpo-paper" | "dmpo-released";
+      k: number;
+      beta?: number;
+    }[] = [
+      { name: "SFT-cont", from: sft, stage: "sft", k: 0 },
+      { name: "SFT+DMPO K=3", from: sft, stage: "dmpo-paper", k: 3, beta: 1 },
+      { name: "SFT+DMPO K=1", from: sft, stage: "dmpo-paper", k: 1, beta: 1 },
+      { name: "SFT+DMPO-released K=3", from: sft, stage: "dmpo-released", k: 3, beta: 0.1 },
+      { name: "DMPO-only K=3", from: base.snap, stage: "dmpo-paper", k: 3, beta: 1 },
+    ];
+    try {
+      for (const arm of arms) {
+        const { model, seconds, finalLoss } = await trainArm(
+          config,
+          arm.from,
+          arm.k === 1 ? train1 : train3,
+          arm,
+          scale,
+          scale.dmpoPrefSteps,
+          seed,
+          progress,
+        );
+        methods[arm.name] = {
+          ...evaluateDmpo(model, tok, world, test),
+          train_seconds: seconds,
+          final_loss: finalLoss,
+        };
+        model.dispose();
+        log(`[dmpo] seed ${seed}: ${arm.name} AUC ${methods[arm.name].auc_released.toFixed(3)}`);
+      }
+    } finally {
+      disposeSnapshot(sft);
+    }
+    perSeed.push({ seed, methods, seconds: since(ts) });
+    log(`[dmpo] seed ${seed} done in ${since(ts)} s (tensors ${tf.memory().numTensors})`);
+  }
+  return {
+    paper: "dmpo",
+    scale,
+    config: {
+      world: world.config,
+      model: config,
+      lora: loraConfig(0),
+      base: "stage 0 = full fine-tuning of a random LM on the S-DPO train prompts (shared " +
+        "with the S-DPO experiment); the Base LM row",
+      sft: "LoRA SFT on the chosen rankings, merged; the reference of the SFT+ arms",
+      dmpo_only: "DMPO (paper form, K=3) on the base LM, whose frozen weights are its reference",
+      beta: { "dmpo-paper": 1, "dmpo-released": 0.1 },
+      gamma_released: 1,
+      negatives: "DMPO K=3: the prompt's negative plus 2 popularity-drawn items outside the " +
+        "prompt; K=1: the prompt's negative only",
+      auc: "from summed log-probs of the correct vs the reversed ranking of the prompt's pair",
+    },
+    seeds: cfg.seeds,
+    num_test: test.length,
+    references,
+    per_seed: perSeed,
+    seconds: since(t0),
+  };
+}
