@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { ConfigError } from "./errors.ts";
+import { enableBlas } from "./blas.ts";
 
 /** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"] as const;
@@ -30,6 +31,8 @@ export interface BackendInfo {
   tfjsVersion: string;
   /** Why this backend was chosen, in words. */
   reason: string;
+  /** Native BLAS used for matMul ("off" or why not, when not). */
+  blas: string;
 }
 
 let current: BackendInfo | undefined;
@@ -63,7 +66,7 @@ async function tryNative(): Promise<string | undefined> {
  */
 export async function initBackend(
   name?: string,
-  opts: { quiet?: boolean } = {},
+  opts: { quiet?: boolean; blas?: boolean } = {},
 ): Promise<BackendInfo> {
   const requested = (name ?? envBackend() ?? "auto") as BackendName;
   if (!BACKENDS.includes(requested)) {
@@ -109,16 +112,23 @@ export async function initBackend(
   const mt = chosen === "wasm"
     ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"))
     : false;
+  let blas = "off (not the wasm backend)";
+  if (chosen === "wasm") {
+    const st = opts.blas === false ? { enabled: false, reason: "disabled" } : enableBlas();
+    blas = st.enabled ? `${st.library} (${st.threads} threads)` : `off: ${st.reason}`;
+  }
   current = {
     backend: tf.getBackend(),
     simd,
     threads: chosen === "wasm" ? (mt ? navigator.hardwareConcurrency : 1) : 1,
     tfjsVersion: tf.version_core,
     reason,
+    blas,
   };
   if (!opts.quiet) {
     console.error(
-      `[recalign] backend: ${current.backend} (${reason}; simd=${current.simd}, threads=${current.threads})`,
+      `[recalign] backend: ${current.backend} (${reason}; simd=${current.simd}, threads=${current.threads}; ` +
+        `matMul BLAS: ${blas})`,
     );
   }
   return current;

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../src/backend.ts";
+import { blasStatus, planBatchMatMul } from "../src/blas.ts";
+import { Rng } from "../src/rng.ts";
+
+const info = await initBackend("wasm", { quiet: true });
+const enabled = blasStatus().enabled;
+
+/** Brute-force batched matmul with broadcasting of a size-1 batch, float64. */
+function naive(
+  a: Float32Array,
+  aShape: number[],
+  b: Float32Array,
+  bShape: number[],
+  ta: boolean,
+  tb: boolean,
+): Float64Array {
+  const p = planBatchMatMul(aShape, bShape, ta, tb)!;
+  const out = new Float64Array(p.batch * p.m * p.n);
+  for (let s = 0; s < p.batch; s++) {
+    const ao = (p.aBatch === 1 ? 0 : s) * p.m * p.k, bo = (p.bBatch === 1 ? 0 : s) * p.k * p.n;
+    for (let i = 0; i < p.m; i++) {
+      for (let j = 0; j < p.n; j++) {
+        let acc = 0;
+        for (let q = 0; q < p.k; q++) {
+          const av = ta ? a[ao + q * p.m + i] : a[ao + i * p.k + q];
+          const bv = tb ? b[bo + j * p.k + q] : b[bo + q * p.n + j];
+          acc += av * bv;
+        }
+        out[s * p.m * p.n + i * p.n + j] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+Deno.test({
+  name: `matMul through native BLAS equals a brute-force loop (${
+    enabled ? info.blas : "BLAS not available: " + info.blas
+  })`,
+  ignore: !enabled,
+  fn() {
+    const rng = new Rng(1);
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[5, 7], [7, 3], false, false],
+      [[7, 5], [7, 3], true, false],
+      [[5, 7], [3, 7], false, true],
+      [[7, 5], [3, 7], true, true],
+      [[2, 3, 5, 7], [2, 3, 7, 4], false, false],
+      [[2, 3, 5, 7], [2, 3, 4, 7], false, true],
+      [[4, 5, 7], [1, 7, 3], false, false],
+      [[1, 5, 7], [4, 7, 3], false, false],
+      [[3, 0, 4], [3, 4, 2], false, false],
+    ];
+    for (const [as, bs, ta, tb] of cases) {
+      const av = Float32Array.from({ length: as.reduce((x, y) => x * y, 1) }, () => rng.normal());
+      const bv = Float32Array.from({ length: bs.reduce((x, y) => x * y, 1) }, () => rng.normal());
+      const got = tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb).dataSync());
+      const want = naive(av, as, bv, bs, ta, tb);
+      assert.equal(got.length, want.length, `${as} x ${bs}`);
+      for (let i = 0; i < want.length; i++) {
+        assert.ok(
+          Math.abs(got[i] - want[i]) < 1e-4,
+          `${as} x ${bs} (${ta},${tb}) [${i}]: ${got[i]} vs ${want[i]}`,
+        );
+      }
+    }
+    // Gradients flow through the replaced kernel (autodiff calls BatchMatMul with transposes).
+    const x = tf.tensor2d([[1, 2], [3, 4]]), w = tf.tensor2d([[0.5, -1], [2, 1]]);
+    const g = tf.grad((v: tf.Tensor) => tf.sum(tf.matMul(v as tf.Tensor2D, w)))(x);
+    assert.deepEqual(Array.from(g.dataSync()), [-0.5, 3, -0.5, 3]);
+    tf.dispose([x, w, g]);
+  },
+});
+
+Deno.test("planBatchMatMul() computes shapes and refuses general broadcasts", () => {
+  assert.deepEqual(planBatchMatMul([2, 3, 5, 7], [2, 3, 7, 4], false, false)?.outShape, [
+    2,
+    3,
+    5,
+    4,
+  ]);
+  assert.deepEqual(planBatchMatMul([7, 5], [3, 7], true, true)?.outShape, [5, 3]);
+  assert.deepEqual(planBatchMatMul([4, 5, 7], [7, 3], false, false)?.outShape, [4, 5, 3]);
+  assert.equal(planBatchMatMul([2, 5, 7], [3, 7, 3], false, false), undefined);
+  assert.equal(planBatchMatMul([5, 7], [6, 3], false, false), undefined);
+});
