@@ -213,28 +213,9 @@ function applyRope(
   return tf.add(tf.mul(x, cos), tf.mul(rotate(x), sin)) as tf.Tensor4D;
 }
 
-/** Token embedding lookup; gradient (full fine-tuning only) by a scatter-add on the host. */
+/** Token embedding lookup; trainable tables get the host scatter-add gradient of {@link selectRows}. */
 function embedLookup(ids: tf.Tensor1D, table: tf.Tensor2D, trainable: boolean): tf.Tensor2D {
-  if (!trainable) return tf.gather(table, ids);
-  const f = customOp(([t], save) => {
-    save([ids]); // tensors a gradient needs must be saved: the forward's tidy frees the rest
-    return {
-      value: tf.gather(t as tf.Tensor2D, ids),
-      gradFunc: (dy, saved) => {
-        // wasm has no gradient for gather (UnsortedSegmentSum): add rows on the host.
-        const [v, h] = table.shape;
-        const g = new Float32Array(v * h);
-        const dyv = dy.dataSync() as Float32Array;
-        const idv = saved[0].dataSync();
-        for (let n = 0; n < idv.length; n++) {
-          const row = idv[n] * h;
-          for (let j = 0; j < h; j++) g[row + j] += dyv[n * h + j];
-        }
-        return tf.tensor2d(g, [v, h]);
-      },
-    };
-  });
-  return f(table) as tf.Tensor2D;
+  return trainable ? selectRows(table, ids) : tf.gather(table, ids);
 }
 
 /** Per-layer key/value cache: k, v are [B, nkv, S, D]. */
@@ -258,6 +239,34 @@ export interface ForwardOptions extends LinearCallOptions {
   positions?: tf.Tensor2D;
   /** KV cache to read and extend (generation). Caller disposes with {@link disposeCache}. */
   cache?: KVCache;
+  /**
+   * Compute logits only at these flattened positions (indices into B·T, int32), returned as
+   * [R, Tr, V] with `selectShape` = [R, Tr]. Skips the LM head at every other position — the
+   * prompt and padding, which no loss reads.
+   */
+  select?: { index: tf.Tensor1D; shape: [number, number] };
+}
+
+/** Rows `index` of x [N, H] → [M, H]; gradient by a scatter-add on the host (wasm has none for gather). */
+export function selectRows(x: tf.Tensor2D, index: tf.Tensor1D): tf.Tensor2D {
+  const f = customOp(([xi], save) => {
+    save([index]);
+    return {
+      value: tf.gather(xi, index),
+      gradFunc: (dy, saved) => {
+        const [n, h] = x.shape;
+        const g = new Float32Array(n * h);
+        const dyv = dy.dataSync() as Float32Array;
+        const idv = saved[0].dataSync();
+        for (let m = 0; m < idv.length; m++) {
+          const row = idv[m] * h;
+          for (let j = 0; j < h; j++) g[row + j] += dyv[m * h + j];
+        }
+        return tf.tensor2d(g, [n, h]);
+      },
+    };
+  });
+  return f(x) as tf.Tensor2D;
 }
 
 /** One decoder block's parameters. */
@@ -648,7 +657,14 @@ export class LlamaModel {
         const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SwiGLU
         x = tf.add(x, b.down.apply(act, linOpts));
       });
-      const hf = rmsNorm(x, this.norm, c.rms_norm_eps) as tf.Tensor2D;
+      let hf = rmsNorm(x, this.norm, c.rms_norm_eps) as tf.Tensor2D; // [N, H]
+      if (opts.select) {
+        hf = selectRows(hf, opts.select.index);
+        return this.lmHead.apply(hf, linOpts).reshape([
+          ...opts.select.shape,
+          c.vocab_size,
+        ]) as tf.Tensor3D;
+      }
       return this.lmHead.apply(hf, linOpts).reshape([bsz, t, c.vocab_size]) as tf.Tensor3D;
     });
     if (opts.cache) {

@@ -272,9 +272,11 @@ export function scorePairs(
       maxLength: opts.maxLength || undefined,
     });
     const lp = tf.tidy(() =>
-      sequenceLogProbs(model.forward(batch.ids, { adapters: opts.adapters }), batch.labels, {
-        average: opts.average,
-      })
+      sequenceLogProbs(
+        model.forward(batch.ids, { adapters: opts.adapters, select: batch.select }),
+        batch.responseLabels,
+        { average: opts.average },
+      )
     );
     out.set(lp.dataSync() as Float32Array, s);
     lp.dispose();
@@ -539,12 +541,18 @@ export async function train(
         const kept: Record<string, tf.Scalar> = {};
         const dropoutRng = new Rng(mix(cfg.seed ^ 0x51ed, step * 1000 + s));
         const { value, grads } = tf.variableGrads(() => {
-          const logits = model.forward(batch.ids, { training: true, rng: dropoutRng });
+          // Logits at the response positions only: [R, Tr, V].
+          const logits = model.forward(batch.ids, {
+            training: true,
+            rng: dropoutRng,
+            select: batch.select,
+          });
+          const labels = batch.responseLabels;
           let out: LossOutput;
-          if (k === 0) out = sftLoss(logits, batch.labels);
+          if (k === 0) out = sftLoss(logits, labels);
           else {
             const b = mIdx.length;
-            const lp = sequenceLogProbs(logits, batch.labels).reshape([
+            const lp = sequenceLogProbs(logits, labels).reshape([
               b,
               rowsPerExample,
             ]) as tf.Tensor2D;
@@ -555,7 +563,7 @@ export async function train(
               referenceRejected: ref!.slice([0, 1], [b, k]) as tf.Tensor2D,
             };
             if (cfg.stage === "dmpo-released") {
-              const avg = sequenceLogProbs(logits, batch.labels, { average: true }).reshape([
+              const avg = sequenceLogProbs(logits, labels, { average: true }).reshape([
                 b,
                 rowsPerExample,
               ]);

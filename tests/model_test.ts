@@ -5,6 +5,7 @@ import { DEFAULT_LORA_CONFIG, type LoraConfig } from "../src/lora.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
 import { naiveForward } from "./_reference.ts";
+import { disposeBatch, padPairs } from "../src/data/batch.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -260,5 +261,26 @@ Deno.test("LlamaModel rejects bad configs and inputs with named errors", () => {
     (e: unknown) => e instanceof InputError && /row 1/.test(e.message),
   );
   assert.throws(() => model.logits([new Array(600).fill(1)]), /max_position_embeddings/);
+  model.dispose();
+});
+
+Deno.test("forward({ select }) equals the full forward's logits at the selected positions", () => {
+  const model = LlamaModel.random(NANO, 41);
+  const batch = padPairs([{ prompt: [1, 5, 6], response: [7, 8, 2] }, {
+    prompt: [1, 9],
+    response: [2],
+  }]);
+  const full = model.forward(batch.ids);
+  const sel = model.forward(batch.ids, { select: batch.select });
+  assert.deepEqual(sel.shape, [2, 3, NANO.vocab_size]);
+  const f = full.arraySync(), s = sel.arraySync();
+  // Row 0 scores positions 2, 3, 4 (predicting 7, 8, 2); row 1 scores position 1 (predicting 2).
+  for (const [r, q, t] of [[0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 0, 1]]) {
+    const err = Math.max(...s[r][q].map((v, i) => Math.abs(v - f[r][t][i])));
+    assert.ok(err < 1e-5, `row ${r} token ${q}: ${err}`);
+  }
+  assert.deepEqual(Array.from(batch.responseLabels.dataSync()), [7, 8, 2, 2, -100, -100]);
+  for (const t of [full, sel]) t.dispose();
+  disposeBatch(batch);
   model.dispose();
 });

@@ -27,6 +27,14 @@ export interface PaddedBatch {
   attentionMask: tf.Tensor2D;
   /** Number of scored (response) tokens over the batch. */
   numTokens: number;
+  /**
+   * The scored positions only, for `model.forward(ids, { select })`: `index` (int32, into the
+   * flattened R·T positions) of each row's response positions, right-padded to Tr = the
+   * longest response; `labels` [R, Tr] are their targets (−100 on the padding).
+   */
+  select: { index: tf.Tensor1D; shape: [number, number] };
+  /** Labels [R, Tr] matching `select`. */
+  responseLabels: tf.Tensor2D;
 }
 
 /** Options of {@link padPairs}. */
@@ -73,6 +81,9 @@ export function padPairs(pairs: SequencePair[], opts: PadOptions = {}): PaddedBa
   const ids = new Int32Array(rows.length * t).fill(padId);
   const labels = new Int32Array(rows.length * t).fill(IGNORE_INDEX);
   const mask = new Int32Array(rows.length * t);
+  const tr = Math.max(...rows.map((p) => p.response.length));
+  const selIndex = new Int32Array(rows.length * tr);
+  const selLabels = new Int32Array(rows.length * tr).fill(IGNORE_INDEX);
   let numTokens = 0;
   rows.forEach((p, r) => {
     const seq = [...p.prompt, ...p.response];
@@ -81,6 +92,9 @@ export function padPairs(pairs: SequencePair[], opts: PadOptions = {}): PaddedBa
       mask[r * t + j] = 1;
       if (j + 1 >= p.prompt.length) {
         labels[r * t + j] = seq[j + 1];
+        const q = j + 1 - p.prompt.length; // response token q
+        selIndex[r * tr + q] = r * t + j;
+        selLabels[r * tr + q] = seq[j + 1];
         numTokens++;
       }
     }
@@ -90,6 +104,8 @@ export function padPairs(pairs: SequencePair[], opts: PadOptions = {}): PaddedBa
     labels: tf.tensor2d(labels, [rows.length, t], "int32"),
     attentionMask: tf.tensor2d(mask, [rows.length, t], "int32"),
     numTokens,
+    select: { index: tf.tensor1d(selIndex, "int32"), shape: [rows.length, tr] },
+    responseLabels: tf.tensor2d(selLabels, [rows.length, tr], "int32"),
   };
 }
 
@@ -98,6 +114,8 @@ export function disposeBatch(b: PaddedBatch): void {
   b.ids.dispose();
   b.labels.dispose();
   b.attentionMask.dispose();
+  b.select.index.dispose();
+  b.responseLabels.dispose();
 }
 
 /** A preference example: one prompt, its chosen response and K rejected ones (token ids). */
