@@ -143,3 +143,6 @@ export { HfTokenizer } from "./src/tokenizer_hf.ts";
 export { toSdpoMultiNegJsonl, toTrlJsonl } from "./src/export.ts";
 export { run as runSdpoExperiment, type SdpoRunConfig } from "./src/experiments/sdpo.ts";
 export { type DmpoRunConfig, run as runDmpoExperiment } from "./src/experiments/dmpo.ts";
+export { auditPath, formatAuditMarkdown } from "./src/data/audit.ts";
+export { BUILD_DATASETS, buildDataset } from "./src/data/build.ts";
+export { downloadDataset, DownloadError, downloadFile, RAW_DATASETS } from "./src/data/download.ts";

@@ -558,14 +558,16 @@ export function parseJsonRows(text: string, file: string): JsonRows {
       p.ws();
     }
   }
-  // 1-based line/column of every row start, in one pass.
-  let line = 1, lineStart = 0, scan = 0;
+  // 1-based line/column of every row start, in one pass: `next` is the first newline not yet
+  // counted (-1 once there is none), so a file without newlines is not rescanned per row.
+  let line = 1, lineStart = 0;
+  let next = text.indexOf("\n");
   for (const r of rows) {
-    for (let i = text.indexOf("\n", scan); i !== -1 && i < r.start; i = text.indexOf("\n", i + 1)) {
+    while (next !== -1 && next < r.start) {
       line++;
-      lineStart = i + 1;
+      lineStart = next + 1;
+      next = text.indexOf("\n", next + 1);
     }
-    scan = r.start;
     r.line = line;
     r.column = r.start - lineStart + 1;
   }
