@@ -146,3 +146,16 @@ export { type DmpoRunConfig, run as runDmpoExperiment } from "./src/experiments/
 export { auditPath, formatAuditMarkdown } from "./src/data/audit.ts";
 export { BUILD_DATASETS, buildDataset } from "./src/data/build.ts";
 export { downloadDataset, DownloadError, downloadFile, RAW_DATASETS } from "./src/data/download.ts";
+export {
+  type BaselineName,
+  BASELINES,
+  Caser,
+  encodeHistory,
+  evaluateOnSamples,
+  Gru4rec,
+  Popularity,
+  Sasrec,
+  type SequentialRecommender,
+  trainBaseline,
+  trainingExamples,
+} from "./src/baselines/mod.ts";
