@@ -19,7 +19,9 @@ const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
 /** Render a vega-lite spec to an SVG string. */
 export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
-  const compiled = vl.compile({ $schema: SCHEMA, ...spec } as unknown as vl.TopLevelSpec).spec;
+  // vega tags data rows in place (a Symbol key per row): render a copy, never the caller's rows.
+  const copy = structuredClone(spec);
+  const compiled = vl.compile({ $schema: SCHEMA, ...copy } as unknown as vl.TopLevelSpec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none" });
   try {
     return await view.toSVG();
