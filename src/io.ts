@@ -161,3 +161,85 @@ export async function appendJsonLine(path: string, obj: unknown): Promise<void> 
     file.close();
   }
 }
+
+/** A held run lock (see {@link acquireLock}). */
+export interface RunLock {
+  /** The lock file. */
+  path: string;
+  /** Remove the lock (idempotent). */
+  release(): Promise<void>;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+  }
+  // No /proc (macOS) or no permission: ask the OS with signal 0 semantics via SIGCONT-less probe.
+  try {
+    Deno.kill(pid, "SIGURG"); // ignored by default; throws if the process does not exist
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Take `dir/.lock` for this process: refuses (with the other run's pid and start time) while
+ * another live process holds it, and takes over a stale lock left by a dead one, saying so.
+ * Throws `Error` with a readable message; the caller reports it.
+ */
+export async function acquireLock(dir: string, label = "run"): Promise<RunLock> {
+  await ensureDir(dir);
+  const path = `${dir}/.lock`;
+  const me = { pid: Deno.pid, started: new Date().toISOString(), label };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const f = await Deno.open(path, { write: true, createNew: true });
+      await writeAll(f, encoder.encode(JSON.stringify(me)));
+      f.close();
+      let released = false;
+      return {
+        path,
+        release: async () => {
+          if (released) return;
+          released = true;
+          await Deno.remove(path).catch(() => {});
+        },
+      };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      let other: { pid?: number; started?: string; label?: string } = {};
+      try {
+        other = JSON.parse(await Deno.readTextFile(path));
+      } catch { /* unreadable lock: treat as stale */ }
+      if (other.pid !== undefined && other.pid !== Deno.pid && pidAlive(other.pid)) {
+        throw new Error(
+          `${dir} is in use by another ${
+            other.label ?? "run"
+          } (pid ${other.pid}, started ${other.started}); ` +
+            `wait for it to finish or choose another folder`,
+        );
+      }
+      console.error(
+        `[recalign] taking over a stale lock in ${dir} (pid ${other.pid ?? "?"} is gone)`,
+      );
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+  throw new Error(`could not take the lock ${path}`);
+}
+
+/** Check that `dir` exists (creating it) and is writable, by writing and removing a probe file. */
+export async function assertWritableDir(dir: string): Promise<void> {
+  try {
+    await ensureDir(dir);
+    const probe = `${dir}/.write-probe-${Deno.pid}`;
+    await Deno.writeTextFile(probe, "ok");
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new Error(`cannot write to ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}

@@ -21,7 +21,13 @@
  * @module
  */
 import { tf } from "./backend.ts";
-import { CheckpointError, ConfigError, InputError, NonFiniteError } from "./errors.ts";
+import {
+  CheckpointError,
+  ConfigError,
+  InputError,
+  NonFiniteError,
+  RecalignError,
+} from "./errors.ts";
 import {
   LOSSES,
   type LossOutput,
@@ -33,7 +39,16 @@ import { type LlamaModel, variableKey } from "./model.ts";
 import { AdamW, clipGradsByGlobalNorm, cosineSchedule } from "./optim.ts";
 import { Rng } from "./rng.ts";
 import { disposeBatch, padPairs, type SequencePair } from "./data/batch.ts";
-import { appendJsonLine, ensureDir, sha256Hex, writeFileAtomic, writeJsonAtomic } from "./io.ts";
+import {
+  acquireLock,
+  appendJsonLine,
+  assertWritableDir,
+  ensureDir,
+  type RunLock,
+  sha256Hex,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from "./io.ts";
 import { readSafetensors, type TensorRecord, writeSafetensors } from "./safetensors.ts";
 
 /** Training stages. `sft` trains on the chosen response; the others are preference losses. */
@@ -99,6 +114,12 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Checkpoints to keep. */
   keepCheckpoints: number;
+  /**
+   * On a non-finite loss or gradient: `"stop"` (default) raises NonFiniteError naming the step
+   * (and the parameter) and the last good checkpoint; `"skip"` drops that step's update,
+   * counts it in the `skipped_steps` metric and goes on.
+   */
+  onNonFinite: "stop" | "skip";
 }
 
 /** Defaults: a small LoRA run. */
@@ -122,6 +143,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   logEvery: 10,
   checkpointEvery: 0,
   keepCheckpoints: 2,
+  onNonFinite: "stop",
 };
 
 /** Options of {@link train} beyond the hyper-parameters. */
@@ -196,6 +218,9 @@ export function validateTrainConfig(cfg: TrainConfig): void {
     !(cfg.beta !== undefined && cfg.beta > 0)
   ) {
     throw new ConfigError("beta", `stage "${cfg.stage}" needs beta > 0, got ${cfg.beta}`);
+  }
+  if (!["stop", "skip"].includes(cfg.onNonFinite)) {
+    throw new ConfigError("onNonFinite", `should be "stop" or "skip", got "${cfg.onNonFinite}"`);
   }
   if (!["live", "precomputed"].includes(cfg.reference)) {
     throw new ConfigError("reference", `should be "live" or "precomputed", got "${cfg.reference}"`);
@@ -432,6 +457,7 @@ export async function train(
       `stage "${cfg.stage}" needs LoRA adapters (the reference is the model with adapters disabled)`,
     );
   }
+  checkMemory(model, examples, cfg);
   const started = performance.now();
   const opt = new AdamW(vars, { beta1: cfg.beta1, beta2: cfg.beta2, weightDecay: cfg.weightDecay });
   const schedule = cosineSchedule({
@@ -448,7 +474,16 @@ export async function train(
     if (opts.progress !== false) console.error(msg);
   };
 
-  if (opts.outDir) await ensureDir(opts.outDir);
+  let lock: RunLock | undefined;
+  if (opts.outDir) {
+    try {
+      await assertWritableDir(opts.outDir);
+      lock = await acquireLock(opts.outDir, `training run (${cfg.stage})`);
+    } catch (e) {
+      opt.dispose();
+      throw new RecalignError((e as Error).message, { cause: e });
+    }
+  }
   if (opts.outDir && opts.resume) {
     const names = await listCheckpoints(opts.outDir);
     for (const name of names.reverse()) {
@@ -508,6 +543,7 @@ export async function train(
   let windowStart = performance.now();
   const acc: Record<string, number> = {};
   let accSteps = 0;
+  let skippedSteps = 0;
 
   try {
     while (step < cfg.steps) {
@@ -523,6 +559,7 @@ export async function train(
       const stepMetrics: Record<string, number> = {};
       let gradSums: tf.NamedTensorMap | undefined;
       let tokens = 0;
+      let skipped = false;
       for (let s = 0; s < idx.length; s += examplesPerMicro) {
         const mIdx = idx.slice(s, s + examplesPerMicro);
         const mNeg = chosenNeg.slice(s, s + examplesPerMicro);
@@ -588,12 +625,16 @@ export async function train(
         if (!Number.isFinite(lossValue)) {
           tf.dispose(grads);
           if (gradSums) tf.dispose(gradSums);
-          const ckpts = opts.outDir ? await listCheckpoints(opts.outDir) : [];
+          gradSums = undefined;
+          if (cfg.onNonFinite === "skip") {
+            skipped = true;
+            break;
+          }
           throw new NonFiniteError(
             step + 1,
-            `loss is ${lossValue}; stopped. Last good checkpoint: ${
-              ckpts.length ? `${opts.outDir}/checkpoints/${ckpts.at(-1)}` : "none"
-            }`,
+            `loss is ${lossValue}; stopped. Last good checkpoint: ${await lastCheckpoint(
+              opts.outDir,
+            )}`,
           );
         }
         stepMetrics._loss = (stepMetrics._loss ?? 0) + lossValue * weight;
@@ -609,8 +650,10 @@ export async function train(
           tf.dispose(grads);
         }
       }
-      let gradNorm: number;
-      if (cfg.maxGradNorm > 0) {
+      let gradNorm = NaN;
+      if (skipped) {
+        // The step's update is dropped; its metrics are not logged.
+      } else if (cfg.maxGradNorm > 0) {
         const clipped = clipGradsByGlobalNorm(gradSums!, cfg.maxGradNorm);
         gradNorm = clipped.norm;
         tf.dispose(gradSums!);
@@ -622,12 +665,31 @@ export async function train(
           )
         );
       }
-      if (!Number.isFinite(gradNorm)) {
+      if (!skipped && !Number.isFinite(gradNorm)) {
+        const bad = firstNonFinite(gradSums!, vars);
         tf.dispose(gradSums!);
-        throw new NonFiniteError(
-          step + 1,
-          `gradient norm is ${gradNorm}; stopped before updating weights`,
+        if (cfg.onNonFinite === "skip") skipped = true;
+        else {
+          throw new NonFiniteError(
+            step + 1,
+            `gradient of "${bad}" is not finite (norm ${gradNorm}); stopped before updating weights. ` +
+              `Last good checkpoint: ${await lastCheckpoint(opts.outDir)}`,
+          );
+        }
+      }
+      if (skipped) {
+        skippedSteps++;
+        step++;
+        log(
+          `[${label}] step ${step}: non-finite loss or gradient, update skipped (${skippedSteps} so far)`,
         );
+        if (
+          opts.outDir &&
+          (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
+        ) {
+          await saveCheckpoint(opts.outDir, step, cfg, vars, opt);
+        }
+        continue;
       }
       opt.step(gradSums!, lr);
       tf.dispose(gradSums!);
@@ -638,6 +700,7 @@ export async function train(
       stepMetrics.lr = lr;
       stepMetrics.grad_norm = gradNorm;
       stepMetrics.tokens = tokens;
+      stepMetrics.skipped_steps = skippedSteps;
       for (const [key, v] of Object.entries(stepMetrics)) acc[key] = (acc[key] ?? 0) + v;
       accSteps++;
       windowTokens += tokens;
@@ -681,8 +744,72 @@ export async function train(
     }
   } finally {
     opt.dispose();
+    await lock?.release();
   }
   return { history, step, resumedFrom, seconds: (performance.now() - started) / 1000 };
+}
+
+async function lastCheckpoint(outDir?: string): Promise<string> {
+  const ckpts = outDir ? await listCheckpoints(outDir) : [];
+  return ckpts.length ? `${outDir}/checkpoints/${ckpts.at(-1)}` : "none";
+}
+
+/** Key of the first variable whose gradient has a NaN or ±Inf. */
+function firstNonFinite(grads: tf.NamedTensorMap, vars: tf.Variable[]): string {
+  for (const v of vars) {
+    const g = grads[v.name];
+    if (g && !tf.tidy(() => tf.all(tf.isFinite(g)).dataSync()[0])) return variableKey(v);
+  }
+  return "?";
+}
+
+/** Largest heap the wasm backend can address. */
+const WASM_HEAP_BYTES = 4 * 1024 ** 3;
+
+/**
+ * Rough peak bytes of one micro-batch's forward + backward: saved activations per token and
+ * layer (residual, norms, q/k/v, attention scores and probabilities, MLP), twice for the
+ * backward's temporaries, plus the response logits with their softmax and gradient.
+ */
+export function estimateMicroBatchBytes(
+  model: LlamaModel,
+  rows: number,
+  seqLen: number,
+  respLen: number,
+): number {
+  const c = model.config;
+  const h = c.hidden_size, f = c.intermediate_size, nh = c.num_attention_heads;
+  const perTokenLayer = 8 * h + 3 * f + 2 * nh * seqLen;
+  const activations = rows * seqLen * c.num_hidden_layers * perTokenLayer * 4 * 2;
+  const logits = rows * respLen * c.vocab_size * 4 * 3;
+  return activations + logits;
+}
+
+/** Refuse, before the first step, a micro-batch that cannot fit the wasm heap. */
+function checkMemory(model: LlamaModel, examples: TrainExample[], cfg: TrainConfig): void {
+  if (tf.getBackend() !== "wasm") return;
+  const k = cfg.stage === "sft" ? 0 : cfg.numNegatives;
+  let seq = 0, resp = 0;
+  for (const ex of examples) {
+    const responses = [ex.chosen, ...(k ? ex.rejected ?? [] : [])];
+    for (const r of responses) {
+      seq = Math.max(seq, ex.prompt.length + r.length);
+      resp = Math.max(resp, r.length);
+    }
+  }
+  if (cfg.maxLength) seq = Math.min(seq, cfg.maxLength);
+  const rows = Math.max(1, Math.floor(cfg.microBatchSize / (1 + k))) * (1 + k);
+  const need = estimateMicroBatchBytes(model, rows, seq, resp);
+  if (need > WASM_HEAP_BYTES * 0.85) {
+    const gib = (x: number) => (x / 1024 ** 3).toFixed(1);
+    throw new ConfigError(
+      "microBatchSize",
+      `a micro-batch of ${rows} sequences × ${seq} tokens needs about ${gib(need)} GiB, ` +
+        `more than the wasm heap's ${
+          gib(WASM_HEAP_BYTES)
+        } GiB; lower microBatchSize (gradients are accumulated)`,
+    );
+  }
 }
 
 /** Reference log-probs [b, 1+K] for a micro-batch, live or from the per-example cache. */

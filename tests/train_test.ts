@@ -234,3 +234,68 @@ Deno.test("batchIndices() visits every example once per epoch, in a seeded order
   assert.deepEqual(batchIndices(12, 4, 1, 3), batchIndices(12, 4, 1, 3));
   assert.notDeepEqual(batchIndices(12, 12, 0, 3), batchIndices(12, 12, 0, 4));
 });
+
+Deno.test("train() with onNonFinite 'skip' drops bad updates and counts them", async () => {
+  const model = LlamaModel.random(CFG, 8);
+  model.addLora(LORA);
+  const v = model.trainableVariables()[1];
+  v.assign(tf.fill(v.shape, NaN));
+  const res = await train(model, toyExamples(), {
+    stage: "sft",
+    steps: 3,
+    batchSize: 4,
+    logEvery: 1,
+    onNonFinite: "skip",
+  }, { progress: false });
+  assert.equal(res.step, 3);
+  assert.equal(res.history.length, 0, "skipped steps log no metrics");
+  model.dispose();
+});
+
+Deno.test("train() refuses a folder locked by a live run, takes over a stale lock, and checks writability", async () => {
+  const dir = await Deno.makeTempDir();
+  const model = LlamaModel.random(CFG, 9);
+  model.addLora(LORA);
+  const cfg = { stage: "sft" as const, steps: 1, batchSize: 2 };
+  // A live process holds the lock.
+  const sleeper = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  await Deno.writeTextFile(
+    `${dir}/.lock`,
+    JSON.stringify({ pid: sleeper.pid, started: "earlier", label: "other run" }),
+  );
+  await assert.rejects(
+    () => train(model, toyExamples(), cfg, { outDir: dir, progress: false }),
+    (e: unknown) =>
+      e instanceof Error && new RegExp(`pid ${sleeper.pid}`).test(e.message) &&
+      /in use/.test(e.message),
+  );
+  sleeper.kill();
+  await sleeper.status;
+  // Now the holder is dead: its lock is stale and is taken over; the lock is released at the end.
+  const res = await train(model, toyExamples(), cfg, { outDir: dir, progress: false });
+  assert.equal(res.step, 1);
+  await assert.rejects(() => Deno.stat(`${dir}/.lock`), Deno.errors.NotFound);
+  // A results folder that cannot be created is reported before the first step.
+  await Deno.writeTextFile(`${dir}/file`, "x");
+  await assert.rejects(
+    () => train(model, toyExamples(), cfg, { outDir: `${dir}/file/sub`, progress: false }),
+    /cannot write to .*file\/sub/,
+  );
+  model.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train() refuses a micro-batch that cannot fit the wasm heap, with the estimate", async () => {
+  const model = LlamaModel.random({ ...CFG, max_position_embeddings: 1024 }, 10);
+  model.addLora(LORA);
+  const long = [{ prompt: new Array(400).fill(5), chosen: [20, EOS] }];
+  await assert.rejects(
+    () =>
+      train(model, long, { stage: "sft", steps: 1, batchSize: 4096, microBatchSize: 4096 }, {
+        progress: false,
+      }),
+    (e: unknown) =>
+      e instanceof ConfigError && /microBatchSize/.test(e.message) && /GiB/.test(e.message),
+  );
+  model.dispose();
+});
