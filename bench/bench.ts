@@ -22,6 +22,7 @@ import { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
+import { barChart, writePlot } from "../src/report/plot.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -42,6 +43,9 @@ const { values: flags } = parseArgs({
     workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
     "micro-batch": { type: "string", default: "16" },
     out: { type: "string", default: "results/bench" },
+    "compare-torch": { type: "boolean", default: false },
+    "torch-script": { type: "string" },
+    python: { type: "string", default: "/usr/bin/python3" },
     help: { type: "boolean", default: false },
   },
 });
@@ -50,7 +54,8 @@ if (flags.help) {
   console.log(
     "deno task bench [--vocab 4096 --dim 256 --layers 4 --heads 4 --ffn 688 --seq 128 --batch 8]\n" +
       "  [--rank 8 --alpha 16 --n-rejected 3 --iters 5 --warmup 2 --micro-batch 16]\n" +
-      "  [--backend available|all|wasm,cpu,tensorflow] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]",
+      "  [--backend available|all|wasm,cpu,tensorflow] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]\n" +
+      "  [--compare-torch [--torch-script ../shared/bench/torch_step.py] [--python /usr/bin/python3]]",
   );
   Deno.exit(0);
 }
@@ -168,6 +173,13 @@ async function nativeInstalled(): Promise<boolean> {
 }
 
 const requested = flags.backend!;
+type Row = {
+  workload: string;
+  backend: string;
+  tokens_per_sec: number;
+  sec_per_iter_median: number;
+};
+const rows: Row[] = [];
 const backends = requested === "available" || requested === "all"
   ? [
     "wasm",
@@ -221,6 +233,76 @@ for (const backend of backends) {
       date: new Date().toISOString(),
     };
     console.log(JSON.stringify(row));
+    rows.push(row);
     await appendJsonLine(`${flags.out}/bench.jsonl`, row);
   }
+}
+
+if (flags["compare-torch"]) {
+  const script = flags["torch-script"] ??
+    new URL("../../shared/bench/torch_step.py", import.meta.url).pathname;
+  const args = [
+    script,
+    "--threads",
+    String(navigator.hardwareConcurrency || 2),
+    ...["vocab", "dim", "layers", "heads", "ffn", "seq", "batch", "rank", "alpha"].flatMap((
+      k,
+    ) => [`--${k}`, String(flags[k as keyof typeof flags])]),
+    "--n-rejected",
+    String(cfg.k),
+    "--iters",
+    String(iters),
+    "--warmup",
+    String(warmup),
+    "--workloads",
+    workloads.join(","),
+  ];
+  let out: Deno.CommandOutput | undefined;
+  try {
+    out = await new Deno.Command(flags.python!, { args, stdout: "piped", stderr: "piped" })
+      .output();
+  } catch (e) {
+    console.error(`--compare-torch: could not run ${flags.python} (${(e as Error).message})`);
+  }
+  if (out && !out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    console.error(
+      `--compare-torch: ${script} failed (needs Debian's python3-torch and libopenblas0-openmp): ${err}`,
+    );
+  } else if (out) {
+    for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const t = JSON.parse(line);
+      const torchRow: Row = { ...t, backend: `pytorch ${t.torch ?? ""} (${t.blas ?? "?"})`.trim() };
+      rows.push({ ...torchRow, backend: "pytorch" });
+      for (const ours of rows.filter((r) => r.workload === t.workload && r.backend !== "pytorch")) {
+        const cmp = {
+          workload: t.workload,
+          backend: ours.backend,
+          ours_tokens_per_sec: ours.tokens_per_sec,
+          torch_tokens_per_sec: t.tokens_per_sec,
+          ratio: ours.tokens_per_sec / t.tokens_per_sec,
+          torch_blas: t.blas,
+          torch_threads: t.threads,
+          config: cfg,
+          date: new Date().toISOString(),
+        };
+        console.log(JSON.stringify(cmp));
+        await appendJsonLine(`${flags.out}/compare.jsonl`, cmp);
+      }
+    }
+  }
+}
+
+if (rows.length) {
+  await writePlot(
+    `${flags.out}/tokens_per_sec.svg`,
+    barChart(rows.map((r) => ({ ...r, series: `${r.workload} / ${r.backend}` })), {
+      title: "Training throughput (tokens/s, higher is better)",
+      x: "series",
+      y: "tokens_per_sec",
+      color: "backend",
+      yTitle: "tokens / s",
+    }),
+  );
 }

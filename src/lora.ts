@@ -189,20 +189,16 @@ export class LoraLinear {
     const bound = 1 / Math.sqrt(this.inFeatures);
     const a = new Float32Array(this.inFeatures * cfg.r);
     for (let i = 0; i < a.length; i++) a[i] = (rng.next() * 2 - 1) * bound;
-    this.adapter = {
-      aT: tf.variable(
+    // tidy frees the initial-value tensors; the variables (which share their data) survive.
+    const [aT, bT] = tf.tidy(() => [
+      tf.variable(
         tf.tensor2d(a, [this.inFeatures, cfg.r]),
         true,
         `${this.scope}${this.name}.lora_A.T`,
       ),
-      bT: tf.variable(
-        tf.zeros([cfg.r, this.outFeatures]),
-        true,
-        `${this.scope}${this.name}.lora_B.T`,
-      ),
-      scaling: cfg.lora_alpha / cfg.r,
-      dropout: cfg.lora_dropout,
-    };
+      tf.variable(tf.zeros([cfg.r, this.outFeatures]), true, `${this.scope}${this.name}.lora_B.T`),
+    ]);
+    this.adapter = { aT, bT, scaling: cfg.lora_alpha / cfg.r, dropout: cfg.lora_dropout };
     this.merged = false;
   }
 

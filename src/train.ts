@@ -38,7 +38,14 @@ import {
 import { type LlamaModel, variableKey } from "./model.ts";
 import { AdamW, clipGradsByGlobalNorm, cosineSchedule } from "./optim.ts";
 import { Rng } from "./rng.ts";
-import { disposeBatch, padPairs, type SequencePair } from "./data/batch.ts";
+import {
+  disposeBatch,
+  packGroups,
+  type PaddedBatch,
+  padPairs,
+  type ResponseGroup,
+  type SequencePair,
+} from "./data/batch.ts";
 import {
   acquireLock,
   appendJsonLine,
@@ -102,6 +109,11 @@ export interface TrainConfig {
   numNegatives: number;
   /** Reference log-probs: recomputed every step, or once per example and cached. */
   reference: "live" | "precomputed";
+  /**
+   * Preference stages: pack each prompt once with all its responses (each response attends to
+   * the prompt and itself; identical log-probs, fewer tokens). false = one sequence per response.
+   */
+  packPrompts: boolean;
   /** Truncate prompt + response to this many tokens (0 = no limit). */
   maxLength: number;
   /** Pad id. */
@@ -137,6 +149,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   maxGradNorm: 1.0,
   numNegatives: 1,
   reference: "precomputed",
+  packPrompts: true,
   maxLength: 0,
   padId: 0,
   seed: 0,
@@ -298,9 +311,11 @@ export function scorePairs(
     });
     const lp = tf.tidy(() =>
       sequenceLogProbs(
-        model.forward(batch.ids, { adapters: opts.adapters, select: batch.select }),
+        forwardBatch(model, batch, { adapters: opts.adapters }),
         batch.responseLabels,
-        { average: opts.average },
+        {
+          average: opts.average,
+        },
       )
     );
     out.set(lp.dataSync() as Float32Array, s);
@@ -308,6 +323,67 @@ export function scorePairs(
     disposeBatch(batch);
   }
   return out;
+}
+
+/**
+ * Summed log-probs of every response of every group (flattened in group order), each group
+ * packed into one row (see {@link packGroups}); no gradient. `microBatchSize` counts responses.
+ */
+export function scoreGroups(
+  model: LlamaModel,
+  groups: ResponseGroup[],
+  opts: {
+    adapters?: boolean;
+    microBatchSize?: number;
+    padId?: number;
+    maxLength?: number;
+    average?: boolean;
+  } = {},
+): Float32Array {
+  const total = groups.reduce((a, g) => a + g.responses.length, 0);
+  const out = new Float32Array(total);
+  const mb = opts.microBatchSize ?? 16;
+  let o = 0;
+  for (let s = 0; s < groups.length;) {
+    // Take groups until the micro-batch holds about mb responses (at least one group).
+    let e = s + 1, n = groups[s].responses.length;
+    while (e < groups.length && n + groups[e].responses.length <= mb) {
+      n += groups[e++].responses.length;
+    }
+    const batch = packGroups(groups.slice(s, e), {
+      padId: opts.padId,
+      maxLength: opts.maxLength || undefined,
+    });
+    const lp = tf.tidy(() =>
+      sequenceLogProbs(
+        forwardBatch(model, batch, { adapters: opts.adapters }),
+        batch.responseLabels,
+        {
+          average: opts.average,
+        },
+      )
+    );
+    out.set(lp.dataSync() as Float32Array, o);
+    o += n;
+    lp.dispose();
+    disposeBatch(batch);
+    s = e;
+  }
+  return out;
+}
+
+/** Logits [R, Tr, V] at a batch's scored positions (packed or not). */
+export function forwardBatch(
+  model: LlamaModel,
+  batch: PaddedBatch,
+  opts: { adapters?: boolean; training?: boolean; rng?: Rng } = {},
+): tf.Tensor3D {
+  return model.forward(batch.ids, {
+    ...opts,
+    select: batch.select,
+    attentionBias: batch.attentionBias,
+    positions: batch.positions,
+  });
 }
 
 interface CheckpointState {
@@ -564,14 +640,15 @@ export async function train(
         const mIdx = idx.slice(s, s + examplesPerMicro);
         const mNeg = chosenNeg.slice(s, s + examplesPerMicro);
         const weight = mIdx.length / idx.length;
-        const pairs: SequencePair[] = [];
-        mIdx.forEach((i, j) => {
-          pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
-          for (const r of mNeg[j]) {
-            pairs.push({ prompt: examples[i].prompt, response: examples[i].rejected![r] });
-          }
-        });
-        const batch = padPairs(pairs, { padId: cfg.padId, maxLength: cfg.maxLength || undefined });
+        const groups = mIdx.map((i, j) => ({
+          prompt: examples[i].prompt,
+          responses: [examples[i].chosen, ...mNeg[j].map((r) => examples[i].rejected![r])],
+        }));
+        const padOpts = { padId: cfg.padId, maxLength: cfg.maxLength || undefined };
+        const batch = k > 0 && cfg.packPrompts ? packGroups(groups, padOpts) : padPairs(
+          groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
+          padOpts,
+        );
         tokens += batch.numTokens;
         let ref: tf.Tensor2D | undefined;
         if (k > 0) ref = referenceLogps(model, examples, mIdx, mNeg, cfg, refCache);
@@ -579,11 +656,7 @@ export async function train(
         const dropoutRng = new Rng(mix(cfg.seed ^ 0x51ed, step * 1000 + s));
         const { value, grads } = tf.variableGrads(() => {
           // Logits at the response positions only: [R, Tr, V].
-          const logits = model.forward(batch.ids, {
-            training: true,
-            rng: dropoutRng,
-            select: batch.select,
-          });
+          const logits = forwardBatch(model, batch, { training: true, rng: dropoutRng });
           const labels = batch.responseLabels;
           let out: LossOutput;
           if (k === 0) out = sftLoss(logits, labels);
@@ -823,34 +896,31 @@ function referenceLogps(
 ): tf.Tensor2D {
   const k = neg[0].length;
   const out = new Float32Array(idx.length * (1 + k));
-  const score = (pairs: SequencePair[]) =>
-    scorePairs(model, pairs, {
-      adapters: false,
-      microBatchSize: cfg.microBatchSize,
-      padId: cfg.padId,
-      maxLength: cfg.maxLength,
-    });
+  const scoreOpts = {
+    adapters: false,
+    microBatchSize: cfg.microBatchSize,
+    padId: cfg.padId,
+    maxLength: cfg.maxLength,
+  };
+  const score = (groups: ResponseGroup[]) =>
+    cfg.packPrompts ? scoreGroups(model, groups, scoreOpts) : scorePairs(
+      model,
+      groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
+      scoreOpts,
+    );
   if (cfg.reference === "live") {
-    const pairs: SequencePair[] = [];
-    idx.forEach((i, j) => {
-      pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
-      for (const r of neg[j]) {
-        pairs.push({ prompt: examples[i].prompt, response: examples[i].rejected![r] });
-      }
-    });
-    out.set(score(pairs));
+    out.set(score(idx.map((i, j) => ({
+      prompt: examples[i].prompt,
+      responses: [examples[i].chosen, ...neg[j].map((r) => examples[i].rejected![r])],
+    }))));
   } else {
     const missing = [...new Set(idx.filter((i) => !cache.has(i)))];
     if (missing.length) {
       // Score chosen + the whole pool of each new example once.
-      const pairs: SequencePair[] = [];
-      for (const i of missing) {
-        pairs.push({ prompt: examples[i].prompt, response: examples[i].chosen });
-        for (const r of examples[i].rejected!) {
-          pairs.push({ prompt: examples[i].prompt, response: r });
-        }
-      }
-      const scores = score(pairs);
+      const scores = score(missing.map((i) => ({
+        prompt: examples[i].prompt,
+        responses: [examples[i].chosen, ...examples[i].rejected!],
+      })));
       let o = 0;
       for (const i of missing) {
         const n = 1 + examples[i].rejected!.length;

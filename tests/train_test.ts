@@ -98,7 +98,8 @@ Deno.test("train() first preference step has loss ln 2 (DPO) and ln(1+K) (S-DPO)
       Math.abs(res.history[0].loss - expected) < 1e-5,
       `${stage}: ${res.history[0].loss} vs ${expected}`,
     );
-    assert.equal(res.history[0]["rewards/chosen"], 0);
+    // Policy and reference run the same weights through different batch shapes: equal up to rounding.
+    assert.ok(Math.abs(res.history[0]["rewards/chosen"]) < 1e-5);
     model.dispose();
   }
 });

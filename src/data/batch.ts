@@ -35,6 +35,10 @@ export interface PaddedBatch {
   select: { index: tf.Tensor1D; shape: [number, number] };
   /** Labels [R, Tr] matching `select`. */
   responseLabels: tf.Tensor2D;
+  /** Packed batches only: additive attention bias [rows, 1, T, T] (0 allowed, −1e9 masked). */
+  attentionBias?: tf.Tensor4D;
+  /** Packed batches only: position ids [rows, T] (int32). */
+  positions?: tf.Tensor2D;
 }
 
 /** Options of {@link padPairs}. */
@@ -116,6 +120,101 @@ export function disposeBatch(b: PaddedBatch): void {
   b.attentionMask.dispose();
   b.select.index.dispose();
   b.responseLabels.dispose();
+  b.attentionBias?.dispose();
+  b.positions?.dispose();
+}
+
+/** One prompt with several responses, scored together (see {@link packGroups}). */
+export interface ResponseGroup {
+  prompt: number[];
+  responses: number[][];
+}
+
+/**
+ * Pack each group into one row: the prompt once, then every response, each response attending
+ * only to the prompt and to itself, with positions restarting after the prompt — so every
+ * response gets exactly the log-probs it would get as its own sequence, while the prompt's
+ * tokens are computed once. The `select` rows come out in group order, responses in order
+ * (row `g·n + j` is response j of group g when every group has n responses).
+ *
+ * With `maxLength`, the prompt loses tokens from the left (keeping at least one) so that the
+ * prompt plus its longest response fits.
+ *
+ * The batch's `labels` are all −100 (the first token of every response is predicted at the
+ * same, shared position, which a [rows, T] label grid cannot hold): use `select` and
+ * `responseLabels`, and pass `attentionBias` and `positions` to the model.
+ */
+export function packGroups(groups: ResponseGroup[], opts: PadOptions = {}): PaddedBatch {
+  if (groups.length === 0) throw new InputError("groups", "expected at least one group");
+  const padId = opts.padId ?? 0;
+  const rows = groups.map((g, i) => {
+    if (g.prompt.length === 0) {
+      throw new InputError("groups", `group ${i} has an empty prompt (add BOS)`);
+    }
+    if (g.responses.length === 0) throw new InputError("groups", `group ${i} has no responses`);
+    g.responses.forEach((r, j) => {
+      if (r.length === 0) throw new InputError("groups", `group ${i} response ${j} is empty`);
+    });
+    if (!opts.maxLength) return g;
+    const longest = Math.max(...g.responses.map((r) => r.length));
+    const cut = Math.max(
+      0,
+      Math.min(g.prompt.length - 1, g.prompt.length + longest - opts.maxLength),
+    );
+    return { prompt: g.prompt.slice(cut), responses: g.responses };
+  });
+  const lens = rows.map((g) => g.prompt.length + g.responses.reduce((a, r) => a + r.length, 0));
+  const t = Math.max(...lens);
+  const nResp = rows.reduce((a, g) => a + g.responses.length, 0);
+  const tr = Math.max(...rows.flatMap((g) => g.responses.map((r) => r.length)));
+  const ids = new Int32Array(rows.length * t).fill(padId);
+  const labels = new Int32Array(rows.length * t).fill(IGNORE_INDEX);
+  const mask = new Int32Array(rows.length * t);
+  const positions = new Int32Array(rows.length * t);
+  const bias = new Float32Array(rows.length * t * t).fill(-1e9);
+  const selIndex = new Int32Array(nResp * tr);
+  const selLabels = new Int32Array(nResp * tr).fill(IGNORE_INDEX);
+  let numTokens = 0;
+  let sel = 0;
+  rows.forEach((g, r) => {
+    const p = g.prompt.length;
+    const base = r * t;
+    const allow = (q: number, k: number) => (bias[(r * t + q) * t + k] = 0);
+    g.prompt.forEach((tok, i) => {
+      ids[base + i] = tok;
+      mask[base + i] = 1;
+      positions[base + i] = i;
+      for (let k = 0; k <= i; k++) allow(i, k);
+    });
+    let off = p;
+    for (const resp of g.responses) {
+      resp.forEach((tok, q) => {
+        const at = off + q;
+        ids[base + at] = tok;
+        mask[base + at] = 1;
+        positions[base + at] = p + q;
+        for (let k = 0; k < p; k++) allow(at, k);
+        for (let k = off; k <= at; k++) allow(at, k);
+        // Token q is predicted at the previous position: the last prompt token for q = 0.
+        selIndex[sel * tr + q] = base + (q === 0 ? p - 1 : at - 1);
+        selLabels[sel * tr + q] = tok;
+        numTokens++;
+      });
+      off += resp.length;
+      sel++;
+    }
+    for (let i = lens[r]; i < t; i++) allow(i, i); // padding attends to itself only
+  });
+  return {
+    ids: tf.tensor2d(ids, [rows.length, t], "int32"),
+    labels: tf.tensor2d(labels, [rows.length, t], "int32"),
+    attentionMask: tf.tensor2d(mask, [rows.length, t], "int32"),
+    numTokens,
+    select: { index: tf.tensor1d(selIndex, "int32"), shape: [nResp, tr] },
+    responseLabels: tf.tensor2d(selLabels, [nResp, tr], "int32"),
+    attentionBias: tf.tensor4d(bias, [rows.length, 1, t, t]),
+    positions: tf.tensor2d(positions, [rows.length, t], "int32"),
+  };
 }
 
 /** A preference example: one prompt, its chosen response and K rejected ones (token ids). */
