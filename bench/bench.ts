@@ -273,8 +273,7 @@ if (flags["compare-torch"]) {
     for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
       if (!line.startsWith("{")) continue;
       const t = JSON.parse(line);
-      const torchRow: Row = { ...t, backend: `pytorch ${t.torch ?? ""} (${t.blas ?? "?"})`.trim() };
-      rows.push({ ...torchRow, backend: "pytorch" });
+      rows.push({ ...t, backend: "pytorch" });
       for (const ours of rows.filter((r) => r.workload === t.workload && r.backend !== "pytorch")) {
         const cmp = {
           workload: t.workload,
