@@ -6,6 +6,12 @@
  * deno run -A src/cli/reproduce.ts --paper all --scale tiny
  * ```
  *
+ * `--ablations` adds the S-DPO ablations (K and β sweeps, negative samplers, negative
+ * weights; on by default at tiny/test, off at small for the time budget). Stage-0 weights
+ * are cached in `<out>/.cache/` (safetensors, keyed by a hash of the config) and reused by
+ * a rerun or after an interruption; `--no-cache` disables that. metrics.json holds the
+ * per-stage wall times (`stage_seconds`).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -17,15 +23,30 @@ import {
   SCALE_PRESETS,
   type ScaleName,
   SCALES,
+  setDiskCache,
+  takeStageTimes,
 } from "../experiments/common.ts";
+import { BASELINE_NAMES, BASELINE_ROWS, clearBaselines } from "../experiments/baselines.ts";
+
 import * as sdpo from "../experiments/sdpo.ts";
 import * as dmpo from "../experiments/dmpo.ts";
+import * as dpo4rec from "../experiments/dpo4rec.ts";
 import { evaluateClaims, findingsMarkdown } from "../report/findings.ts";
-import { readPaperNumbers, summarize, tableMarkdown } from "../report/table.ts";
+import { readPaperNumbers, summarize, tableMarkdown, writeSdpoPlots } from "../report/table.ts";
 
-const FLAGS = ["--paper", "--scale", "--seeds", "--backend", "--out", "--help"];
-const USAGE = `usage: reproduce [--paper sdpo|dmpo|all] [--scale tiny|small] [--seeds N] ` +
-  `[--backend wasm|cpu|tensorflow] [--out results/]`;
+const FLAGS = [
+  "--paper",
+  "--scale",
+  "--seeds",
+  "--backend",
+  "--out",
+  "--ablations",
+  "--no-ablations",
+  "--no-cache",
+  "--help",
+];
+const USAGE = `usage: reproduce [--paper sdpo|dmpo|dpo4rec|all] [--scale tiny|small] [--seeds N] ` +
+  `[--backend wasm|cpu|tensorflow] [--out results/] [--ablations|--no-ablations] [--no-cache]`;
 
 function fail(msg: string): never {
   console.error(`reproduce: ${msg}`);
@@ -34,11 +55,15 @@ function fail(msg: string): never {
 
 /** Parsed options. */
 export interface ReproduceOptions {
-  papers: ("sdpo" | "dmpo")[];
+  papers: ("sdpo" | "dmpo" | "dpo4rec")[];
   scale: ScaleName;
   seeds: number;
   backend?: string;
   out: string;
+  /** Run the ablations (default: on at tiny and test, off at small). */
+  ablations: boolean;
+  /** Reuse / save stage-0 snapshots in `<out>/.cache/` (default true). */
+  cache: boolean;
 }
 
 /** Parse argv; exits 2 with a one-line message on a bad flag or value. */
@@ -53,6 +78,9 @@ export function parseOptions(args: string[]): ReproduceOptions {
         seeds: { type: "string" },
         backend: { type: "string" },
         out: { type: "string", default: "results" },
+        ablations: { type: "boolean" },
+        "no-ablations": { type: "boolean" },
+        "no-cache": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -74,8 +102,8 @@ export function parseOptions(args: string[]): ReproduceOptions {
     Deno.exit(0);
   }
   const paper = values.paper!;
-  if (!["sdpo", "dmpo", "all"].includes(paper)) {
-    fail(`--paper must be sdpo, dmpo or all, got "${paper}"`);
+  if (!["sdpo", "dmpo", "dpo4rec", "all"].includes(paper)) {
+    fail(`--paper must be sdpo, dmpo, dpo4rec or all, got "${paper}"`);
   }
   const scale = values.scale as ScaleName;
   if (!SCALES.includes(scale)) fail(`--scale must be tiny or small, got "${values.scale}"`);
@@ -84,11 +112,13 @@ export function parseOptions(args: string[]): ReproduceOptions {
     fail(`--seeds must be a positive integer, got "${values.seeds}"`);
   }
   return {
-    papers: paper === "all" ? ["sdpo", "dmpo"] : [paper as "sdpo" | "dmpo"],
+    papers: paper === "all" ? ["sdpo", "dmpo", "dpo4rec"] : [paper as "sdpo" | "dmpo" | "dpo4rec"],
     scale,
     seeds,
     backend: values.backend,
     out: values.out!.replace(/\/+$/, ""),
+    ablations: values["no-ablations"] ? false : values.ablations ?? scale !== "small",
+    cache: !values["no-cache"],
   };
 }
 
@@ -101,7 +131,9 @@ const SDPO_NOTES = [
   "pretrained LLM is merged into this one stage: a random frozen LM cannot be LoRA-tuned.",
   "SFT-cont, DPO (K=1), S-DPO (K=3): a fresh LoRA adapter (r 8, α 16, no dropout, all seven " +
   "projections) on the SFT model, the same steps and lr each; β = 1; reference = the frozen " +
-  "SFT model; negatives redrawn each step from the prompt's 19 other candidates.",
+  "SFT model; each preference prompt keeps a fixed seeded pool of 8 of its 19 other candidates " +
+  "(uniform), K drawn from it each step. Classic baselines: src/baselines, trained on the train " +
+  "users' histories, scored on the same 20 candidates.",
   "Paper columns: the S-DPO paper's tables could not be read (see " +
   "`../shared/paper-numbers.json`); a quoted secondary value is shown where one exists. " +
   "Only orderings (findings.md) are comparable, never absolute values.",
@@ -135,6 +167,7 @@ export async function main(args: string[]): Promise<string[]> {
       `scale ${opts.scale}, seeds ${opts.seeds}, papers ${opts.papers.join(", ")} → ${opts.out}/`,
   );
   const seeds = Array.from({ length: opts.seeds }, (_, i) => i);
+  setDiskCache(opts.cache ? `${opts.out}/.cache` : undefined);
   const numbers = await readPaperNumbers();
   const head = await gitHead();
   const written: string[] = [];
@@ -143,17 +176,40 @@ export async function main(args: string[]): Promise<string[]> {
     const dir = `${opts.out}/${paper}/synthetic`;
     await ensureDir(dir);
     const started = new Date().toISOString();
+    if (paper === "dpo4rec") {
+      const r = await dpo4rec.run({ scale: opts.scale, seeds });
+      await dpo4rec.writeDpo4recResults(r, dir, {
+        started,
+        finished: new Date().toISOString(),
+        git_head: head ?? null,
+        backend,
+        deno: Deno.version,
+      });
+      console.error(`[reproduce] dpo4rec: wrote ${dir}/ (${r.seconds} s)`);
+      console.log(dpo4rec.dpo4recTable(r));
+      written.push(dir);
+      continue;
+    }
     let table: string, findings: string, result: sdpo.SdpoResult | dmpo.DmpoResult;
     let claims;
+    let ablationClaims: ReturnType<typeof evaluateClaims> = [];
     if (paper === "sdpo") {
-      const r = await sdpo.run({ scale: opts.scale, seeds });
+      const r = await sdpo.run({ scale: opts.scale, seeds, ablations: opts.ablations });
       result = r;
       claims = evaluateClaims(r);
+      const abl = r.ablations;
+      ablationClaims = abl
+        ? evaluateClaims({
+          paper: "sdpo-abl",
+          per_seed: [{ seed: abl.seed, methods: abl.methods }],
+        })
+        : [];
+      const plots = await writeSdpoPlots(dir, r);
       table = tableMarkdown({
         title: `S-DPO on the synthetic world (scale ${opts.scale}, ${seeds.length} seed(s), ` +
           `${r.num_test} test prompts, ${r.num_gen_test} generated)`,
         paper: "sdpo",
-        methods: [...sdpo.SDPO_METHODS],
+        methods: [...sdpo.SDPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
         columns: [
           { header: "HR@1 (rank)", field: "hr1_rank" },
           { header: "NDCG@5 (rank)", field: "ndcg5_rank" },
@@ -167,8 +223,14 @@ export async function main(args: string[]): Promise<string[]> {
         numbers,
         references: r.references as unknown as Record<string, Record<string, number>>,
         notes: SDPO_NOTES,
-      });
-      findings = findingsMarkdown("S-DPO (synthetic world)", claims, SDPO_NOTES.slice(0, 3));
+      }) + plots;
+      findings = findingsMarkdown(
+        "S-DPO (synthetic world)",
+        claims,
+        SDPO_NOTES.slice(0, 3),
+        ablationClaims,
+        abl ? `Same rule, on the ablation rows of seed ${abl.seed} (${abl.notes.join("; ")}).` : "",
+      );
     } else {
       const r = await dmpo.run({ scale: opts.scale, seeds });
       result = r;
@@ -177,7 +239,7 @@ export async function main(args: string[]): Promise<string[]> {
         title: `DMPO on the synthetic world (scale ${opts.scale}, ${seeds.length} seed(s), ` +
           `${r.num_test} test pairs)`,
         paper: "dmpo",
-        methods: [...dmpo.DMPO_METHODS],
+        methods: [...dmpo.DMPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
         columns: [
           { header: "AUC (released)", field: "auc_released" },
           { header: "AUC (paired)", field: "auc_paired" },
@@ -206,6 +268,7 @@ export async function main(args: string[]): Promise<string[]> {
       scale_preset: SCALE_PRESETS[opts.scale],
       seeds,
       seconds: result.seconds,
+      stage_seconds: takeStageTimes(),
       timings: result.per_seed.map((s) => ({
         seed: s.seed,
         seconds: s.seconds,
@@ -233,6 +296,9 @@ export async function main(args: string[]): Promise<string[]> {
         diff,
         verdict,
       })),
+      ablation_claims: ablationClaims.map((
+        { id, text, metric, a, b, a_per_seed, b_per_seed, rows, diff, verdict },
+      ) => ({ id, text, metric, a, b, a_per_seed, b_per_seed, rows, diff, verdict })),
       result,
     };
     await writeJsonAtomic(`${dir}/metrics.json`, jsonSafe(metrics));
@@ -243,6 +309,7 @@ export async function main(args: string[]): Promise<string[]> {
     written.push(dir);
   }
   clearBaseCache();
+  clearBaselines();
   await writeIndex(opts.out);
   console.error(`[reproduce] done in ${Math.round((performance.now() - t0) / 1000)} s`);
   return written;
@@ -259,12 +326,18 @@ async function writeIndex(out: string): Promise<void> {
     "  seeds, backend, timings, claims with their CIs and verdicts;",
     "- `table.md`: mean ± std over seeds per method beside the paper's numbers and reference rows;",
     "- `findings.md`: each claim of the paper with our values and a verdict computed from the",
-    "  numbers (paired bootstrap CI of the difference).",
+    "  numbers (paired bootstrap CI of the difference);",
+    "- `*.svg` (+ `.vl.json` specs): plots referenced from `table.md` (ablations, curves).",
+    "",
+    "`.cache/` holds the stage-0 (SFT / base LM) weights of each (scale, seed) as safetensors,",
+    "keyed by a hash of the model config, the stage-0 knobs, the seed and the training",
+    "prompts: a rerun, or a run interrupted after stage 0, reuses them. Delete the folder (or",
+    "pass `--no-cache`) to retrain.",
     "",
     "| experiment | files | scale | seeds | seconds |",
     "|---|---|---|---|---|",
   ];
-  for (const paper of ["sdpo", "dmpo"]) {
+  for (const paper of ["sdpo", "dmpo", "dpo4rec"]) {
     const dir = `${out}/${paper}/synthetic`;
     try {
       const m = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));

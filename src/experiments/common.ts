@@ -13,6 +13,8 @@ import { WordTokenizer } from "../tokenizer.ts";
 import { dmpoSamples, makeWorld, type SdpoSample, type World } from "../data/world.ts";
 import { worldDmpoPrompt, worldSdpoPrompt } from "../data/world_text.ts";
 import { Rng } from "../rng.ts";
+import { ensureDir } from "../io.ts";
+import { readSafetensors, writeSafetensors } from "../safetensors.ts";
 
 /** Scale names. `test` is for the test suite only. */
 export const SCALES = ["test", "tiny", "small"] as const;
@@ -29,14 +31,23 @@ export interface Scale {
   baseSteps: number;
   /** Stage-0 learning rate. */
   baseLr: number;
+  /** Stage-0 (S-DPO SFT) batch size. */
+  sftBatch: number;
+  /** Stage-0 warmup steps. */
+  baseWarmup: number;
   /** Preference prompts (a fixed subset of the train prompts) for the S-DPO arms. */
   prefPrompts: number;
   /** Steps of every preference arm (and of SFT-cont). */
   prefSteps: number;
   /** Learning rate of every LoRA arm. */
   prefLr: number;
-  /** Batch size (examples per step) of stage 0 and the DMPO SFT. */
+  /** Batch size (examples per step) of the DMPO SFT. */
   batchSize: number;
+  /**
+   * Rejected pool per preference prompt: a fixed, seeded subset of the prompt's 19 other
+   * candidates (uniform sampler) from which each step draws K; K = pool uses it whole.
+   */
+  negPool: number;
   /** Batch size of every LoRA arm (preference stages and SFT-cont). */
   prefBatch: number;
   /** S-DPO test prompts evaluated. */
@@ -51,6 +62,18 @@ export interface Scale {
   dmpoPrefSteps: number;
   /** DMPO test pairs. */
   dmpoTest: number;
+  /** Epochs of the neural classic baselines (GRU4Rec, Caser, SASRec). */
+  baselineEpochs: number;
+  /** S-DPO draws per train user the classic baselines train on (as the LMs' targets). */
+  baselineDraws: number;
+  /** Ablations: K values of the S-DPO sweep. */
+  ablKs: number[];
+  /** Ablations: β values of the S-DPO sweep. */
+  ablBetas: number[];
+  /** Ablations: DMPO negatives 1..n. */
+  ablDmpoNegs: number[];
+  /** Ablations: DMPO few-shot train sizes. */
+  ablFewShot: number[];
 }
 
 /** The presets. */
@@ -58,53 +81,80 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
   test: {
     name: "test",
     sdpoDrawsPerUser: 1,
-    baseSteps: 16,
+    baseSteps: 12,
     baseLr: 3e-3,
+    sftBatch: 8,
+    baseWarmup: 2,
     prefPrompts: 16,
     prefSteps: 3,
     prefLr: 1e-3,
     batchSize: 8,
     prefBatch: 4,
+    negPool: 4,
     sdpoTest: 12,
     sdpoGenTest: 8,
     dmpoTrain: 64,
     dmpoSftSteps: 3,
     dmpoPrefSteps: 3,
     dmpoTest: 24,
+    baselineEpochs: 1,
+    baselineDraws: 1,
+    ablKs: [1, 2],
+    ablBetas: [0.5, 1, 2],
+    ablDmpoNegs: [1, 2],
+    ablFewShot: [16],
   },
   tiny: {
     name: "tiny",
-    sdpoDrawsPerUser: 2,
-    baseSteps: 100,
+    sdpoDrawsPerUser: 4,
+    baseSteps: 120,
     baseLr: 3e-3,
-    prefPrompts: 64,
-    prefSteps: 16,
+    sftBatch: 32,
+    baseWarmup: 15,
+    prefPrompts: 200,
+    prefSteps: 25,
     prefLr: 1e-3,
     batchSize: 16,
-    prefBatch: 4,
+    prefBatch: 8,
+    negPool: 8,
     sdpoTest: 100,
-    sdpoGenTest: 50,
+    sdpoGenTest: 40,
     dmpoTrain: 700,
     dmpoSftSteps: 30,
     dmpoPrefSteps: 12,
     dmpoTest: 150,
+    baselineEpochs: 1,
+    baselineDraws: 2,
+    ablKs: [1, 3, 8],
+    ablBetas: [0.1, 1, 5],
+    ablDmpoNegs: [1, 3],
+    ablFewShot: [64, 256],
   },
   small: {
     name: "small",
-    sdpoDrawsPerUser: 4,
-    baseSteps: 250,
+    sdpoDrawsPerUser: 16,
+    baseSteps: 300,
     baseLr: 3e-3,
-    prefPrompts: 160,
-    prefSteps: 50,
-    prefLr: 5e-4,
+    sftBatch: 64,
+    baseWarmup: 30,
+    prefPrompts: 1000,
+    prefSteps: 120,
+    prefLr: 1e-3,
     batchSize: 16,
     prefBatch: 8,
-    sdpoTest: 200,
+    negPool: 8,
+    sdpoTest: 400,
     sdpoGenTest: 100,
     dmpoTrain: 1400,
     dmpoSftSteps: 80,
-    dmpoPrefSteps: 30,
-    dmpoTest: 300,
+    dmpoPrefSteps: 40,
+    dmpoTest: 400,
+    baselineEpochs: 3,
+    baselineDraws: 4,
+    ablKs: [1, 2, 3, 4, 8],
+    ablBetas: [0.1, 0.5, 1, 2, 5],
+    ablDmpoNegs: [1, 2, 3, 4, 5],
+    ablFewShot: [64, 256, 1024],
   },
 };
 
@@ -206,7 +256,8 @@ export interface StageOptions {
 
 /**
  * Stage 0: a random LM, fully fine-tuned with the SFT loss on `examples`, then frozen.
- * Returns the model and the seconds it took.
+ * Batch size `stage0.batchSize` (default `scale.batchSize`), warmup `stage0.warmupSteps`
+ * (default 20, capped at a fifth of the steps). Returns the model and the seconds it took.
  */
 export async function trainBase(
   config: LlamaConfig,
@@ -214,6 +265,7 @@ export async function trainBase(
   scale: Scale,
   seed: number,
   opts: StageOptions,
+  stage0: { batchSize?: number; warmupSteps?: number } = {},
 ): Promise<{ model: LlamaModel; seconds: number; finalLoss: number }> {
   const t0 = performance.now();
   const model = LlamaModel.random(config, 1000 + seed);
@@ -221,10 +273,10 @@ export async function trainBase(
   const r = await train(model, examples, {
     stage: "sft",
     steps: scale.baseSteps,
-    batchSize: scale.batchSize,
-    microBatchSize: scale.batchSize,
+    batchSize: stage0.batchSize ?? scale.batchSize,
+    microBatchSize: stage0.batchSize ?? scale.batchSize,
     lr: scale.baseLr,
-    warmupSteps: Math.min(20, Math.floor(scale.baseSteps / 5)),
+    warmupSteps: Math.min(stage0.warmupSteps ?? 20, Math.floor(scale.baseSteps / 5)),
     beta2: 0.95,
     seed,
     logEvery: Math.max(1, Math.floor(scale.baseSteps / 5)),
@@ -243,13 +295,121 @@ export interface BaseSnapshot {
   finalLoss: number;
   /** True when an earlier experiment of this process trained it. */
   reused: boolean;
+  /** True when it was read from the disk cache (`<cacheDir>/base-<hash>.safetensors`). */
+  fromDisk?: boolean;
 }
 
 const baseCache = new Map<string, BaseSnapshot>();
 
+// ---------------------------------------------------------------------------------------
+// Stage timings
+
+/** One timed stage of a run. */
+export interface StageTime {
+  /** Experiment ("sdpo", "dmpo", "baselines", ...). */
+  experiment: string;
+  /** Stage name ("SFT", "DPO", "eval/S-DPO", ...). */
+  stage: string;
+  /** Seed, when per seed. */
+  seed: number | null;
+  /** Wall seconds. */
+  seconds: number;
+}
+
+const stageTimes: StageTime[] = [];
+
+/** Record a stage's wall time (read back with {@link takeStageTimes}). */
+export function recordStage(
+  experiment: string,
+  stage: string,
+  seed: number | null,
+  seconds: number,
+): void {
+  stageTimes.push({ experiment, stage, seed, seconds: Math.round(seconds * 10) / 10 });
+}
+
+/** The stage times recorded since the last call, then cleared. */
+export function takeStageTimes(): StageTime[] {
+  return stageTimes.splice(0, stageTimes.length);
+}
+
+// ---------------------------------------------------------------------------------------
+// Disk cache of stage-0 snapshots
+
+let diskCacheDir: string | undefined;
+
+/** Where stage-0 snapshots are cached on disk (undefined = no disk cache). */
+export function setDiskCache(dir: string | undefined): void {
+  diskCacheDir = dir;
+}
+
+/** SHA-256 (hex) of a string. */
+export async function sha256Hex(text: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The disk-cache key of a stage-0 model: a hash of everything that determines its weights
+ * (model config, the stage-0 knobs of the scale, seed, and the training examples).
+ */
+export async function baseCacheKey(
+  config: LlamaConfig,
+  examples: TrainExample[],
+  scale: Scale,
+  seed: number,
+): Promise<string> {
+  const exHash = await sha256Hex(
+    examples.map((e) => e.prompt.join(",") + "|" + e.chosen.join(",")).join("\n"),
+  );
+  const knobs = {
+    v: 1,
+    config,
+    steps: scale.baseSteps,
+    lr: scale.baseLr,
+    batch: scale.sftBatch,
+    warmup: scale.baseWarmup,
+    seed,
+    exHash,
+  };
+  return (await sha256Hex(JSON.stringify(knobs))).slice(0, 24);
+}
+
+async function readCachedBase(path: string): Promise<BaseSnapshot | undefined> {
+  try {
+    const { tensors, metadata } = await readSafetensors(path);
+    const snap: Snapshot = new Map();
+    for (const [name, t] of Object.entries(tensors)) {
+      snap.set(name, tf.tensor(t.data as Float32Array, t.shape));
+    }
+    return {
+      snap,
+      seconds: Number(metadata.seconds ?? 0),
+      finalLoss: Number(metadata.final_loss ?? NaN),
+      reused: false,
+      fromDisk: true,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeCachedBase(path: string, b: BaseSnapshot): Promise<void> {
+  const records: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  for (const [name, t] of b.snap) {
+    records[name] = { dtype: "F32", shape: t.shape, data: t.dataSync() as Float32Array };
+  }
+  await writeSafetensors(path, records, {
+    seconds: String(b.seconds),
+    final_loss: String(b.finalLoss),
+  });
+}
+
 /**
  * The stage-0 model of (scale, seed), trained once per process and shared by the
- * experiments (`--paper all` trains it once per seed). The snapshot belongs to the cache.
+ * experiments (`--paper all` trains it once per seed); with a disk cache
+ * ({@link setDiskCache}) it is also saved as safetensors and reused by later runs. The
+ * snapshot belongs to the cache.
  */
 export async function baseSnapshot(
   config: LlamaConfig,
@@ -258,13 +418,31 @@ export async function baseSnapshot(
   seed: number,
   opts: StageOptions,
 ): Promise<BaseSnapshot> {
-  const key = `${scale.name}/${seed}/${config.vocab_size}/${examples.length}`;
+  const key = await baseCacheKey(config, examples, scale, seed);
   const hit = baseCache.get(key);
   if (hit) return { ...hit, reused: true };
-  const { model, seconds, finalLoss } = await trainBase(config, examples, scale, seed, opts);
-  const out = { snap: snapshot(model), seconds, finalLoss, reused: false };
+  const path = diskCacheDir ? `${diskCacheDir}/base-${scale.name}-s${seed}-${key}.safetensors` : "";
+  if (diskCacheDir) {
+    const disk = await readCachedBase(path);
+    if (disk) {
+      if (opts.progress) {
+        console.error(`[cache] stage 0 (${scale.name}, seed ${seed}) from ${path}`);
+      }
+      baseCache.set(key, disk);
+      return disk;
+    }
+  }
+  const { model, seconds, finalLoss } = await trainBase(config, examples, scale, seed, opts, {
+    batchSize: scale.sftBatch,
+    warmupSteps: scale.baseWarmup,
+  });
+  const out: BaseSnapshot = { snap: snapshot(model), seconds, finalLoss, reused: false };
   model.dispose();
   baseCache.set(key, out);
+  if (diskCacheDir) {
+    await ensureDir(diskCacheDir);
+    await writeCachedBase(path, out);
+  }
   return out;
 }
 

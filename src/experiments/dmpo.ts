@@ -31,6 +31,7 @@ import {
   encodeResponse,
   fromSnapshot,
   loraConfig,
+  recordStage,
   type Scale,
   SCALE_PRESETS,
   type ScaleName,
@@ -39,6 +40,7 @@ import {
   subset,
 } from "./common.ts";
 import { sdpoData, trainArm } from "./sdpo.ts";
+import { BASELINE_NAMES, BASELINE_ROWS, baselineDmpoRow, baselinesFor } from "./baselines.ts";
 
 /** Config of {@link run}. */
 export interface DmpoRunConfig {
@@ -48,6 +50,8 @@ export interface DmpoRunConfig {
   seeds: number[];
   /** Print progress (default true). */
   progress?: boolean;
+  /** Add the classic baseline rows (default true). */
+  baselines?: boolean;
 }
 
 /** Per-method numbers of one seed. */
@@ -187,10 +191,21 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const methods: Record<string, DmpoMethodResult> = {};
+    const tb = performance.now();
     const base = await baseSnapshot(config, sd.trainExamples, scale, seed, {
       label: `stage0/SFT s${seed}`,
       progress,
     });
+    recordStage(
+      "dmpo",
+      base.fromDisk
+        ? "Base LM (stage 0, from disk cache)"
+        : base.reused
+        ? "Base LM (reused)"
+        : "Base LM",
+      seed,
+      since(tb),
+    );
     const evalSnap = (snap: Map<string, tf.Tensor>) => {
       const m = fromSnapshot(config, snap);
       try {
@@ -222,6 +237,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     sftModel.mergeAndUnloadLora();
     const sft = snapshot(sftModel);
     sftModel.dispose();
+    recordStage("dmpo", "SFT", seed, since(tsft));
     methods.SFT = {
       ...evalSnap(sft),
       train_seconds: since(tsft),
@@ -253,6 +269,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
           seed,
           progress,
         );
+        recordStage("dmpo", arm.name, seed, seconds);
         methods[arm.name] = {
           ...evaluateDmpo(model, tok, world, test),
           train_seconds: seconds,
@@ -263,6 +280,19 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       }
     } finally {
       disposeSnapshot(sft);
+    }
+    if (cfg.baselines !== false) {
+      const recs = await baselinesFor(world, scale, seed, progress);
+      for (const name of BASELINE_NAMES) {
+        const b = recs.get(name)!;
+        methods[BASELINE_ROWS[name]] = {
+          ...baselineDmpoRow(b.rec, test),
+          chosen_logp: [],
+          rejected_logp: [],
+          train_seconds: b.reused ? 0 : b.seconds,
+          final_loss: null,
+        };
+      }
     }
     perSeed.push({ seed, methods, seconds: since(ts) });
     log(`[dmpo] seed ${seed} done in ${since(ts)} s (tensors ${tf.memory().numTensors})`);

@@ -9,7 +9,9 @@
  */
 import { tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
-import { type Stage, train, type TrainExample } from "../train.ts";
+import { type MetricsRow, type Stage, train, type TrainExample } from "../train.ts";
+import { sdpoNegativeWeights } from "../losses.ts";
+import { Rng } from "../rng.ts";
 import type { WordTokenizer } from "../tokenizer.ts";
 import {
   historyBayesScores,
@@ -36,6 +38,7 @@ import {
   fromSnapshot,
   loraConfig,
   modelConfig,
+  recordStage,
   type Scale,
   SCALE_PRESETS,
   type ScaleName,
@@ -45,6 +48,7 @@ import {
   type Snapshot,
   subset,
 } from "./common.ts";
+import { BASELINE_NAMES, BASELINE_ROWS, baselineSdpoRow, baselinesFor } from "./baselines.ts";
 
 /** Config of {@link run}. */
 export interface SdpoRunConfig {
@@ -54,10 +58,16 @@ export interface SdpoRunConfig {
   seeds: number[];
   /** Print progress (default true). */
   progress?: boolean;
+  /** Run the ablations (K and β sweeps, negative samplers) on the first seed. */
+  ablations?: boolean;
+  /** Add the classic baseline rows (default true). */
+  baselines?: boolean;
 }
 
 /** Per-method numbers of one seed. */
 export interface SdpoMethodResult {
+  /** Per test prompt: summed log-prob of the positive (title + EOS). */
+  pos_logp: number[];
   /** Ranking HR@1 over the test prompts. */
   hr1_rank: number;
   /** Ranking NDCG@5. */
@@ -120,8 +130,52 @@ export interface SdpoResult {
   references: Record<string, ReferenceRow>;
   /** Per seed. */
   per_seed: SdpoSeedResult[];
+  /** Training curves of the main DPO and S-DPO arms (every seed). */
+  curves: CurvePoint[];
+  /** Ablations (first seed), when run. */
+  ablations?: SdpoAblations;
   /** Seconds of the whole run. */
   seconds: number;
+}
+
+/** One point of a training curve. */
+export interface CurvePoint {
+  method: string;
+  seed: number;
+  step: number;
+  metric: string;
+  value: number;
+}
+
+/** An ablation arm's numbers (ranking only). */
+export interface AblationRow {
+  /** Ranking HR@1. */
+  hr1_rank: number;
+  /** Ranking NDCG@5. */
+  ndcg5_rank: number;
+  /** Per test prompt hits. */
+  rank_hits: number[];
+  /** Per test prompt positive log-prob. */
+  pos_logp: number[];
+  /** Training seconds (0 when the row reuses a main arm). */
+  train_seconds: number;
+}
+
+/** The S-DPO ablations (one seed). */
+export interface SdpoAblations {
+  seed: number;
+  /** K sweep at β = 1: K → row. */
+  k_sweep: { k: number; row: AblationRow }[];
+  /** β sweep at K = 3. */
+  beta_sweep: { beta: number; row: AblationRow }[];
+  /** Negative samplers: uniform (the main arms), same-genre, model-hard; DPO and S-DPO. */
+  samplers: { sampler: string; method: string; row: AblationRow }[];
+  /** Mean S-DPO softmax weight of a negative by its rank under the reference (1 = hardest). */
+  neg_weights: { ref_rank: number; weight: number; uniform: number }[];
+  /** Ablation rows by name, for the claims ("S-DPO K=8", "β best interior", ...). */
+  methods: Record<string, AblationRow>;
+  /** Notes on how dynamic rows were chosen. */
+  notes: string[];
 }
 
 /** The arms, in table order. */
@@ -140,7 +194,7 @@ export function evaluateSdpo(
   world: World,
   test: SdpoSample[],
   numGen: number,
-): Omit<SdpoMethodResult, "train_seconds" | "final_loss"> {
+): Omit<SdpoMethodResult, "train_seconds" | "final_loss"> & { scores: number[][] } {
   const t0 = performance.now();
   const examples = test.map((s) => sdpoExample(tok, s, world));
   const scores = scoreResponses(
@@ -172,6 +226,8 @@ export function evaluateSdpo(
   const g = sdpoGenerationMetrics(verdicts);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return {
+    scores,
+    pos_logp: scores.map((r, i) => Math.round(r[positives[i]] * 1e4) / 1e4),
     hr1_rank: mean(rankHits),
     ndcg5_rank: mean(ndcg),
     hr1_gen_all: g.hr1_all,
@@ -212,6 +268,9 @@ export interface SdpoData {
   tok: WordTokenizer;
   config: LlamaConfig;
   trainExamples: TrainExample[];
+  /** The preference samples (a fixed subset of the train samples). */
+  prefSamples: SdpoSample[];
+  /** Their examples; `rejected` = a fixed seeded pool of `negPool` of the 19 negatives. */
   prefExamples: TrainExample[];
   test: SdpoSample[];
 }
@@ -222,9 +281,22 @@ export function sdpoData(scale: Scale): SdpoData {
   const train = sdpoSamples(world, "train", { drawsPerUser: scale.sdpoDrawsPerUser });
   const tok = buildTokenizer(world, train[0]);
   const trainExamples = train.map((s) => sdpoExample(tok, s, world));
-  const prefExamples = subset(trainExamples, scale.prefPrompts, 7);
+  const prefSamples = subset(train, scale.prefPrompts, 7);
+  const rng = new Rng(17);
+  const prefExamples = prefSamples.map((s) => {
+    const e = sdpoExample(tok, s, world);
+    return { ...e, rejected: rng.sample(e.rejected!, Math.min(scale.negPool, e.rejected!.length)) };
+  });
   const test = subset(sdpoSamples(world, "test"), scale.sdpoTest, 11);
-  return { world, tok, config: modelConfig(tok.vocabSize), trainExamples, prefExamples, test };
+  return {
+    world,
+    tok,
+    config: modelConfig(tok.vocabSize),
+    trainExamples,
+    prefSamples,
+    prefExamples,
+    test,
+  };
 }
 
 /** Train one LoRA arm from the SFT snapshot; returns the trained model (caller disposes). */
@@ -237,7 +309,10 @@ export async function trainArm(
   steps: number,
   seed: number,
   progress: boolean,
-): Promise<{ model: LlamaModel; seconds: number; finalLoss: number | null }> {
+  logEvery?: number,
+): Promise<
+  { model: LlamaModel; seconds: number; finalLoss: number | null; history: MetricsRow[] }
+> {
   const t0 = performance.now();
   const model = fromSnapshot(config, sft);
   model.addLora(loraConfig(100 + seed));
@@ -257,11 +332,121 @@ export async function trainArm(
     warmupSteps: Math.min(10, Math.floor(steps / 5)),
     numNegatives: k,
     beta: arm.beta ?? 1,
-    reference: pre < live ? "precomputed" : "live",
+    reference: pre <= live ? "precomputed" : "live",
     seed,
-    logEvery: Math.max(1, Math.floor(steps / 4)),
+    logEvery: logEvery ?? Math.max(1, Math.floor(steps / 4)),
   }, { label: arm.name, progress });
-  return { model, seconds: since(t0), finalLoss: r.history.at(-1)?.loss ?? null };
+  return {
+    model,
+    seconds: since(t0),
+    finalLoss: r.history.at(-1)?.loss ?? null,
+    history: r.history,
+  };
+}
+
+/** Ranking-only evaluation (ablation arms). */
+function rankRow(
+  model: LlamaModel,
+  tok: WordTokenizer,
+  world: World,
+  test: SdpoSample[],
+  trainSeconds: number,
+): AblationRow {
+  const scores = scoreResponses(
+    model,
+    test.map((s) => ({
+      prompt: sdpoExample(tok, s, world).prompt,
+      responses: s.candidates.map((c) => [...tok.encode(c), tok.eosId]),
+    })),
+  );
+  const pos = test.map((s) => s.positiveIndex);
+  const hits = hitsAtK({ scores }, pos, 1);
+  const m = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return {
+    hr1_rank: m(hits),
+    ndcg5_rank: m(ndcgsAtK({ scores }, pos, 5)),
+    rank_hits: hits,
+    pos_logp: scores.map((r, i) => Math.round(r[pos[i]] * 1e4) / 1e4),
+    train_seconds: trainSeconds,
+  };
+}
+
+/** An ablation row of a main arm (no extra training). */
+function rowOf(m: SdpoMethodResult): AblationRow {
+  return {
+    hr1_rank: m.hr1_rank,
+    ndcg5_rank: m.ndcg5_rank,
+    rank_hits: m.rank_hits,
+    pos_logp: m.pos_logp,
+    train_seconds: 0,
+  };
+}
+
+/**
+ * Mean S-DPO softmax weight per negative, bucketed by the negative's rank under the
+ * reference model (1 = the reference's most likely negative), over the test prompts:
+ * weights = softmax_k β((π_k − ref_k) − (π_w − ref_w)) over all 19 negatives.
+ */
+export function negativeWeightsByRefRank(
+  policy: number[][],
+  reference: number[][],
+  test: SdpoSample[],
+  beta: number,
+): { ref_rank: number; weight: number; uniform: number }[] {
+  const b = test.length;
+  const negIdx = test.map((s) =>
+    s.candidates.map((_, j) => j).filter((j) => j !== s.positiveIndex)
+  );
+  const k = negIdx[0].length;
+  const w = tf.tidy(() =>
+    sdpoNegativeWeights(
+      tf.tensor1d(test.map((s, i) => policy[i][s.positiveIndex])),
+      tf.tensor2d(negIdx.map((ix, i) => ix.map((j) => policy[i][j])), [b, k]),
+      tf.tensor1d(test.map((s, i) => reference[i][s.positiveIndex])),
+      tf.tensor2d(negIdx.map((ix, i) => ix.map((j) => reference[i][j])), [b, k]),
+      { beta },
+    )
+  );
+  const wd = w.arraySync() as number[][];
+  w.dispose();
+  const sums = new Array(k).fill(0);
+  negIdx.forEach((ix, i) => {
+    const order = ix.map((_, q) => q).sort((x, y) => reference[i][ix[y]] - reference[i][ix[x]]);
+    order.forEach((q, rank) => (sums[rank] += wd[i][q]));
+  });
+  return sums.map((v, r) => ({
+    ref_rank: r + 1,
+    weight: Math.round((v / b) * 1e5) / 1e5,
+    uniform: Math.round((1 / k) * 1e5) / 1e5,
+  }));
+}
+
+/** Hard rejected pools of size k: same-genre first, or the SFT model's top-scored negatives. */
+export function hardPools(
+  data: SdpoData,
+  k: number,
+  sampler: "same-genre" | "model-hard",
+  sftScores?: number[][],
+): TrainExample[] {
+  const { world, tok, prefSamples } = data;
+  const rng = new Rng(23 + k);
+  return prefSamples.map((s, i) => {
+    const negs = s.candidates.map((_, j) => j).filter((j) => j !== s.positiveIndex);
+    let order: number[];
+    if (sampler === "same-genre") {
+      const g = world.items[s.positiveId].genre;
+      const same = rng.shuffle(negs.filter((j) => world.items[s.candidateIds[j]].genre === g));
+      const other = rng.shuffle(negs.filter((j) => world.items[s.candidateIds[j]].genre !== g));
+      order = [...same, ...other];
+    } else {
+      order = negs.slice().sort((x, y) => sftScores![i][y] - sftScores![i][x]);
+    }
+    return {
+      prompt: data.prefExamples[i].prompt,
+      chosen: data.prefExamples[i].chosen,
+      rejected: order.slice(0, k).map((j) => [...tok.encode(s.candidates[j]), tok.eosId]),
+    };
+  });
 }
 
 /** Run the S-DPO experiment. */
@@ -275,48 +460,88 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const numGen = Math.min(scale.sdpoGenTest, test.length);
   log(
     `[sdpo] ${data.trainExamples.length} train prompts, ${data.prefExamples.length} preference ` +
-      `prompts, ${test.length} test prompts (${numGen} generated), vocab ${tok.vocabSize}`,
+      `prompts (pool ${scale.negPool}), ${test.length} test prompts (${numGen} generated), ` +
+      `vocab ${tok.vocabSize}`,
   );
   const references = referenceRows(world, test);
   const perSeed: SdpoSeedResult[] = [];
+  const curves: CurvePoint[] = [];
+  const curveEvery = Math.max(1, Math.floor(scale.prefSteps / 20));
+  let ablations: SdpoAblations | undefined;
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     log(`[sdpo] seed ${seed}: SFT (full fine-tuning, ${scale.baseSteps} steps)`);
+    const tb = performance.now();
     const base = await baseSnapshot(config, data.trainExamples, scale, seed, {
       label: `stage0/SFT s${seed}`,
       progress,
     });
+    recordStage(
+      "sdpo",
+      base.fromDisk ? "SFT (stage 0, from disk cache)" : base.reused ? "SFT (reused)" : "SFT",
+      seed,
+      since(tb),
+    );
     const sft = base.snap;
     const sftModel = fromSnapshot(config, sft);
     const methods: Record<string, SdpoMethodResult> = {};
-    methods.SFT = {
-      ...evaluateSdpo(sftModel, tok, world, test, numGen),
-      train_seconds: base.seconds,
-      final_loss: base.finalLoss,
-    };
-    sftModel.dispose();
+    const { scores: sftScores, ...sftEval } = evaluateSdpo(sftModel, tok, world, test, numGen);
+    methods.SFT = { ...sftEval, train_seconds: base.seconds, final_loss: base.finalLoss };
+    recordStage("sdpo", "eval/SFT", seed, sftEval.eval_seconds);
     log(`[sdpo] seed ${seed}: SFT HR@1 ${methods.SFT.hr1_rank.toFixed(3)}`);
-    {
-      for (const arm of ARMS) {
-        const { model, seconds, finalLoss } = await trainArm(
-          config,
-          sft,
-          data.prefExamples,
-          arm,
-          scale,
-          scale.prefSteps,
-          seed,
-          progress,
-        );
-        methods[arm.name] = {
-          ...evaluateSdpo(model, tok, world, test, numGen),
-          train_seconds: seconds,
-          final_loss: finalLoss,
-        };
-        model.dispose();
-        log(`[sdpo] seed ${seed}: ${arm.name} HR@1 ${methods[arm.name].hr1_rank.toFixed(3)}`);
+    const scoresBy: Record<string, number[][]> = { SFT: sftScores };
+    for (const arm of ARMS) {
+      const { model, seconds, finalLoss, history } = await trainArm(
+        config,
+        sft,
+        data.prefExamples,
+        arm,
+        scale,
+        scale.prefSteps,
+        seed,
+        progress,
+        curveEvery,
+      );
+      recordStage("sdpo", arm.name, seed, seconds);
+      const { scores, ...ev } = evaluateSdpo(model, tok, world, test, numGen);
+      recordStage("sdpo", `eval/${arm.name}`, seed, ev.eval_seconds);
+      scoresBy[arm.name] = scores;
+      methods[arm.name] = { ...ev, train_seconds: seconds, final_loss: finalLoss };
+      model.dispose();
+      if (arm.stage !== "sft") {
+        for (const row of history) {
+          for (const metric of CURVE_METRICS) {
+            if (row[metric] !== undefined) {
+              curves.push({ method: arm.name, seed, step: row.step, metric, value: row[metric] });
+            }
+          }
+        }
+      }
+      log(`[sdpo] seed ${seed}: ${arm.name} HR@1 ${methods[arm.name].hr1_rank.toFixed(3)}`);
+    }
+    if (cfg.baselines !== false) {
+      const recs = await baselinesFor(world, scale, seed, progress);
+      for (const name of BASELINE_NAMES) {
+        const b = recs.get(name)!;
+        const row = baselineSdpoRow(b.rec, test);
+        methods[BASELINE_ROWS[name]] = {
+          ...row,
+          pos_logp: [],
+          hr1_gen_all: NaN,
+          hr1_gen_valid: null,
+          valid_ratio: NaN,
+          gen_hits: [],
+          gen_valid: [],
+          gen_examples: [],
+          train_seconds: b.reused ? 0 : b.seconds,
+          final_loss: null,
+        } as SdpoMethodResult;
       }
     }
+    if (cfg.ablations && seed === cfg.seeds[0]) {
+      ablations = await runAblations(data, scale, seed, sft, sftModel, methods, scoresBy, progress);
+    }
+    sftModel.dispose();
     perSeed.push({ seed, methods, seconds: since(ts) });
     log(`[sdpo] seed ${seed} done in ${since(ts)} s (tensors ${tf.memory().numTensors})`);
   }
@@ -329,15 +554,140 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       lora: loraConfig(0),
       arms: ARMS,
       beta: 1,
-      negatives: "drawn per step uniformly from the prompt's 19 non-target candidates",
+      negatives: `each preference prompt has a fixed seeded pool of ${scale.negPool} of its 19 ` +
+        `non-target candidates (uniform); K of them are drawn per step`,
+      reference: "the frozen SFT model; precomputed per prompt or computed live, whichever " +
+        "costs fewer forwards (identical values)",
       sft: "stage 0 = full fine-tuning of a random LM on the train prompts (prompt → " +
         "positive title + EOS); this model is the SFT row and the reference of every arm",
+      baselines: `trained on the train users' history prefixes plus ${scale.baselineDraws} ` +
+        `S-DPO targets per user, ${scale.baselineEpochs} epoch(s); scored on the same 20 ` +
+        "candidates",
     },
     seeds: cfg.seeds,
     num_test: test.length,
     num_gen_test: numGen,
     references,
     per_seed: perSeed,
+    curves,
+    ablations,
     seconds: since(t0),
+  };
+}
+
+/** Metrics of the training curves. */
+export const CURVE_METRICS = [
+  "rewards/chosen",
+  "rewards/rejected",
+  "logps/chosen",
+  "logps/rejected",
+] as const;
+
+async function runAblations(
+  data: SdpoData,
+  scale: Scale,
+  seed: number,
+  sft: Snapshot,
+  sftModel: LlamaModel,
+  main: Record<string, SdpoMethodResult>,
+  scoresBy: Record<string, number[][]>,
+  progress: boolean,
+): Promise<SdpoAblations> {
+  const { world, tok, config, test } = data;
+  const log = (m: string) => progress && console.error(m);
+  const arm = async (
+    name: string,
+    stage: Stage,
+    k: number,
+    beta: number,
+    examples: TrainExample[],
+  ): Promise<AblationRow> => {
+    const { model, seconds } = await trainArm(
+      config,
+      sft,
+      examples,
+      { name, stage, k, beta },
+      scale,
+      scale.prefSteps,
+      seed,
+      progress,
+    );
+    recordStage("sdpo-ablations", name, seed, seconds);
+    const row = rankRow(model, tok, world, test, seconds);
+    model.dispose();
+    log(`[sdpo/ablation] ${name}: HR@1 ${row.hr1_rank.toFixed(3)}`);
+    return row;
+  };
+  const methods: Record<string, AblationRow> = {};
+  const kSweep: { k: number; row: AblationRow }[] = [];
+  for (const k of scale.ablKs) {
+    const row = k === 1
+      ? rowOf(main.DPO)
+      : k === 3
+      ? rowOf(main["S-DPO"])
+      : await arm(`S-DPO K=${k}`, "sdpo", k, 1, data.prefExamples);
+    kSweep.push({ k, row });
+    methods[`S-DPO K=${k}`] = row;
+  }
+  methods["S-DPO K=max"] = kSweep.reduce((a, b) => (b.k > a.k ? b : a)).row;
+  const betaSweep: { beta: number; row: AblationRow }[] = [];
+  for (const beta of scale.ablBetas) {
+    const row = beta === 1
+      ? rowOf(main["S-DPO"])
+      : await arm(`S-DPO β=${beta}`, "sdpo", 3, beta, data.prefExamples);
+    betaSweep.push({ beta, row });
+    methods[`S-DPO β=${beta}`] = row;
+  }
+  const notes: string[] = [];
+  if (betaSweep.length >= 3) {
+    const ends = [betaSweep[0], betaSweep.at(-1)!];
+    const interior = betaSweep.slice(1, -1);
+    const bestI = interior.reduce((a, b) => (b.row.hr1_rank > a.row.hr1_rank ? b : a));
+    const bestE = ends.reduce((a, b) => (b.row.hr1_rank > a.row.hr1_rank ? b : a));
+    methods["β best interior"] = bestI.row;
+    methods["β best endpoint"] = bestE.row;
+    notes.push(
+      `β interior optimum: best interior β = ${bestI.beta} vs best endpoint β = ${bestE.beta} ` +
+        "(chosen by mean HR@1 on the same test rows, so the comparison favours the interior)",
+    );
+  }
+  // Negative samplers.
+  const t0 = performance.now();
+  const prefScores = scoreResponses(
+    sftModel,
+    data.prefSamples.map((s, i) => ({
+      prompt: data.prefExamples[i].prompt,
+      responses: s.candidates.map((c) => [...tok.encode(c), tok.eosId]),
+    })),
+  );
+  recordStage("sdpo-ablations", "score pref prompts (model-hard)", seed, since(t0));
+  const samplers: { sampler: string; method: string; row: AblationRow }[] = [
+    { sampler: "uniform", method: "DPO", row: rowOf(main.DPO) },
+    { sampler: "uniform", method: "S-DPO", row: rowOf(main["S-DPO"]) },
+  ];
+  for (const sampler of ["same-genre", "model-hard"] as const) {
+    for (const [method, stage, k] of [["DPO", "dpo", 1], ["S-DPO", "sdpo", 3]] as const) {
+      const row = await arm(
+        `${method} (${sampler})`,
+        stage,
+        k,
+        1,
+        hardPools(data, k, sampler, prefScores),
+      );
+      samplers.push({ sampler, method, row });
+      methods[`${method} (${sampler})`] = row;
+    }
+  }
+  methods["DPO (uniform)"] = rowOf(main.DPO);
+  methods["S-DPO (uniform)"] = rowOf(main["S-DPO"]);
+  const negWeights = negativeWeightsByRefRank(scoresBy["S-DPO"], scoresBy.SFT, test, 1);
+  return {
+    seed,
+    k_sweep: kSweep,
+    beta_sweep: betaSweep,
+    samplers,
+    neg_weights: negWeights,
+    methods,
+    notes,
   };
 }

@@ -9,14 +9,14 @@
 import { type ConfidenceInterval, pairedBootstrapCI } from "../eval/metrics.ts";
 
 /** Per-row arrays a claim can compare. */
-export type RowMetric = "rank_hits" | "gen_hits" | "gen_valid" | "pair_correct";
+export type RowMetric = "rank_hits" | "gen_hits" | "gen_valid" | "pair_correct" | "pos_logp";
 
 /** One claim: "A > B on metric". */
 export interface ClaimSpec {
   /** Stable id. */
   id: string;
-  /** Paper. */
-  paper: "sdpo" | "dmpo";
+  /** Paper ("-abl": the ablation claims, evaluated on the ablation rows of one seed). */
+  paper: "sdpo" | "dmpo" | "sdpo-abl" | "dmpo-abl";
   /** The claim in words. */
   text: string;
   /** Per-row metric compared. */
@@ -66,6 +66,15 @@ export const CLAIMS: ClaimSpec[] = [
     metricLabel: "ranking HR@1",
     a: "S-DPO",
     b: "SFT-cont",
+  },
+  {
+    id: "sdpo-keeps-chosen-logp",
+    paper: "sdpo",
+    text: "S-DPO keeps the chosen likelihood above DPO's (log-prob of the test positive)",
+    metric: "pos_logp",
+    metricLabel: "summed log-prob of the positive title",
+    a: "S-DPO",
+    b: "DPO",
   },
   {
     id: "sdpo-gt-dpo-gen",
@@ -129,6 +138,51 @@ export const CLAIMS: ClaimSpec[] = [
     metricLabel: "paired AUC",
     a: "SFT+DMPO-released K=3",
     b: "SFT",
+  },
+  {
+    id: "more-negatives-help",
+    paper: "sdpo-abl",
+    text: "More negatives help: S-DPO with the largest K > K=1 (DPO) on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "S-DPO K=max",
+    b: "S-DPO K=1",
+  },
+  {
+    id: "beta-interior-optimum",
+    paper: "sdpo-abl",
+    text: "β has an interior optimum: best interior β > best endpoint β on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "β best interior",
+    b: "β best endpoint",
+  },
+  {
+    id: "hard-sdpo-gt-dpo",
+    paper: "sdpo-abl",
+    text: "With model-hard negatives, S-DPO > DPO on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "S-DPO (model-hard)",
+    b: "DPO (model-hard)",
+  },
+  {
+    id: "genre-sdpo-gt-dpo",
+    paper: "sdpo-abl",
+    text: "With same-genre negatives, S-DPO > DPO on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "S-DPO (same-genre)",
+    b: "DPO (same-genre)",
+  },
+  {
+    id: "hard-gt-uniform",
+    paper: "sdpo-abl",
+    text: "S-DPO with model-hard negatives > S-DPO with uniform negatives on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "S-DPO (model-hard)",
+    b: "S-DPO (uniform)",
   },
 ];
 
@@ -197,11 +251,13 @@ export function evaluateClaims(result: ResultWithRows): ClaimResult[] {
 
 const f3 = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
 
-/** findings.md. */
+/** findings.md (ablation claims, when given, in a second table). */
 export function findingsMarkdown(
   title: string,
   claims: ClaimResult[],
   notes: string[],
+  ablationClaims: ClaimResult[] = [],
+  ablationNote = "",
 ): string {
   const lines = [
     `# Findings: ${title}`,
@@ -214,11 +270,21 @@ export function findingsMarkdown(
     "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | rows | verdict |",
     "|---|---|---|---|---|---|",
   ];
-  for (const c of claims) {
+  const row = (c: ClaimResult) =>
+    `| ${c.text} | ${c.a}: ${c.a_per_seed.map((x) => x.toFixed(3)).join(", ")} | ${c.b}: ${
+      c.b_per_seed.map((x) => x.toFixed(3)).join(", ")
+    } | ${f3(c.diff.mean)} [${f3(c.diff.lo)}, ${f3(c.diff.hi)}] | ${c.rows} | **${c.verdict}** |`;
+  for (const c of claims) lines.push(row(c));
+  if (ablationClaims.length) {
     lines.push(
-      `| ${c.text} | ${c.a}: ${c.a_per_seed.map((x) => x.toFixed(3)).join(", ")} | ${c.b}: ${
-        c.b_per_seed.map((x) => x.toFixed(3)).join(", ")
-      } | ${f3(c.diff.mean)} [${f3(c.diff.lo)}, ${f3(c.diff.hi)}] | ${c.rows} | **${c.verdict}** |`,
+      "",
+      "## Ablation claims",
+      "",
+      ablationNote || "Same rule, on the ablation rows (one seed).",
+      "",
+      "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | rows | verdict |",
+      "|---|---|---|---|---|---|",
+      ...ablationClaims.map(row),
     );
   }
   lines.push("", "## Notes", "", ...notes.map((n) => `- ${n}`), "");

@@ -6,6 +6,7 @@
  * @module
  */
 import { meanStd } from "../eval/metrics.ts";
+import { barChart, lineChart, writePlot } from "./plot.ts";
 
 /** One published number as paper-numbers.json stores it. */
 interface PaperEntry {
@@ -128,4 +129,145 @@ export function tableMarkdown(opts: {
   }
   lines.push("", ...opts.notes.map((n) => `- ${n}`), "");
   return lines.join("\n");
+}
+
+/** What {@link writeSdpoPlots} needs of an S-DPO result. */
+export interface SdpoPlotInput {
+  curves: { method: string; seed: number; step: number; metric: string; value: number }[];
+  ablations?: {
+    seed: number;
+    k_sweep: { k: number; row: { hr1_rank: number } }[];
+    beta_sweep: { beta: number; row: { hr1_rank: number } }[];
+    samplers: { sampler: string; method: string; row: { hr1_rank: number } }[];
+    neg_weights: { ref_rank: number; weight: number; uniform: number }[];
+  };
+}
+
+/**
+ * Write the S-DPO plots (`<dir>/*.svg` + `.vl.json`) and return the markdown section of
+ * table.md that shows them, with the ablation numbers as small tables.
+ */
+export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<string> {
+  const out: string[] = ["", "## Plots and ablations", ""];
+  if (r.curves.length) {
+    await writePlot(
+      `${dir}/curves.svg`,
+      lineChart(
+        r.curves.map((c) => ({ ...c, run: `${c.method} s${c.seed}` })),
+        {
+          title: "Preference training: DPO vs S-DPO",
+          x: "step",
+          y: "value",
+          color: "run",
+          column: "metric",
+          width: 180,
+          height: 160,
+        },
+      ),
+    );
+    // Final logps/chosen per method and seed.
+    const finals = new Map<string, number>();
+    for (const c of r.curves) {
+      if (c.metric === "logps/chosen") finals.set(`${c.method} s${c.seed}`, c.value);
+    }
+    out.push(
+      "Training curves of the preference arms (`rewards/*`, `logps/*` as TRL logs them, per " +
+        "step of training batches):",
+      "",
+      "![training curves](curves.svg)",
+      "",
+      `Final logps/chosen: ${[...finals].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}.`,
+      "",
+    );
+  }
+  const a = r.ablations;
+  if (a) {
+    const kRows = a.k_sweep.map((x) => ({ K: x.k, hr1: x.row.hr1_rank }));
+    await writePlot(
+      `${dir}/k_sweep.svg`,
+      lineChart(kRows, {
+        title: `S-DPO: HR@1 vs K (β = 1, seed ${a.seed})`,
+        x: "K",
+        y: "hr1",
+        yTitle: "HR@1 (ranking)",
+        points: true,
+      }),
+    );
+    const bRows = a.beta_sweep.map((x) => ({ beta: x.beta, hr1: x.row.hr1_rank }));
+    await writePlot(
+      `${dir}/beta_sweep.svg`,
+      lineChart(bRows, {
+        title: `S-DPO: HR@1 vs β (K = 3, seed ${a.seed})`,
+        x: "beta",
+        y: "hr1",
+        xLog: true,
+        yTitle: "HR@1 (ranking)",
+        points: true,
+      }),
+    );
+    const sRows = a.samplers.map((x) => ({
+      arm: `${x.method} (${x.sampler})`,
+      sampler: x.sampler,
+      hr1: x.row.hr1_rank,
+    }));
+    await writePlot(
+      `${dir}/samplers.svg`,
+      barChart(sRows, {
+        title: `Negative sampler (seed ${a.seed})`,
+        x: "arm",
+        y: "hr1",
+        color: "sampler",
+        yTitle: "HR@1 (ranking)",
+      }),
+    );
+    const wRows = a.neg_weights.flatMap((w) => [
+      { ref_rank: w.ref_rank, weight: w.weight, series: "S-DPO softmax weight" },
+      { ref_rank: w.ref_rank, weight: w.uniform, series: "uniform (1/19)" },
+    ]);
+    await writePlot(
+      `${dir}/negative_weights.svg`,
+      lineChart(wRows, {
+        title: "S-DPO weight on a negative vs its rank under the reference",
+        x: "ref_rank",
+        y: "weight",
+        color: "series",
+        xTitle: "rank of the negative under the reference (1 = most likely)",
+        points: true,
+      }),
+    );
+    const f = (x: number) => x.toFixed(3);
+    out.push(
+      `Ablations (seed ${a.seed}, ranking HR@1 on the same test prompts):`,
+      "",
+      "| K | " + kRows.map((x) => x.K).join(" | ") + " |",
+      "|---|" + kRows.map(() => "---|").join(""),
+      "| HR@1 | " + kRows.map((x) => f(x.hr1)).join(" | ") + " |",
+      "",
+      "![K sweep](k_sweep.svg)",
+      "",
+      "| β | " + bRows.map((x) => x.beta).join(" | ") + " |",
+      "|---|" + bRows.map(() => "---|").join(""),
+      "| HR@1 | " + bRows.map((x) => f(x.hr1)).join(" | ") + " |",
+      "",
+      "![β sweep](beta_sweep.svg)",
+      "",
+      "| arm | HR@1 |",
+      "|---|---|",
+      ...sRows.map((x) => `| ${x.arm} | ${f(x.hr1)} |`),
+      "",
+      "Negatives: uniform = a fixed seeded pool of the prompt's other candidates (K drawn per " +
+        "step); same-genre = the K negatives sharing the positive's genre first; model-hard = " +
+        "the K negatives the SFT model scores highest.",
+      "",
+      "![negative samplers](samplers.svg)",
+      "",
+      "Mean softmax weight S-DPO (trained, β = 1) puts on each of the 19 negatives of a test " +
+        "prompt, by the negative's rank under the reference (SFT) model — hard-negative mining " +
+        "shows as weight concentrated on the top ranks:",
+      "",
+      "![negative weights](negative_weights.svg)",
+      "",
+    );
+  }
+  return out.length > 3 ? out.join("\n") : "";
 }

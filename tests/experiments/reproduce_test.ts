@@ -6,6 +6,7 @@ import { aucPaired, pairedBootstrapCI } from "../../src/eval/metrics.ts";
 import { modelConfig, scoreResponses } from "../../src/experiments/common.ts";
 import { CLAIMS, verdictOf } from "../../src/report/findings.ts";
 import { main } from "../../src/cli/reproduce.ts";
+import { BASELINE_ROWS } from "../../src/experiments/baselines.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -30,7 +31,8 @@ Deno.test("reproduce --scale test writes parseable artefacts with sane metrics a
   const out = await Deno.makeTempDir({ prefix: "recalign-reproduce-" });
   try {
     const dirs = await main(["--paper", "all", "--scale", "test", "--out", out]);
-    assert.equal(dirs.length, 2);
+    assert.equal(dirs.length, 3);
+    assert.ok(dirs.some((d) => d.endsWith("dpo4rec/synthetic")));
     const readme = await Deno.readTextFile(`${out}/README.md`);
     for (const paper of ["sdpo", "dmpo"]) {
       const dir = `${out}/${paper}/synthetic`;
@@ -48,7 +50,8 @@ Deno.test("reproduce --scale test writes parseable artefacts with sane metrics a
         for (
           const [method, v] of Object.entries(s.methods) as [string, Record<string, unknown>][]
         ) {
-          for (const f of unit) {
+          const isBaseline = Object.values(BASELINE_ROWS).includes(method);
+          for (const f of isBaseline ? unit.filter((u) => !/gen|valid/.test(u)) : unit) {
             const x = v[f] as number;
             assert.ok(Number.isFinite(x) && x >= 0 && x <= 1, `${paper} ${method} ${f} = ${x}`);
           }
@@ -77,12 +80,45 @@ Deno.test("reproduce --scale test writes parseable artefacts with sane metrics a
         assert.ok(Math.abs(ci.mean - c.diff.mean) < 1e-12);
         assert.equal(verdictOf(ci), c.verdict);
       }
+      if (paper === "sdpo") {
+        // Ablations ran (test scale default), with their claims, plots and stage times.
+        assert.ok(m.result.ablations, "ablations present");
+        assert.equal(
+          m.ablation_claims.length,
+          CLAIMS.filter((c) => c.paper === "sdpo-abl").length,
+        );
+        for (const c of m.ablation_claims) {
+          const row = findings.split("\n").find((l) => l.startsWith(`| ${c.text} |`));
+          assert.ok(row?.includes(`**${c.verdict}**`), `findings.md lists "${c.text}"`);
+        }
+        for (const f of ["curves", "k_sweep", "beta_sweep", "samplers", "negative_weights"]) {
+          const svg = await Deno.readTextFile(`${dir}/${f}.svg`);
+          assert.match(svg, /^<svg/);
+          assert.ok(table.includes(`(${f}.svg)`), `table.md shows ${f}.svg`);
+        }
+        const w = m.result.ablations.neg_weights.reduce(
+          (a: number, x: { weight: number }) => a + x.weight,
+          0,
+        );
+        assert.ok(Math.abs(w - 1) < 1e-3, `negative weights sum to 1 (${w})`);
+        assert.ok(m.result.curves.some((c: { metric: string }) => c.metric === "logps/chosen"));
+      }
+      assert.ok(m.stage_seconds.length > 0, "per-stage times");
       if (paper === "dmpo") {
         // aucPaired re-derived from the stored log-probs.
         const sft = m.result.per_seed[0].methods.SFT;
         assert.ok(Math.abs(aucPaired(sft.chosen_logp, sft.rejected_logp) - sft.auc_paired) < 0.02);
       }
     }
+    // The stage-0 snapshot was cached on disk and a rerun reuses it.
+    const cached = [...Deno.readDirSync(`${out}/.cache`)].map((e) => e.name);
+    assert.ok(cached.some((n) => /^base-test-s0-[0-9a-f]+\.safetensors$/.test(n)), cached.join());
+    await main(["--paper", "dmpo", "--scale", "test", "--out", out, "--no-ablations"]);
+    const m2 = JSON.parse(await Deno.readTextFile(`${out}/dmpo/synthetic/metrics.json`));
+    assert.ok(
+      m2.stage_seconds.some((t: { stage: string }) => /from disk cache/.test(t.stage)),
+      JSON.stringify(m2.stage_seconds),
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
   }
