@@ -622,12 +622,14 @@ export class LlamaModel {
     const [bsz, t] = ids.shape;
     const c = this.config;
     const past = opts.cache?.length ?? 0;
-    if (past + t > c.max_position_embeddings) {
+    // Packed rows can be longer than any position they use: check the positions themselves.
+    const span = opts.positions
+      ? opts.positions.dataSync().reduce((a, b) => Math.max(a, b), 0) + 1
+      : past + t;
+    if (span > c.max_position_embeddings) {
       throw new InputError(
         "ids",
-        `sequence of ${
-          past + t
-        } positions exceeds max_position_embeddings=${c.max_position_embeddings}`,
+        `sequence of ${span} positions exceeds max_position_embeddings=${c.max_position_embeddings}`,
       );
     }
     const linOpts: LinearCallOptions = {

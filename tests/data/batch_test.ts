@@ -103,3 +103,19 @@ Deno.test("train() gives the same first S-DPO step packed and unpacked", async (
   a.w.forEach((xs, i) => xs.forEach((x, j) => (err = Math.max(err, Math.abs(x - b.w[i][j])))));
   assert.ok(err < 1e-4, `weights differ by ${err}`);
 });
+
+Deno.test("packGroups() rows may be longer than max_position_embeddings when their positions fit", () => {
+  const model = LlamaModel.random({ ...CFG, max_position_embeddings: 8 }, 6);
+  const groups = [{ prompt: [1, 5, 6, 7], responses: [[8, 9, 2], [10, 11, 2], [12, 13, 2]] }]; // row of 13 tokens
+  const packed = scoreGroups(model, groups);
+  const separate = scorePairs(
+    model,
+    groups[0].responses.map((response) => ({ prompt: groups[0].prompt, response })),
+  );
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(packed[i] - separate[i]) < 1e-4);
+  assert.throws(
+    () => scoreGroups(model, [{ prompt: [1, 2, 3, 4, 5, 6, 7], responses: [[8, 9]] }]),
+    /max_position_embeddings=8/,
+  );
+  model.dispose();
+});
