@@ -624,7 +624,7 @@ export class LlamaModel {
     const past = opts.cache?.length ?? 0;
     // Packed rows can be longer than any position they use: check the positions themselves.
     const span = opts.positions
-      ? opts.positions.dataSync().reduce((a, b) => Math.max(a, b), 0) + 1
+      ? (opts.positions.dataSync() as Int32Array).reduce((a, b) => Math.max(a, b), 0) + 1
       : past + t;
     if (span > c.max_position_embeddings) {
       throw new InputError(
