@@ -173,6 +173,61 @@ async function nativeInstalled(): Promise<boolean> {
 }
 
 const requested = flags.backend!;
+/**
+ * Run the PyTorch anchor (../shared/bench/torch_step.py) on the same config and return its JSON
+ * rows. It runs before our workloads, in a fresh process state: measured after them, from this
+ * process, it came out ~2× slower than from a shell.
+ */
+async function runTorch(): Promise<Record<string, unknown>[]> {
+  const script = flags["torch-script"] ??
+    new URL("../../shared/bench/torch_step.py", import.meta.url).pathname;
+  const args = [
+    script,
+    "--threads",
+    String(navigator.hardwareConcurrency || 2),
+    ...["vocab", "dim", "layers", "heads", "ffn", "seq", "batch", "rank", "alpha"].flatMap((k) => [
+      `--${k}`,
+      String(flags[k as keyof typeof flags]),
+    ]),
+    "--n-rejected",
+    String(cfg.k),
+    "--iters",
+    String(iters),
+    "--warmup",
+    String(warmup),
+    "--workloads",
+    workloads.join(","),
+  ];
+  // Debian's torch is measured with the OpenMP OpenBLAS: the pthread build oversubscribes the
+  // cores under torch's own OpenMP threads (~2× slower here).
+  const openmp = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
+  let env: Record<string, string> = {};
+  try {
+    Deno.statSync(openmp);
+    env = { LD_LIBRARY_PATH: openmp };
+  } catch { /* the system default BLAS */ }
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(flags.python!, { args, env, stdout: "piped", stderr: "piped" })
+      .output();
+  } catch (e) {
+    console.error(`--compare-torch: could not run ${flags.python} (${(e as Error).message})`);
+    return [];
+  }
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    console.error(
+      `--compare-torch: ${script} failed (needs Debian's python3-torch and libopenblas0-openmp): ${err}`,
+    );
+    return [];
+  }
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("{")).map((
+    l,
+  ) => JSON.parse(l));
+}
+
+const torchRows = flags["compare-torch"] ? await runTorch() : [];
+
 type Row = {
   workload: string;
   backend: string;
@@ -238,58 +293,23 @@ for (const backend of backends) {
   }
 }
 
-if (flags["compare-torch"]) {
-  const script = flags["torch-script"] ??
-    new URL("../../shared/bench/torch_step.py", import.meta.url).pathname;
-  const args = [
-    script,
-    "--threads",
-    String(navigator.hardwareConcurrency || 2),
-    ...["vocab", "dim", "layers", "heads", "ffn", "seq", "batch", "rank", "alpha"].flatMap((
-      k,
-    ) => [`--${k}`, String(flags[k as keyof typeof flags])]),
-    "--n-rejected",
-    String(cfg.k),
-    "--iters",
-    String(iters),
-    "--warmup",
-    String(warmup),
-    "--workloads",
-    workloads.join(","),
-  ];
-  let out: Deno.CommandOutput | undefined;
-  try {
-    out = await new Deno.Command(flags.python!, { args, stdout: "piped", stderr: "piped" })
-      .output();
-  } catch (e) {
-    console.error(`--compare-torch: could not run ${flags.python} (${(e as Error).message})`);
-  }
-  if (out && !out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
-    console.error(
-      `--compare-torch: ${script} failed (needs Debian's python3-torch and libopenblas0-openmp): ${err}`,
-    );
-  } else if (out) {
-    for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const t = JSON.parse(line);
-      rows.push({ ...t, backend: "pytorch" });
-      for (const ours of rows.filter((r) => r.workload === t.workload && r.backend !== "pytorch")) {
-        const cmp = {
-          workload: t.workload,
-          backend: ours.backend,
-          ours_tokens_per_sec: ours.tokens_per_sec,
-          torch_tokens_per_sec: t.tokens_per_sec,
-          ratio: ours.tokens_per_sec / t.tokens_per_sec,
-          torch_blas: t.blas,
-          torch_threads: t.threads,
-          config: cfg,
-          date: new Date().toISOString(),
-        };
-        console.log(JSON.stringify(cmp));
-        await appendJsonLine(`${flags.out}/compare.jsonl`, cmp);
-      }
-    }
+for (const t of torchRows) {
+  rows.push({ ...(t as Row), backend: "pytorch" });
+  for (const ours of rows.filter((r) => r.workload === t.workload && r.backend !== "pytorch")) {
+    const cmp = {
+      workload: t.workload,
+      backend: ours.backend,
+      ours_tokens_per_sec: ours.tokens_per_sec,
+      torch_tokens_per_sec: t.tokens_per_sec,
+      ratio: ours.tokens_per_sec / (t.tokens_per_sec as number),
+      torch_sec_per_iter_median: t.sec_per_iter_median,
+      torch_blas: t.blas,
+      torch_threads: t.threads,
+      config: cfg,
+      date: new Date().toISOString(),
+    };
+    console.log(JSON.stringify(cmp));
+    await appendJsonLine(`${flags.out}/compare.jsonl`, cmp);
   }
 }
 
