@@ -1,6 +1,6 @@
 /**
  * table.md writers: mean ± std over seeds per method, beside the papers' published numbers
- * (from `../shared/paper-numbers.json` when present, else "not available"), plus the
+ * (from `data/paper-numbers.json`, else `../shared/`, else "not available"), plus the
  * reference rows.
  *
  * @module
@@ -20,15 +20,21 @@ interface PaperEntry {
 /** The parts of paper-numbers.json used here. */
 export type PaperNumbers = Record<string, { main?: PaperEntry[]; secondary?: PaperEntry[] }>;
 
-/** Read paper-numbers.json, or undefined when it is absent or unreadable. */
+/**
+ * Read paper-numbers.json (the project's copy in `data/`, with its sources; else the shared one),
+ * or undefined when none is readable — tables then say "not available".
+ */
 export async function readPaperNumbers(
-  path = "../shared/paper-numbers.json",
+  path?: string,
 ): Promise<PaperNumbers | undefined> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch {
-    return undefined;
+  for (const p of path ? [path] : ["data/paper-numbers.json", "../shared/paper-numbers.json"]) {
+    try {
+      return JSON.parse(await Deno.readTextFile(p));
+    } catch {
+      // try the next one
+    }
   }
+  return undefined;
 }
 
 /** The paper's value for a method and metric: main table first, then secondary quotes. */
