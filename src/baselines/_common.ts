@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { customOp, tf } from "../backend.ts";
+import { tf } from "../backend.ts";
+import { selectRows } from "../model.ts";
 import { ConfigError, InputError, NonFiniteError } from "../errors.ts";
 import { AdamW } from "../optim.ts";
 import { Rng } from "../rng.ts";
@@ -166,29 +167,12 @@ export function padHistories(
 // Ops
 
 /**
- * Rows of `table` at `ids` ([N] → [N, H]). The gradient scatter-adds `dy` into a [V, H]
- * zero matrix on the host, because the wasm backend has no gradient for `gather`.
+ * Rows of `table` at `ids` ([N] → [N, H]), with the host scatter-add gradient of the model's
+ * {@link selectRows} (the wasm backend has no gradient for `gather`).
  */
 export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const idT = tf.tensor1d(ids, "int32");
-  const f = customOp(([t], save) => {
-    save([idT]);
-    return {
-      value: tf.gather(t as tf.Tensor2D, idT),
-      gradFunc: (dy, saved) => {
-        const [v, h] = table.shape;
-        const g = new Float32Array(v * h);
-        const dyv = dy.dataSync() as Float32Array;
-        const idv = saved[0].dataSync();
-        for (let n = 0; n < idv.length; n++) {
-          const row = idv[n] * h;
-          for (let j = 0; j < h; j++) g[row + j] += dyv[n * h + j];
-        }
-        return tf.tensor2d(g, [v, h]);
-      },
-    };
-  });
-  const out = f(table) as tf.Tensor2D;
+  const out = selectRows(table, idT);
   idT.dispose(); // tidy-safe: the gradient reads the saved clone
   return out;
 }
