@@ -54,7 +54,7 @@ export interface Scale {
   sdpoTest: number;
   /** Generation-evaluated test prompts (a prefix of the ranking ones). */
   sdpoGenTest: number;
-  /** DMPO train prompts (one per train user, a prefix). */
+  /** DMPO train prompts (ceil(n / train users) draws per train user, a fixed subset). */
   dmpoTrain: number;
   /** DMPO LoRA SFT steps. */
   dmpoSftSteps: number;
@@ -119,9 +119,9 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     negPool: 8,
     sdpoTest: 100,
     sdpoGenTest: 40,
-    dmpoTrain: 700,
-    dmpoSftSteps: 30,
-    dmpoPrefSteps: 12,
+    dmpoTrain: 2800,
+    dmpoSftSteps: 80,
+    dmpoPrefSteps: 16,
     dmpoTest: 150,
     baselineEpochs: 1,
     baselineDraws: 2,
@@ -145,8 +145,8 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     negPool: 8,
     sdpoTest: 400,
     sdpoGenTest: 100,
-    dmpoTrain: 1400,
-    dmpoSftSteps: 80,
+    dmpoTrain: 5600,
+    dmpoSftSteps: 200,
     dmpoPrefSteps: 40,
     dmpoTest: 400,
     baselineEpochs: 3,

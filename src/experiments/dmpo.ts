@@ -1,16 +1,20 @@
 /**
- * DMPO on the synthetic world: pairwise prompts ("rank the two movies A and B"), responses
- * are rankings. Base LM = stage 0 (shared with the S-DPO experiment); SFT = a LoRA adapter
- * trained on the chosen rankings, merged; then arms, each a fresh LoRA adapter for the same
- * number of steps: SFT-cont, SFT+DMPO as in the paper (K=3 and K=1), SFT+DMPO as released
- * (K=3), and DMPO-only (the preference stage on the base LM, no SFT). Metric: AUC from the
- * summed log-probs of the correct vs the reversed ranking on the test pairs (DMPO's notebook
- * form, {@link aucReleased}, and the paired form, {@link aucPaired}).
+ * DMPO on the synthetic world: pairwise prompts ("rank the two movies A and B"). Responses
+ * ({@link DmpoResponse}): by default the liked item's tagged title (`"title"`, as in the
+ * feasibility study), or the full ranking `<Title:A>, <Title:B>` (`"ranking"`, DMPO's
+ * notebook form; a dim-64 LM does not learn the preference from it, see DMPO_NOTES).
+ * Base LM = stage 0 (shared with the S-DPO experiment); SFT = full fine-tuning of the base
+ * LM on the chosen responses (the base never saw the DMPO prompt format); then arms, each a
+ * fresh LoRA adapter for the same number of steps: SFT-cont, SFT+DMPO as in the paper (K=3
+ * and K=1), SFT+DMPO as released (K=3), and DMPO-only (the preference stage on the base LM,
+ * no SFT). Metric: AUC from the summed log-probs of the correct vs the wrong response on the
+ * test pairs (DMPO's notebook form, {@link aucReleased}, and the paired form,
+ * {@link aucPaired}).
  *
  * @module
  */
 import { tf } from "../backend.ts";
-import type { LlamaModel } from "../model.ts";
+import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { scorePairs, train, type TrainExample } from "../train.ts";
 import type { WordTokenizer } from "../tokenizer.ts";
 import {
@@ -36,9 +40,11 @@ import {
   SCALE_PRESETS,
   type ScaleName,
   since,
+  type Snapshot,
   snapshot,
   subset,
 } from "./common.ts";
+import type { DmpoAblations } from "./dmpo_ablations.ts";
 import { sdpoData, trainArm } from "./sdpo.ts";
 import { BASELINE_NAMES, BASELINE_ROWS, baselineDmpoRow, baselinesFor } from "./baselines.ts";
 
@@ -52,7 +58,21 @@ export interface DmpoRunConfig {
   progress?: boolean;
   /** Add the classic baseline rows (default true). */
   baselines?: boolean;
+  /** Response form (default {@link DMPO_RESPONSE}). */
+  response?: DmpoResponse;
 }
+
+/**
+ * What the LM is trained on and scored by: `"title"` = the liked item's tagged title + EOS
+ * (rejected: each negative's); `"ranking"` = DMPO's ranking `<Title:A>, <Title:B>` + EOS.
+ */
+export type DmpoResponse = "title" | "ranking";
+
+/** Default response form. */
+export const DMPO_RESPONSE: DmpoResponse = "title";
+
+/** SFT stage: full fine-tuning of the base LM at this lr (cosine, warmup 10, β2 0.95). */
+export const DMPO_SFT_LR = 1e-3;
 
 /** Per-method numbers of one seed. */
 export interface DmpoMethodResult {
@@ -100,8 +120,10 @@ export interface DmpoResult {
   references: Record<string, { auc_released: number; auc_paired: number }>;
   /** Per seed. */
   per_seed: DmpoSeedResult[];
-  /** Seconds of the run. */
+  /** Seconds of the run (src/cli/reproduce.ts adds the ablations' seconds). */
   seconds: number;
+  /** DMPO ablations (src/experiments/dmpo_ablations.ts), when run. */
+  ablations?: DmpoAblations;
 }
 
 /** The methods, in table order. */
@@ -115,14 +137,67 @@ export const DMPO_METHODS = [
   "DMPO-only K=3",
 ] as const;
 
-/** Encode a DMPO sample; `k` rejected rankings (k ≤ the sample's negatives). */
-export function dmpoExample(tok: WordTokenizer, s: DmpoSample, world: World, k: number) {
+/** Encode a DMPO sample; `k` rejected responses (k ≤ the sample's negatives). */
+export function dmpoExample(
+  tok: WordTokenizer,
+  s: DmpoSample,
+  world: World,
+  k: number,
+  response: DmpoResponse = DMPO_RESPONSE,
+): TrainExample & { rejected: number[][] } {
   const t = worldDmpoPrompt(s, world.domains[s.domain]);
+  const title = (x: string) => encodeResponse(tok, `<Title:${x}>`);
   return {
     prompt: encodePrompt(tok, t.prompt),
-    chosen: encodeResponse(tok, t.chosen),
-    rejected: t.rejected.slice(0, k).map((r) => encodeResponse(tok, r)),
+    chosen: response === "title" ? title(s.positive) : encodeResponse(tok, t.chosen),
+    rejected: response === "title"
+      ? s.negatives.slice(0, k).map(title)
+      : t.rejected.slice(0, k).map((r) => encodeResponse(tok, r)),
   };
+}
+
+/**
+ * `n` DMPO train samples with `numNegatives` negatives: `ceil(n / train users)` draws per
+ * train user (history fixed), a fixed seeded subset of `n`.
+ */
+export function dmpoTrainSamples(world: World, n: number, numNegatives: number): DmpoSample[] {
+  const users = dmpoSamples(world, "train", { numNegatives, drawsPerUser: 1 }).length;
+  const draws = Math.max(1, Math.ceil(n / users));
+  return subset(dmpoSamples(world, "train", { numNegatives, drawsPerUser: draws }), n, 5);
+}
+
+/**
+ * The DMPO SFT stage: full fine-tuning of a copy of `from` on the chosen responses
+ * (`steps`, default `scale.dmpoSftSteps`, batch `scale.batchSize`, lr {@link DMPO_SFT_LR}). Returns the
+ * frozen weights (dispose with disposeSnapshot).
+ */
+export async function dmpoSft(
+  config: LlamaConfig,
+  from: Snapshot,
+  examples: TrainExample[],
+  scale: Scale,
+  seed: number,
+  opts: { label: string; progress: boolean },
+  steps = scale.dmpoSftSteps,
+): Promise<{ snap: Snapshot; seconds: number; finalLoss: number | null }> {
+  const t0 = performance.now();
+  const model = fromSnapshot(config, from);
+  model.makeFullyTrainable();
+  const r = await train(model, examples, {
+    stage: "sft",
+    steps,
+    batchSize: scale.batchSize,
+    microBatchSize: scale.batchSize,
+    lr: DMPO_SFT_LR,
+    warmupSteps: Math.min(10, Math.floor(steps / 5)),
+    beta2: 0.95,
+    seed,
+    logEvery: Math.max(1, Math.floor(steps / 4)),
+  }, opts);
+  model.freeze();
+  const snap = snapshot(model);
+  model.dispose();
+  return { snap, seconds: since(t0), finalLoss: r.history.at(-1)?.loss ?? null };
 }
 
 /** Evaluate a model on the test pairs. */
@@ -131,9 +206,10 @@ export function evaluateDmpo(
   tok: WordTokenizer,
   world: World,
   test: DmpoSample[],
+  response: DmpoResponse = DMPO_RESPONSE,
 ): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
   const t0 = performance.now();
-  const ex = test.map((s) => dmpoExample(tok, s, world, 1));
+  const ex = test.map((s) => dmpoExample(tok, s, world, 1, response));
   const scores = scorePairs(
     model,
     ex.flatMap((e) => [
@@ -181,10 +257,11 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   // The S-DPO data supply the world, the tokenizer and stage 0's training prompts.
   const sd = sdpoData(scale);
   const { world, tok, config } = sd;
-  const trainSamples = subset(dmpoSamples(world, "train", { numNegatives: 3 }), scale.dmpoTrain, 5);
+  const response = cfg.response ?? DMPO_RESPONSE;
+  const trainSamples = dmpoTrainSamples(world, scale.dmpoTrain, 3);
   const test = subset(dmpoSamples(world, "test", { numNegatives: 1 }), scale.dmpoTest, 13);
-  const train3: TrainExample[] = trainSamples.map((s) => dmpoExample(tok, s, world, 3));
-  const train1: TrainExample[] = trainSamples.map((s) => dmpoExample(tok, s, world, 1));
+  const train3 = trainSamples.map((s) => dmpoExample(tok, s, world, 3, response));
+  const train1 = trainSamples.map((s) => dmpoExample(tok, s, world, 1, response));
   log(`[dmpo] ${trainSamples.length} train prompts (3 negatives), ${test.length} test pairs`);
   const references = dmpoReferenceRows(world, test);
   const perSeed: DmpoSeedResult[] = [];
@@ -209,7 +286,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     const evalSnap = (snap: Map<string, tf.Tensor>) => {
       const m = fromSnapshot(config, snap);
       try {
-        return evaluateDmpo(m, tok, world, test);
+        return evaluateDmpo(m, tok, world, test, response);
       } finally {
         m.dispose();
       }
@@ -219,30 +296,15 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       train_seconds: base.reused ? 0 : base.seconds,
       final_loss: base.finalLoss,
     };
-    // SFT: LoRA on the chosen rankings, merged.
-    log(`[dmpo] seed ${seed}: SFT (LoRA, ${scale.dmpoSftSteps} steps, merged)`);
-    const tsft = performance.now();
-    const sftModel = fromSnapshot(config, base.snap);
-    sftModel.addLora(loraConfig(200 + seed));
-    const r = await train(sftModel, train1, {
-      stage: "sft",
-      steps: scale.dmpoSftSteps,
-      batchSize: scale.batchSize,
-      microBatchSize: scale.batchSize,
-      lr: 3e-3,
-      warmupSteps: Math.min(10, Math.floor(scale.dmpoSftSteps / 5)),
-      seed,
-      logEvery: Math.max(1, Math.floor(scale.dmpoSftSteps / 4)),
-    }, { label: `dmpo/SFT s${seed}`, progress });
-    sftModel.mergeAndUnloadLora();
-    const sft = snapshot(sftModel);
-    sftModel.dispose();
-    recordStage("dmpo", "SFT", seed, since(tsft));
-    methods.SFT = {
-      ...evalSnap(sft),
-      train_seconds: since(tsft),
-      final_loss: r.history.at(-1)?.loss ?? null,
-    };
+    // SFT: full fine-tuning of the base LM on the chosen responses.
+    log(`[dmpo] seed ${seed}: SFT (full fine-tuning, ${scale.dmpoSftSteps} steps)`);
+    const sftR = await dmpoSft(config, base.snap, train1, scale, seed, {
+      label: `dmpo/SFT s${seed}`,
+      progress,
+    });
+    const sft = sftR.snap;
+    recordStage("dmpo", "SFT", seed, sftR.seconds);
+    methods.SFT = { ...evalSnap(sft), train_seconds: sftR.seconds, final_loss: sftR.finalLoss };
     log(`[dmpo] seed ${seed}: SFT AUC ${methods.SFT.auc_released.toFixed(3)}`);
     const arms: {
       name: string;
@@ -271,7 +333,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
         );
         recordStage("dmpo", arm.name, seed, seconds);
         methods[arm.name] = {
-          ...evaluateDmpo(model, tok, world, test),
+          ...evaluateDmpo(model, tok, world, test, response),
           train_seconds: seconds,
           final_loss: finalLoss,
         };
@@ -306,7 +368,13 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       lora: loraConfig(0),
       base: "stage 0 = full fine-tuning of a random LM on the S-DPO train prompts (shared " +
         "with the S-DPO experiment); the Base LM row",
-      sft: "LoRA SFT on the chosen rankings, merged; the reference of the SFT+ arms",
+      response: response === "title"
+        ? "the liked item's tagged title + EOS (rejected: each negative's title)"
+        : "DMPO's ranking <Title:A>, <Title:B> + EOS",
+      train_prompts: `${trainSamples.length} (ceil(${trainSamples.length} / train users) ` +
+        "draws per train user, 3 negatives each)",
+      sft: `full fine-tuning of the base LM on the chosen responses, ${scale.dmpoSftSteps} ` +
+        `steps, lr ${DMPO_SFT_LR}, batch ${scale.batchSize}; the reference of the SFT+ arms`,
       dmpo_only: "DMPO (paper form, K=3) on the base LM, whose frozen weights are its reference",
       beta: { "dmpo-paper": 1, "dmpo-released": 0.1 },
       gamma_released: 1,
