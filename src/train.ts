@@ -309,20 +309,30 @@ export function scorePairs(
       padId: opts.padId,
       maxLength: opts.maxLength || undefined,
     });
-    const lp = tf.tidy(() =>
-      sequenceLogProbs(
-        forwardBatch(model, batch, { adapters: opts.adapters }),
-        batch.responseLabels,
-        {
-          average: opts.average,
-        },
-      )
-    );
-    out.set(lp.dataSync() as Float32Array, s);
-    lp.dispose();
-    disposeBatch(batch);
+    out.set(scoreBatch(model, batch, opts), s);
   }
   return out;
+}
+
+/** Summed (or averaged) response log-probs of one batch, without gradient; disposes the batch. */
+function scoreBatch(
+  model: LlamaModel,
+  batch: PaddedBatch,
+  opts: { adapters?: boolean; average?: boolean },
+): Float32Array {
+  const lp = tf.tidy(() =>
+    sequenceLogProbs(
+      forwardBatch(model, batch, { adapters: opts.adapters }),
+      batch.responseLabels,
+      {
+        average: opts.average,
+      },
+    )
+  );
+  const values = lp.dataSync() as Float32Array;
+  lp.dispose();
+  disposeBatch(batch);
+  return values;
 }
 
 /**
@@ -354,19 +364,8 @@ export function scoreGroups(
       padId: opts.padId,
       maxLength: opts.maxLength || undefined,
     });
-    const lp = tf.tidy(() =>
-      sequenceLogProbs(
-        forwardBatch(model, batch, { adapters: opts.adapters }),
-        batch.responseLabels,
-        {
-          average: opts.average,
-        },
-      )
-    );
-    out.set(lp.dataSync() as Float32Array, o);
+    out.set(scoreBatch(model, batch, opts), o);
     o += n;
-    lp.dispose();
-    disposeBatch(batch);
     s = e;
   }
   return out;
