@@ -39,7 +39,13 @@ import {
 } from "../experiments/dmpo_ablations.ts";
 import * as dpo4rec from "../experiments/dpo4rec.ts";
 import { evaluateClaims, findingsMarkdown } from "../report/findings.ts";
-import { readPaperNumbers, summarize, tableMarkdown, writeSdpoPlots } from "../report/table.ts";
+import {
+  readPaperNumbers,
+  seedTimings,
+  summarize,
+  tableMarkdown,
+  writeSdpoPlots,
+} from "../report/table.ts";
 
 const FLAGS = [
   "--paper",
@@ -302,15 +308,7 @@ export async function main(args: string[]): Promise<string[]> {
       seeds,
       seconds: result.seconds,
       stage_seconds: takeStageTimes(),
-      timings: result.per_seed.map((s) => ({
-        seed: s.seed,
-        seconds: s.seconds,
-        methods: Object.fromEntries(
-          Object.entries(s.methods).map((
-            [m, v],
-          ) => [m, { train_seconds: v.train_seconds, eval_seconds: v.eval_seconds }]),
-        ),
-      })),
+      timings: seedTimings(result.per_seed),
       summary: summarize(
         result.per_seed as unknown as { methods: Record<string, Record<string, unknown>> }[],
         fields,

@@ -45,7 +45,7 @@ import {
   pairedBootstrapCI,
 } from "../eval/metrics.ts";
 import { type ClaimResult, findingsMarkdown, verdictOf } from "../report/findings.ts";
-import { fmtMeanStd, summarize } from "../report/table.ts";
+import { fmtMeanStd, seedTimings, summarize } from "../report/table.ts";
 import { barChart, lineChart, writePlot } from "../report/plot.ts";
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from "../io.ts";
 import { Rng } from "../rng.ts";
@@ -1223,15 +1223,7 @@ export async function writeDpo4recResults(
     scale_preset: result.scale,
     seeds: result.seeds,
     seconds: result.seconds,
-    timings: result.per_seed.map((s) => ({
-      seed: s.seed,
-      seconds: s.seconds,
-      methods: Object.fromEntries(
-        Object.entries(s.methods).map((
-          [m, v],
-        ) => [m, { train_seconds: v.train_seconds, eval_seconds: v.eval_seconds }]),
-      ),
-    })),
+    timings: seedTimings(result.per_seed),
     summary: summarize(
       result.per_seed as unknown as { methods: Record<string, Record<string, unknown>> }[],
       DPO4REC_FIELDS,

@@ -277,3 +277,26 @@ export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<str
   }
   return out.length > 3 ? out.join("\n") : "";
 }
+
+/** Per-seed and per-method training / evaluation seconds, as metrics.json records them. */
+export function seedTimings(
+  perSeed: readonly {
+    seed: number;
+    seconds: number;
+    methods: Record<string, { train_seconds: number; eval_seconds: number }>;
+  }[],
+): {
+  seed: number;
+  seconds: number;
+  methods: Record<string, { train_seconds: number; eval_seconds: number }>;
+}[] {
+  return perSeed.map((s) => ({
+    seed: s.seed,
+    seconds: s.seconds,
+    methods: Object.fromEntries(
+      Object.entries(s.methods).map((
+        [m, v],
+      ) => [m, { train_seconds: v.train_seconds, eval_seconds: v.eval_seconds }]),
+    ),
+  }));
+}
