@@ -24,31 +24,52 @@ import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
 import { barChart, writePlot } from "../src/report/plot.ts";
 
-const { values: flags } = parseArgs({
-  args: Deno.args,
-  options: {
-    vocab: { type: "string", default: "4096" },
-    dim: { type: "string", default: "256" },
-    layers: { type: "string", default: "4" },
-    heads: { type: "string", default: "4" },
-    ffn: { type: "string", default: "688" },
-    seq: { type: "string", default: "128" },
-    batch: { type: "string", default: "8" },
-    rank: { type: "string", default: "8" },
-    alpha: { type: "string", default: "16" },
-    "n-rejected": { type: "string", default: "3" },
-    iters: { type: "string", default: "5" },
-    warmup: { type: "string", default: "2" },
-    backend: { type: "string", default: "available" },
-    workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
-    "micro-batch": { type: "string", default: "16" },
-    out: { type: "string", default: "results/bench" },
-    "compare-torch": { type: "boolean", default: false },
-    "torch-script": { type: "string" },
-    python: { type: "string", default: "/usr/bin/python3" },
-    help: { type: "boolean", default: false },
-  },
-});
+const BENCH_OPTIONS = {
+  vocab: { type: "string", default: "4096" },
+  dim: { type: "string", default: "256" },
+  layers: { type: "string", default: "4" },
+  heads: { type: "string", default: "4" },
+  ffn: { type: "string", default: "688" },
+  seq: { type: "string", default: "128" },
+  batch: { type: "string", default: "8" },
+  rank: { type: "string", default: "8" },
+  alpha: { type: "string", default: "16" },
+  "n-rejected": { type: "string", default: "3" },
+  iters: { type: "string", default: "5" },
+  warmup: { type: "string", default: "2" },
+  backend: { type: "string", default: "available" },
+  workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
+  "micro-batch": { type: "string", default: "16" },
+  out: { type: "string", default: "results/bench" },
+  "compare-torch": { type: "boolean", default: false },
+  "torch-script": { type: "string" },
+  python: { type: "string", default: "/usr/bin/python3" },
+  help: { type: "boolean", default: false },
+} as const;
+
+/** A bad flag or value: one line on stderr naming it and what is allowed, exit status 2. */
+function usageError(msg: string): never {
+  console.error(`bench: ${msg}`);
+  Deno.exit(2);
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({ args: Deno.args, options: BENCH_OPTIONS, strict: true }).values;
+  } catch (e) {
+    const msg = (e as Error).message;
+    const flag = msg.match(/'(-[^' ]*)/)?.[1] ?? "?";
+    const allowed = Object.keys(BENCH_OPTIONS).map((k) => `--${k}`).join(", ");
+    if (/Unknown option/i.test(msg)) usageError(`unknown flag ${flag}; allowed: ${allowed}`);
+    if (/argument missing/i.test(msg)) usageError(`${flag} needs a value`);
+    if (/does not take an argument/i.test(msg)) usageError(`${flag} takes no value`);
+    if (/ambiguous/i.test(msg)) {
+      usageError(`${flag}: write a value starting with "-" as ${flag}=VALUE`);
+    }
+    usageError(`${msg.split("\n")[0]} (allowed: ${allowed})`);
+  }
+}
+const flags = parseFlags();
 
 if (flags.help) {
   console.log(
@@ -63,8 +84,7 @@ if (flags.help) {
 function int(name: keyof typeof flags): number {
   const v = Number(flags[name]);
   if (!Number.isInteger(v) || v <= 0) {
-    console.error(`--${name}: expected a positive integer, got "${flags[name]}"`);
-    Deno.exit(2);
+    usageError(`--${name}: expected a positive integer, got "${flags[name]}"`);
   }
   return v;
 }
@@ -85,6 +105,33 @@ const iters = int("iters");
 const warmup = Number(flags.warmup);
 const micro = int("micro-batch");
 const workloads = flags.workloads!.split(",");
+// Every value is checked before anything runs or is written.
+if (!(Number.isFinite(cfg.alpha) && cfg.alpha > 0)) {
+  usageError(`--alpha: expected a number > 0, got "${flags.alpha}"`);
+}
+if (!(Number.isInteger(warmup) && warmup >= 0)) {
+  usageError(`--warmup: expected an integer >= 0, got "${flags.warmup}"`);
+}
+const WORKLOADS = ["fwd_logp", "sft_step", "sdpo_step"];
+for (const w of workloads) {
+  if (!WORKLOADS.includes(w)) {
+    usageError(`--workloads: unknown workload "${w}"; allowed: ${WORKLOADS.join(", ")}`);
+  }
+}
+if (!["available", "all"].includes(flags.backend!)) {
+  for (const b of flags.backend!.split(",")) {
+    if (!["wasm", "cpu", "tensorflow"].includes(b)) {
+      usageError(
+        `--backend: unknown backend "${b}"; allowed: available, all, or a comma list of wasm, cpu, tensorflow`,
+      );
+    }
+  }
+}
+if (cfg.dim % cfg.heads !== 0 || (cfg.dim / cfg.heads) % 2 !== 0) {
+  usageError(
+    `--heads: --dim ${cfg.dim} / --heads ${cfg.heads} must be an even integer (the head size)`,
+  );
+}
 
 function peakRss(): number {
   try {

@@ -25,7 +25,8 @@ function tempName(path: string): string {
   const { dir, base } = splitPath(path);
   const rand = crypto.getRandomValues(new Uint32Array(2));
   const tag = `${rand[0].toString(36)}${rand[1].toString(36)}`;
-  return `${dir === "/" ? "" : dir}/.${base}.tmp-${tag}`;
+  // The pid lets removeStaleTempFiles() tell a dead writer's leftover from a live write.
+  return `${dir === "/" ? "" : dir}/.${base}.tmp-${Deno.pid}-${tag}`;
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
@@ -230,6 +231,46 @@ export async function acquireLock(dir: string, label = "run"): Promise<RunLock> 
     }
   }
   throw new Error(`could not take the lock ${path}`);
+}
+
+/** Temp files of {@link writeFileAtomic} (`.name.tmp-PID-tag`) and temp folders (`name.tmp-PID`). */
+const TEMP_NAME = /^(?:\..+\.tmp-(\d+)-[0-9a-z]+|.+\.tmp-(\d+))$/;
+
+/**
+ * Remove the temporary files and folders that writers killed half-way left in `dir` (and,
+ * with `recursive`, its sub-folders): `.name.tmp-PID-tag` files of {@link writeFileAtomic} and
+ * `name.tmp-PID` folders (checkpoints), whose process PID is gone. Those of live processes are
+ * left alone. A missing `dir` is not an error.
+ *
+ * @param dir The folder to sweep.
+ * @param opts `recursive`: also sweep sub-folders.
+ * @returns The paths removed.
+ */
+export async function removeStaleTempFiles(
+  dir: string,
+  opts: { recursive?: boolean } = {},
+): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return [];
+    throw e;
+  }
+  for (const e of entries) {
+    const path = `${dir}/${e.name}`;
+    const m = TEMP_NAME.exec(e.name);
+    const pid = m ? Number(m[1] ?? m[2]) : NaN;
+    if (m) {
+      if (pid === Deno.pid || pidAlive(pid)) continue; // a write in progress
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+      removed.push(path);
+    } else if (opts.recursive && e.isDirectory) {
+      removed.push(...await removeStaleTempFiles(path, opts));
+    }
+  }
+  return removed;
 }
 
 /** Check that `dir` exists (creating it) and is writable, by writing and removing a probe file. */

@@ -51,6 +51,7 @@ import {
   appendJsonLine,
   assertWritableDir,
   ensureDir,
+  removeStaleTempFiles,
   type RunLock,
   sha256Hex,
   writeFileAtomic,
@@ -228,9 +229,32 @@ export function validateTrainConfig(cfg: TrainConfig): void {
   if (!(cfg.lr > 0)) throw new ConfigError("lr", `should be > 0, got ${cfg.lr}`);
   if (
     cfg.stage !== "sft" && cfg.stage !== "dmpo-released" &&
-    !(cfg.beta !== undefined && cfg.beta > 0)
+    !(cfg.beta !== undefined && cfg.beta > 0 && Number.isFinite(cfg.beta))
   ) {
-    throw new ConfigError("beta", `stage "${cfg.stage}" needs beta > 0, got ${cfg.beta}`);
+    throw new ConfigError("beta", `stage "${cfg.stage}" needs a finite beta > 0, got ${cfg.beta}`);
+  }
+  if (cfg.beta !== undefined && !(cfg.beta > 0 && Number.isFinite(cfg.beta))) {
+    throw new ConfigError("beta", `should be a finite number > 0, got ${cfg.beta}`);
+  }
+  if (cfg.gamma !== undefined && !(cfg.gamma >= 0 && Number.isFinite(cfg.gamma))) {
+    throw new ConfigError("gamma", `should be a finite number >= 0, got ${cfg.gamma}`);
+  }
+  for (const f of ["beta1", "beta2"] as const) {
+    if (!(typeof cfg[f] === "number" && cfg[f] >= 0 && cfg[f] < 1)) {
+      throw new ConfigError(f, `should be in [0, 1), got ${cfg[f]}`);
+    }
+  }
+  if (!Number.isInteger(cfg.keepCheckpoints) || cfg.keepCheckpoints < 1) {
+    throw new ConfigError(
+      "keepCheckpoints",
+      `should be a positive integer (the newest checkpoint is always kept), got ${cfg.keepCheckpoints}`,
+    );
+  }
+  if (!Number.isInteger(cfg.padId) || cfg.padId < 0) {
+    throw new ConfigError("padId", `should be a token id (integer >= 0), got ${cfg.padId}`);
+  }
+  if (typeof cfg.seed !== "number" || !Number.isFinite(cfg.seed)) {
+    throw new ConfigError("seed", `should be a finite number, got ${cfg.seed}`);
   }
   if (!["stop", "skip"].includes(cfg.onNonFinite)) {
     throw new ConfigError("onNonFinite", `should be "stop" or "skip", got "${cfg.onNonFinite}"`);
@@ -287,6 +311,32 @@ function validateExamples(examples: TrainExample[], cfg: TrainConfig): void {
         }
       });
     }
+  });
+}
+
+/** Every token id must index the vocabulary (an out-of-range id silently reads garbage). */
+function validateTokenIds(examples: TrainExample[], cfg: TrainConfig, vocabSize: number): void {
+  if (cfg.padId >= vocabSize) {
+    throw new ConfigError(
+      "padId",
+      `should be below the vocabulary size ${vocabSize}, got ${cfg.padId}`,
+    );
+  }
+  const check = (ids: number[], i: number, what: string) => {
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new InputError(
+          "examples",
+          `example ${i}: ${what} token ${t} is ${id}, expected an integer in [0, ${vocabSize})`,
+        );
+      }
+    }
+  };
+  examples.forEach((ex, i) => {
+    check(ex.prompt, i, "prompt");
+    check(ex.chosen, i, "chosen");
+    if (cfg.stage !== "sft") ex.rejected?.forEach((r, j) => check(r, i, `rejected ${j}`));
   });
 }
 
@@ -519,6 +569,7 @@ export async function train(
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...config };
   validateTrainConfig(cfg);
   validateExamples(examples, cfg);
+  validateTokenIds(examples, cfg, model.config.vocab_size);
   const vars = model.trainableVariables();
   if (vars.length === 0) {
     throw new InputError(
@@ -554,6 +605,8 @@ export async function train(
     try {
       await assertWritableDir(opts.outDir);
       lock = await acquireLock(opts.outDir, `training run (${cfg.stage})`);
+      // Half-written checkpoints / files of a killed run (ignored by resume, but not kept).
+      await removeStaleTempFiles(opts.outDir, { recursive: true }).catch(() => []);
     } catch (e) {
       opt.dispose();
       throw new RecalignError((e as Error).message, { cause: e });
@@ -597,9 +650,18 @@ export async function train(
     if (metricsPath) {
       try {
         const lines = (await Deno.readTextFile(metricsPath)).split("\n").filter((l) => l.trim());
-        const kept = lines.filter((l) => JSON.parse(l).step <= step);
-        await writeFileAtomic(metricsPath, kept.map((l) => l + "\n").join(""));
-        history.push(...kept.map((l) => JSON.parse(l)));
+        // A line cut off by the kill (or a crash) does not parse: dropped, and said so.
+        const parsed: [string, MetricsRow][] = [];
+        for (const l of lines) {
+          try {
+            parsed.push([l, JSON.parse(l)]);
+          } catch {
+            log(`[train] ${metricsPath}: dropped a torn line (${l.length} chars)`);
+          }
+        }
+        const kept = parsed.filter(([, row]) => row.step <= step);
+        await writeFileAtomic(metricsPath, kept.map(([l]) => l + "\n").join(""));
+        history.push(...kept.map(([, row]) => row));
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       }

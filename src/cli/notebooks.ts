@@ -57,7 +57,15 @@ export function parseOptions(args: string[]): NotebooksOptions {
       allowPositionals: true,
     });
   } catch (e) {
-    fail(`${(e as Error).message.split("\n")[0]}\n${USAGE}`);
+    // One line naming the flag and the allowed ones (`--help` prints the usage).
+    const msg = (e as Error).message;
+    const flag = msg.match(/'(-[^' ]*)/)?.[1] ?? "?";
+    const allowed = "--html, --out, --scale, --timeout, --help";
+    if (/Unknown option/i.test(msg)) fail(`unknown flag ${flag}; allowed: ${allowed}`);
+    if (/argument missing/i.test(msg)) fail(`${flag} needs a value`);
+    if (/does not take an argument/i.test(msg)) fail(`${flag} takes no value`);
+    if (/ambiguous/i.test(msg)) fail(`${flag}: write a value starting with "-" as ${flag}=VALUE`);
+    fail(`${msg.split("\n")[0]} (allowed: ${allowed})`);
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -129,6 +137,14 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  const failed = await main(Deno.args);
+  let failed = 0;
+  try {
+    failed = await main(Deno.args);
+  } catch (err) {
+    // One line, never a bare stack trace (RECALIGN_DEBUG=1 shows it).
+    if (Deno.env.get("RECALIGN_DEBUG")) console.error(err);
+    const e = err as Error;
+    fail(`${e?.name ?? "Error"}: ${String(e?.message).replace(/\s*\n\s*/g, " ")}`, 1);
+  }
   if (failed > 0) Deno.exit(1);
 }

@@ -296,6 +296,12 @@ export function dmpoFromRows(parsed: JsonRows): DmpoLoadResult {
       );
     }
     const parts = parseDmpoInstruction(instruction, where);
+    if (parts.history.length === 0) {
+      throw new DataFormatError(
+        { ...where, field: "instruction" },
+        "empty history: no <Title:…> between the history sentence and the question",
+      );
+    }
     let picked: { a: string; b: string; positive: string; negative: string } | undefined;
     for (const [a, b] of parts.candidateReadings) {
       if (chosen === dmpoRanking(a, b)) picked = { a, b, positive: a, negative: b };

@@ -159,6 +159,9 @@ export function sdpoFromRows(parsed: JsonRows, options: SdpoReadOptions = {}): S
       }
     } else if (Array.isArray(h.value)) {
       historyForm = "array";
+      if (h.value.length === 0) {
+        throw new DataFormatError({ ...where, field: "historyList" }, "empty history");
+      }
       history = checkNames(h.value, { ...where, field: "historyList" });
     } else {
       throw new DataFormatError(

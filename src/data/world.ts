@@ -241,7 +241,13 @@ function checkConfig(c: WorldConfig): void {
     }
   };
   const prob = (field: keyof WorldConfig, v: number) => {
-    if (!(v >= 0 && v <= 1)) throw new ConfigError(field, `expected a value in [0, 1], got ${v}`);
+    if (typeof v !== "number" || !(v >= 0 && v <= 1)) {
+      throw new ConfigError(field, `expected a value in [0, 1], got ${JSON.stringify(v)}`);
+    }
+  };
+  // Sizes beyond these would take hours or exhaust memory rather than fail.
+  const atMost = (field: keyof WorldConfig, v: number, max: number) => {
+    if (v > max) throw new ConfigError(field, `at most ${max}, got ${v}`);
   };
   posInt("numDomains", c.numDomains);
   if (c.numDomains > DOMAINS.length) {
@@ -249,7 +255,9 @@ function checkConfig(c: WorldConfig): void {
   }
   posInt("numGenres", c.numGenres);
   posInt("numItems", c.numItems, c.numGenres);
+  atMost("numItems", c.numItems, 1_000_000);
   posInt("wordsPerGenre", c.wordsPerGenre, 2);
+  atMost("wordsPerGenre", c.wordsPerGenre, 10_000);
   posInt("numSharedWords", c.numSharedWords, 0);
   if (c.numSharedWords > SHARED_WORDS.length) {
     throw new ConfigError(
@@ -258,10 +266,18 @@ function checkConfig(c: WorldConfig): void {
     );
   }
   prob("titleNoise", c.titleNoise);
-  if (!(c.popularitySigma >= 0)) {
+  if (typeof c.popularitySigma !== "number" || !(c.popularitySigma >= 0)) {
     throw new ConfigError("popularitySigma", `expected >= 0, got ${c.popularitySigma}`);
   }
+  atMost("popularitySigma", c.popularitySigma, 100); // exp(σ·z) overflows beyond
   posInt("numUsers", c.numUsers);
+  atMost("numUsers", c.numUsers, 1_000_000);
+  if (!Array.isArray(c.historyLen) || c.historyLen.length !== 2) {
+    throw new ConfigError(
+      "historyLen",
+      `expected [min, max], got ${JSON.stringify(c.historyLen)}`,
+    );
+  }
   const [lo, hi] = c.historyLen;
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < lo) {
     throw new ConfigError("historyLen", `expected integers 0 <= min <= max, got [${lo}, ${hi}]`);
@@ -269,20 +285,32 @@ function checkConfig(c: WorldConfig): void {
   if (hi >= c.numItems) {
     throw new ConfigError("historyLen", `max ${hi} must be below numItems ${c.numItems}`);
   }
-  if (!(c.tasteConcentration > 0)) {
-    throw new ConfigError("tasteConcentration", `expected > 0, got ${c.tasteConcentration}`);
+  if (
+    typeof c.tasteConcentration !== "number" ||
+    !(c.tasteConcentration >= 1e-6 && c.tasteConcentration < Infinity)
+  ) {
+    // Below 1e-6 the Dirichlet draw underflows to 0/0 (NaN tastes).
+    throw new ConfigError(
+      "tasteConcentration",
+      `expected a finite value >= 1e-6, got ${c.tasteConcentration}`,
+    );
   }
   prob("uniformMix", c.uniformMix);
   prob("shortTermWeight", c.shortTermWeight);
   prob("crossDomainShare", c.crossDomainShare);
   const f = c.splitFractions;
-  if (f.length !== 3 || f.some((x) => !(x >= 0)) || Math.abs(f[0] + f[1] + f[2] - 1) > 1e-9) {
+  if (
+    !Array.isArray(f) || f.length !== 3 || f.some((x) => typeof x !== "number" || !(x >= 0)) ||
+    !(Math.abs(f[0] + f[1] + f[2] - 1) <= 1e-9)
+  ) {
     throw new ConfigError(
       "splitFractions",
-      `expected 3 non-negative fractions summing to 1, got [${f}]`,
+      `expected 3 non-negative fractions summing to 1, got ${JSON.stringify(f)}`,
     );
   }
-  if (!Number.isFinite(c.seed)) throw new ConfigError("seed", `expected a number, got ${c.seed}`);
+  if (typeof c.seed !== "number" || !Number.isFinite(c.seed)) {
+    throw new ConfigError("seed", `expected a number, got ${c.seed}`);
+  }
 }
 
 /** log of a Gamma(a, 1) draw (Marsaglia–Tsang; a < 1 via the u^(1/a) boost, in log space). */
@@ -439,6 +467,11 @@ function drawFrom(rng: Rng, law: readonly number[], ids: readonly number[]): num
   return last; // rounding: u landed past the final cumulative sum
 }
 
+/** A shallow copy of an array; anything else as is. */
+function copyIfArray<T>(x: T): T {
+  return (Array.isArray(x) ? [...x] : x) as T;
+}
+
 /**
  * Build a world. Same config (including `seed`) → deep-equal world. The default world takes
  * about 0.1–0.3 s on one core.
@@ -457,8 +490,9 @@ export function makeWorld(config: Partial<WorldConfig> = {}): World {
   const c: WorldConfig = {
     ...DEFAULT_WORLD_CONFIG,
     ...config,
-    historyLen: [...(config.historyLen ?? DEFAULT_WORLD_CONFIG.historyLen)],
-    splitFractions: [...(config.splitFractions ?? DEFAULT_WORLD_CONFIG.splitFractions)],
+    // Copied (the caller's arrays stay untouched); a non-array is left for checkConfig to name.
+    historyLen: copyIfArray(config.historyLen ?? DEFAULT_WORLD_CONFIG.historyLen),
+    splitFractions: copyIfArray(config.splitFractions ?? DEFAULT_WORLD_CONFIG.splitFractions),
   };
   checkConfig(c);
   const rng = new Rng(c.seed);
@@ -662,8 +696,12 @@ function checkSplit(world: World, split: Split): number[] {
   return users;
 }
 
-/** k distinct ids from `pool` drawn by `sampler` (pool excludes history and positive). */
-function drawNegatives(
+/**
+ * k distinct ids from `pool` drawn by `sampler` (pool excludes history and positive); the
+ * samplers of {@link sdpoSamples} and {@link dmpoSamples}, also used by
+ * src/experiments/negatives.ts. `field` names the option blamed when the pool is too small.
+ */
+export function drawNegatives(
   world: World,
   rng: Rng,
   pool: number[],
