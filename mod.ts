@@ -143,6 +143,13 @@ export { HfTokenizer } from "./src/tokenizer_hf.ts";
 export { toSdpoMultiNegJsonl, toTrlJsonl } from "./src/export.ts";
 export { run as runSdpoExperiment, type SdpoRunConfig } from "./src/experiments/sdpo.ts";
 export { type DmpoRunConfig, run as runDmpoExperiment } from "./src/experiments/dmpo.ts";
+export {
+  type BaseModel,
+  currentBaseModel,
+  MODEL_ENV,
+  useBaseModel,
+} from "./src/experiments/pretrained.ts";
+export { armSlug, runFolders, runStage, setRunFolders } from "./src/experiments/runs.ts";
 export { auditPath, formatAuditMarkdown } from "./src/data/audit.ts";
 export { BUILD_DATASETS, buildDataset } from "./src/data/build.ts";
 export { downloadDataset, DownloadError, downloadFile, RAW_DATASETS } from "./src/data/download.ts";

@@ -19,9 +19,9 @@
  * @module
  */
 import { tf } from "./backend.ts";
-import { CheckpointError } from "./errors.ts";
+import { CheckpointError, ConfigError } from "./errors.ts";
 import { ensureDir, writeJsonAtomic } from "./io.ts";
-import { headDim, type LlamaConfig, LlamaModel } from "./model.ts";
+import { headDim, type LlamaConfig, LlamaModel, validateConfig } from "./model.ts";
 import {
   type HeaderEntry,
   loadSafetensors,
@@ -187,6 +187,17 @@ export function configFromHf(hf: Json, source = "config.json"): LlamaConfig {
   if (hf.head_dim !== undefined && hf.head_dim !== null) cfg.head_dim = num("head_dim");
   if (type === "qwen2") cfg.attention_bias = true;
   if (type === "qwen3") cfg.qk_norm = true;
+  try {
+    validateConfig(cfg); // negative, zero or fractional sizes, heads that do not divide, …
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new CheckpointError(
+      `${source}: field "${err.field}" = ${JSON.stringify(hf[err.field] ?? null)}: ${
+        err.message.replace(/^config "[^"]*": /, "")
+      }`,
+      { cause: err },
+    );
+  }
   return cfg;
 }
 

@@ -247,6 +247,19 @@ export interface ForwardOptions extends LinearCallOptions {
   select?: { index: tf.Tensor1D; shape: [number, number] };
 }
 
+/**
+ * Logits above this many values (B·T·V) are computed only where they are read (generation and
+ * scoring take the last position of a prompt); below it the whole [B, T, V] is computed, as
+ * always, so small models keep their exact numbers.
+ */
+export const FULL_LOGITS_LIMIT = 1 << 24;
+
+/** `select` of {@link LlamaModel.forward} for the last position of each of `bsz` rows of `t`. */
+export function lastPositions(bsz: number, t: number): ForwardOptions["select"] {
+  const index = tf.tensor1d(Array.from({ length: bsz }, (_, b) => b * t + t - 1), "int32");
+  return { index, shape: [bsz, 1] };
+}
+
 /** Rows `index` of x [N, H] → [M, H]; gradient by a scatter-add on the host (wasm has none for gather). */
 export function selectRows(x: tf.Tensor2D, index: tf.Tensor1D): tf.Tensor2D {
   const f = customOp(([xi], save) => {
@@ -811,7 +824,17 @@ export class LlamaModel {
         const tokens = tf.tidy(() => {
           const x = tf.tensor2d(next, [bsz, next[0].length], "int32");
           const m = tf.tensor2d(mask, [bsz, mask[0].length], "int32");
-          const logits = this.forward(x, { cache, attentionMask: m, adapters: opts.adapters });
+          const t = next[0].length;
+          // A large vocabulary (151k for Qwen): the LM head only at each row's last position.
+          const select = bsz * t * this.config.vocab_size > FULL_LOGITS_LIMIT
+            ? lastPositions(bsz, t)
+            : undefined;
+          const logits = this.forward(x, {
+            cache,
+            attentionMask: m,
+            adapters: opts.adapters,
+            select,
+          });
           const last = logits.slice([0, logits.shape[1] - 1, 0], [-1, 1, -1]).reshape([bsz, -1]);
           return tf.argMax(last, 1);
         });

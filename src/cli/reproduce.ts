@@ -1,6 +1,8 @@
 /**
- * `deno task reproduce`: run the S-DPO and/or DMPO experiments on the synthetic world and
- * write `<out>/<paper>/synthetic/{metrics.json,table.md,findings.md}` and `<out>/README.md`.
+ * `deno task reproduce`: run the S-DPO and/or DMPO experiments on the synthetic world, or
+ * with `--dataset lastfm|ml-1m|amazon-movie` on the released data (src/experiments/datasets.ts),
+ * and write `<out>/<paper>/<dataset>/{metrics.json,table.md,findings.json,findings.md}` and
+ * `<out>/README.md`.
  *
  * ```sh
  * deno run -A src/cli/reproduce.ts --paper all --scale tiny
@@ -14,17 +16,27 @@
  * interruption; `--no-cache` disables that. metrics.json holds the per-stage wall times
  * (`stage_seconds`).
  *
+ * Every trained stage (LoRA arms, DMPO's SFT) has a run folder
+ * `<out>/<paper>/<dataset>/runs/seed<s>/<arm>/` (src/experiments/runs.ts): train()'s
+ * checkpoints while it trains, then the PEFT adapter (or the weights) and `done.json`. An
+ * interrupted run resumes each stage from its last checkpoint and a rerun loads finished
+ * stages; `--no-cache` retrains them. `--model <folder>` (or `RECALIGN_MODEL`) makes a
+ * Hugging Face Llama / Qwen2 / Qwen3 folder the base LM (src/experiments/pretrained.ts).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
+import { BASE_LM_DIR, loadBaseLm, pretrainBaseLm } from "../experiments/base_lm.ts";
 import { initBackend } from "../backend.ts";
-import { ensureDir, writeFileAtomic, writeJsonAtomic } from "../io.ts";
+import { ensureDir, removeStaleTempFiles, writeFileAtomic, writeJsonAtomic } from "../io.ts";
 import {
   clearBaseCache,
+  disposeSnapshot,
   gitHead,
   SCALE_PRESETS,
   type ScaleName,
   SCALES,
+  setBaseLm,
   setDiskCache,
   takeStageTimes,
 } from "../experiments/common.ts";
@@ -33,12 +45,39 @@ import { BASELINE_NAMES, BASELINE_ROWS, clearBaselines } from "../experiments/ba
 import * as sdpo from "../experiments/sdpo.ts";
 import * as dmpo from "../experiments/dmpo.ts";
 import {
-  dmpoAblationClaims,
+  dmpoAblationFindings,
   runDmpoAblations,
   writeDmpoAblationPlots,
 } from "../experiments/dmpo_ablations.ts";
 import * as dpo4rec from "../experiments/dpo4rec.ts";
-import { evaluateClaims, findingsMarkdown } from "../report/findings.ts";
+import {
+  baseModelRecord,
+  clearBaseModel,
+  clearPretrainedCache,
+  currentBaseModel,
+  MODEL_ENV,
+  useBaseModel,
+} from "../experiments/pretrained.ts";
+import { setRunFolders } from "../experiments/runs.ts";
+import { CheckpointError, ConfigError, RecalignError } from "../errors.ts";
+import {
+  clearDatasetBaselines,
+  DatasetError,
+  datasetLabel,
+  type DatasetName,
+  DATASETS,
+  defaultDataRoot,
+  notApplicable,
+  PAPER_DATASETS,
+  prepareDataset,
+} from "../experiments/datasets.ts";
+import {
+  dmpoFindings,
+  type Finding,
+  legacyClaims,
+  sdpoFindings,
+  writeFindings,
+} from "../report/findings.ts";
 import {
   readPaperNumbers,
   seedTimings,
@@ -56,10 +95,15 @@ const FLAGS = [
   "--ablations",
   "--no-ablations",
   "--no-cache",
+  "--dataset",
+  "--data",
+  "--model",
+  "--base-lm",
   "--help",
 ];
 const USAGE = `usage: reproduce [--paper sdpo|dmpo|dpo4rec|all] [--scale tiny|small] [--seeds N] ` +
-  `[--backend wasm|cpu|tensorflow] [--out results/] [--ablations|--no-ablations] [--no-cache]`;
+  `[--backend wasm|cpu|tensorflow] [--out results/] [--ablations|--no-ablations] [--no-cache] ` +
+  `[--dataset ${DATASETS.join("|")}] [--data <dir>] [--model <hf-model-folder>]`;
 
 function fail(msg: string): never {
   console.error(`reproduce: ${msg}`);
@@ -77,6 +121,19 @@ export interface ReproduceOptions {
   ablations: boolean;
   /** Reuse / save stage-0 snapshots in `<out>/.cache/` (default true). */
   cache: boolean;
+  /** The data set (default synthetic); results go to `<out>/<paper>/<dataset>/`. */
+  dataset: DatasetName;
+  /** Folder holding the released data (`sdpo-lastfm/`, `dmpo/`). */
+  dataRoot: string;
+  /** Papers of `--paper all` that do not run on the data set, with the reason. */
+  skipped: string[];
+  /** A Hugging Face model folder as the base LM (`--model`, else `RECALIGN_MODEL`). */
+  model?: string;
+  /**
+   * The pretrained small base LM stage 0 starts from (`--base-lm`, default
+   * `models/base-lm`); "none" = a random init.
+   */
+  baseLm: string;
 }
 
 /** Parse argv; exits 2 with a one-line message on a bad flag or value. */
@@ -94,6 +151,10 @@ export function parseOptions(args: string[]): ReproduceOptions {
         ablations: { type: "boolean" },
         "no-ablations": { type: "boolean" },
         "no-cache": { type: "boolean", default: false },
+        dataset: { type: "string", default: "synthetic" },
+        data: { type: "string" },
+        model: { type: "string" },
+        "base-lm": { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -119,19 +180,44 @@ export function parseOptions(args: string[]): ReproduceOptions {
     fail(`--paper must be sdpo, dmpo, dpo4rec or all, got "${paper}"`);
   }
   const scale = values.scale as ScaleName;
-  if (!SCALES.includes(scale)) fail(`--scale must be tiny or small, got "${values.scale}"`);
+  if (!SCALES.includes(scale)) {
+    fail(`--scale must be one of ${SCALES.join(", ")}, got "${values.scale}"`);
+  }
+  const dataset = values.dataset as DatasetName;
+  if (!DATASETS.includes(dataset)) {
+    fail(`--dataset must be one of ${DATASETS.join(", ")}, got "${values.dataset}"`);
+  }
+  if (paper !== "all") {
+    const why = notApplicable(paper as "sdpo" | "dmpo" | "dpo4rec", dataset);
+    if (why) fail(why);
+  }
+  const all = (["sdpo", "dmpo", "dpo4rec"] as const).filter((p) =>
+    paper === "all" ? PAPER_DATASETS[p].includes(dataset) : p === paper
+  );
+  const skipped = paper === "all"
+    ? (["sdpo", "dmpo", "dpo4rec"] as const).flatMap((p) => notApplicable(p, dataset) ?? [])
+    : [];
+  const model = values.model ?? (Deno.env.get(MODEL_ENV) || undefined);
+  if (model !== undefined && dataset !== "synthetic") {
+    fail(`--model runs on the synthetic world only, got --dataset ${dataset}`);
+  }
   const seeds = values.seeds === undefined ? (scale === "small" ? 2 : 1) : Number(values.seeds);
   if (!Number.isInteger(seeds) || seeds < 1) {
     fail(`--seeds must be a positive integer, got "${values.seeds}"`);
   }
   return {
-    papers: paper === "all" ? ["sdpo", "dmpo", "dpo4rec"] : [paper as "sdpo" | "dmpo" | "dpo4rec"],
+    papers: [...all],
     scale,
     seeds,
     backend: values.backend,
     out: values.out!.replace(/\/+$/, ""),
     ablations: values["no-ablations"] ? false : values.ablations ?? scale !== "small",
     cache: !values["no-cache"],
+    dataset,
+    dataRoot: (values.data ?? defaultDataRoot()).replace(/\/+$/, ""),
+    skipped,
+    model,
+    baseLm: (values["base-lm"] ?? BASE_LM_DIR).replace(/\/+$/, ""),
   };
 }
 
@@ -172,6 +258,33 @@ const DMPO_NOTES = [
   "`../shared/paper-numbers.json`). Only orderings (findings.md) are comparable.",
 ];
 
+/** A table note on the base model of `--model` (none without it). */
+function baseModelNotes(): string[] {
+  const lm = currentBaseModel();
+  if (!lm) return [];
+  const c = lm.config;
+  return [
+    `Base model (\`--model\`): \`${lm.folder}\` (${c.model_type}, hidden ${c.hidden_size}, ` +
+    `${c.num_hidden_layers} layers, vocab ${c.vocab_size}) with its own tokenizer.json, not ` +
+    "the random LM and word tokenizer described above. Stage 0 (SFT / base LM) = a LoRA SFT " +
+    "(r 8, α 16, all seven projections) merged into the pretrained weights; DMPO's SFT is a " +
+    "LoRA SFT merged the same way; the arms train fresh LoRA adapters. metrics.json " +
+    "`base_model` records the folder, its config.json and the tokenizer.",
+  ];
+}
+
+/** metrics.json `valid_ratio`: method → mean ValidRatio over seeds (methods that generate). */
+export function validRatioByMethod(
+  summary: Record<string, Record<string, { mean: number | null }>>,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [method, fields] of Object.entries(summary)) {
+    const m = fields.valid_ratio?.mean;
+    if (typeof m === "number" && Number.isFinite(m)) out[method] = m;
+  }
+  return out;
+}
+
 function jsonSafe(x: unknown): unknown {
   return JSON.parse(
     JSON.stringify(x, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
@@ -181,20 +294,44 @@ function jsonSafe(x: unknown): unknown {
 /** Run everything; returns the written directories. */
 export async function main(args: string[]): Promise<string[]> {
   const opts = parseOptions(args);
+  for (const why of opts.skipped) console.error(`[reproduce] skipped: ${why}`);
+  // Released data: checked and read before anything runs (a bad folder: one line, exit 2).
+  const real = await loadOrFail(() =>
+    prepareDataset(opts.papers, opts.dataset, SCALE_PRESETS[opts.scale], opts.dataRoot)
+  );
   const backend = await initBackend(opts.backend, { quiet: true });
+  // The base LM: a Hugging Face folder (--model), or none (the synthetic world's random LM).
+  try {
+    await useBaseModel(opts.model);
+  } catch (e) {
+    if (e instanceof CheckpointError) fail(`--model: ${e.message}`);
+    throw e;
+  }
   console.error(
     `[reproduce] backend ${backend.backend} (simd ${backend.simd}, threads ${backend.threads}), ` +
       `scale ${opts.scale}, seeds ${opts.seeds}, papers ${opts.papers.join(", ")} → ${opts.out}/`,
   );
   const seeds = Array.from({ length: opts.seeds }, (_, i) => i);
+  const baseLm = opts.model || opts.dataset !== "synthetic" || opts.baseLm === "none"
+    ? undefined
+    : await baseLmFor(opts);
+  setBaseLm(baseLm ? { snap: baseLm.snap, hash: baseLm.info.hash } : undefined);
+  // Temp files a killed earlier run left half-written (their pid is gone).
+  await removeStaleTempFiles(opts.out, { recursive: true }).catch(() => []);
   setDiskCache(opts.cache ? `${opts.out}/.cache` : undefined);
   const numbers = await readPaperNumbers();
   const head = await gitHead();
   const written: string[] = [];
   const t0 = performance.now();
   for (const paper of opts.papers) {
-    const dir = `${opts.out}/${paper}/synthetic`;
+    const dir = `${opts.out}/${paper}/${opts.dataset}`;
     await ensureDir(dir);
+    // Run folders of the trained stages (src/experiments/runs.ts).
+    setRunFolders({
+      runs: `${dir}/runs`,
+      cache: opts.cache ? `${opts.out}/.cache` : undefined,
+      reuse: opts.cache,
+    });
     const started = new Date().toISOString();
     if (paper === "dpo4rec") {
       const r = await dpo4rec.run({ scale: opts.scale, seeds });
@@ -204,29 +341,39 @@ export async function main(args: string[]): Promise<string[]> {
         git_head: head ?? null,
         backend,
         deno: Deno.version,
+        base_model: baseModelRecord(),
+        runs: "runs/",
       });
       console.error(`[reproduce] dpo4rec: wrote ${dir}/ (${r.seconds} s)`);
       console.log(dpo4rec.dpo4recTable(r));
       written.push(dir);
       continue;
     }
-    let table: string, findings: string, result: sdpo.SdpoResult | dmpo.DmpoResult;
-    let claims;
-    let ablationClaims: ReturnType<typeof evaluateClaims> = [];
+    let table: string, result: sdpo.SdpoResult | dmpo.DmpoResult;
+    // findings.json (headline + ablation claims); findings.md is rendered from it.
+    let findings: Finding[], findingsTitle: string, findingsNotes: string[], ablationNote: string;
     if (paper === "sdpo") {
-      const r = await sdpo.run({ scale: opts.scale, seeds, ablations: opts.ablations });
+      const prep = real.sdpo;
+      const r = await sdpo.run({
+        scale: opts.scale,
+        seeds,
+        ablations: opts.ablations && !prep, // ablations: synthetic world only
+        data: prep?.data,
+      });
       result = r;
-      claims = evaluateClaims(r);
       const abl = r.ablations;
-      ablationClaims = abl
-        ? evaluateClaims({
-          paper: "sdpo-abl",
-          per_seed: [{ seed: abl.seed, methods: abl.methods }],
-        })
-        : [];
+      findings = sdpoFindings(
+        r,
+        prep
+          ? ABLATIONS_SYNTHETIC_ONLY("S-DPO")
+          : `the S-DPO ablations were off in this run (${
+            args.includes("--no-ablations") ? "--no-ablations" : `default at scale ${opts.scale}`
+          }; \`--ablations\` runs them)`,
+      );
       const plots = await writeSdpoPlots(dir, r);
       table = tableMarkdown({
-        title: `S-DPO on the synthetic world (scale ${opts.scale}, ${seeds.length} seed(s), ` +
+        title: `S-DPO on ${datasetLabel(opts.dataset)} (scale ${opts.scale}, ` +
+          `${seeds.length} seed(s), ` +
           `${r.num_test} test prompts, ${r.num_gen_test} generated)`,
         paper: "sdpo",
         methods: [...sdpo.SDPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
@@ -241,32 +388,33 @@ export async function main(args: string[]): Promise<string[]> {
         paperMetric: "HR@1",
         paperMethodNames: { "S-DPO": "S-DPO", SFT: "TALLRec" },
         numbers,
-        references: r.references as unknown as Record<string, Record<string, number>>,
-        notes: SDPO_NOTES,
+        references: prep?.tableReferences ??
+          r.references as unknown as Record<string, Record<string, number>>,
+        notes: [...(prep?.notes ?? SDPO_NOTES), ...baseModelNotes()],
       }) + plots;
-      findings = findingsMarkdown(
-        "S-DPO (synthetic world)",
-        claims,
-        SDPO_NOTES.slice(0, 3),
-        ablationClaims,
-        abl ? `Same rule, on the ablation rows of seed ${abl.seed} (${abl.notes.join("; ")}).` : "",
-      );
+      findingsTitle = `S-DPO (${datasetLabel(opts.dataset).replace(/^the /, "")})`;
+      findingsNotes = (prep?.notes ?? SDPO_NOTES).slice(0, 3);
+      ablationNote = abl
+        ? `Same rule, on the ablation rows of seed ${abl.seed} (${abl.notes.join("; ")}).`
+        : "";
     } else {
-      const r = await dmpo.run({ scale: opts.scale, seeds });
+      const prep = real.dmpo;
+      const r = await dmpo.run({ scale: opts.scale, seeds, data: prep?.data });
       result = r;
-      claims = evaluateClaims(r);
       // The DMPO ablations are cheap (about 1.5 min at small): on at every scale unless
       // --no-ablations is given.
       let plots = "";
-      if (!args.includes("--no-ablations")) {
+      if (!args.includes("--no-ablations") && !prep) { // ablations: synthetic world only
+        setRunFolders({ runs: `${dir}/runs/ablations` });
         const abl = await runDmpoAblations({ scale: opts.scale, seed: 0 });
+        setRunFolders({ runs: `${dir}/runs` });
         r.ablations = abl;
         r.seconds = Math.round((r.seconds + abl.seconds) * 10) / 10; // run + ablations
-        ablationClaims = dmpoAblationClaims(abl);
         plots = await writeDmpoAblationPlots(dir, abl);
       }
       table = tableMarkdown({
-        title: `DMPO on the synthetic world (scale ${opts.scale}, ${seeds.length} seed(s), ` +
+        title: `DMPO on ${datasetLabel(opts.dataset)} (scale ${opts.scale}, ` +
+          `${seeds.length} seed(s), ` +
           `${r.num_test} test pairs)`,
         paper: "dmpo",
         methods: [...dmpo.DMPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
@@ -278,72 +426,99 @@ export async function main(args: string[]): Promise<string[]> {
         paperMetric: "AUC",
         paperMethodNames: { "SFT+DMPO K=3": "DMPO" },
         numbers,
-        references: r.references as unknown as Record<string, Record<string, number>>,
-        notes: DMPO_NOTES,
+        references: prep?.tableReferences ??
+          r.references as unknown as Record<string, Record<string, number>>,
+        notes: [...(prep?.notes ?? DMPO_NOTES), ...baseModelNotes()],
       }) + plots;
-      findings = findingsMarkdown(
-        "DMPO (synthetic world)",
-        claims,
-        DMPO_NOTES.slice(0, 3),
-        ablationClaims,
-        r.ablations
-          ? `Same rule, on the DMPO ablation rows (${r.ablations.notes.join("; ")}). ` +
-            "Plots and numbers: table.md."
-          : "",
-      );
+      findings = [
+        ...dmpoFindings(r),
+        ...(prep
+          ? dmpoAblationFindings(undefined, ABLATIONS_SYNTHETIC_ONLY("DMPO"))
+          : dmpoAblationFindings(r.ablations)),
+      ];
+      findingsTitle = `DMPO (${datasetLabel(opts.dataset).replace(/^the /, "")})`;
+      findingsNotes = (prep?.notes ?? DMPO_NOTES).slice(0, 3);
+      ablationNote = r.ablations
+        ? `Same rule, on the DMPO ablation rows (${r.ablations.notes.join("; ")}). ` +
+          "Plots and numbers: table.md."
+        : "";
     }
     const fields = paper === "sdpo"
       ? ["hr1_rank", "ndcg5_rank", "hr1_gen_all", "hr1_gen_valid", "valid_ratio"]
       : ["auc_released", "auc_paired"];
+    const summary = summarize(
+      result.per_seed as unknown as { methods: Record<string, Record<string, unknown>> }[],
+      fields,
+    );
     const metrics = {
       paper,
-      dataset: "synthetic",
+      dataset: opts.dataset,
       started,
       finished: new Date().toISOString(),
       git_head: head ?? null,
       backend,
       deno: Deno.version,
+      // The Hugging Face base model (--model), or null: the synthetic world's random LM.
+      base_model: baseModelRecord(),
+      // Trained stages: runs/seed<s>/<arm>/ (PEFT adapters, done.json), see README.md.
+      runs: "runs/",
       scale: opts.scale,
       scale_preset: SCALE_PRESETS[opts.scale],
       seeds,
       seconds: result.seconds,
       stage_seconds: takeStageTimes(),
       timings: seedTimings(result.per_seed),
-      summary: summarize(
-        result.per_seed as unknown as { methods: Record<string, Record<string, unknown>> }[],
-        fields,
-      ),
-      claims: claims.map((
-        { id, text, metric, a, b, a_per_seed, b_per_seed, rows, diff, verdict },
-      ) => ({
-        id,
-        text,
-        metric,
-        a,
-        b,
-        a_per_seed,
-        b_per_seed,
-        rows,
-        diff,
-        verdict,
-      })),
-      ablation_claims: ablationClaims.map((
-        { id, text, metric, a, b, a_per_seed, b_per_seed, rows, diff, verdict },
-      ) => ({ id, text, metric, a, b, a_per_seed, b_per_seed, rows, diff, verdict })),
+      summary,
+      // S-DPO: ValidRatio per method (mean over seeds), explicitly.
+      ...(paper === "sdpo" ? { valid_ratio: validRatioByMethod(summary) } : {}),
+      // The tested claims of findings.json, in the shape these fields have always had.
+      claims: legacyClaims(findings, "headline"),
+      ablation_claims: legacyClaims(findings, "ablation"),
       result,
     };
     await writeJsonAtomic(`${dir}/metrics.json`, jsonSafe(metrics));
     await writeFileAtomic(`${dir}/table.md`, table);
-    await writeFileAtomic(`${dir}/findings.md`, findings);
+    await writeFindings(dir, findingsTitle, findings, findingsNotes, ablationNote);
     console.error(`[reproduce] ${paper}: wrote ${dir}/ (${result.seconds} s)`);
     console.log(table);
     written.push(dir);
   }
   clearBaseCache();
+  if (baseLm) disposeSnapshot(baseLm.snap);
+  setBaseLm(undefined);
+  clearPretrainedCache();
+  clearBaseModel();
+  setRunFolders({ runs: undefined, cache: undefined, reuse: true });
   clearBaselines();
+  clearDatasetBaselines();
   await writeIndex(opts.out);
   console.error(`[reproduce] done in ${Math.round((performance.now() - t0) / 1000)} s`);
   return written;
+}
+
+/**
+ * The pretrained base LM of `opts.baseLm`. Missing or stale (made by another recipe): at
+ * `--scale test` stage 0 starts from a random init (said so); otherwise it is pretrained
+ * now (`deno task pretrain`, resumable) and saved there.
+ */
+async function baseLmFor(opts: ReproduceOptions) {
+  const got = await loadBaseLm(opts.baseLm);
+  if ("snap" in got) {
+    console.error(
+      `[reproduce] base LM ${opts.baseLm} (${got.info.recipe.steps} pretraining steps, ` +
+        `validity probe ${got.info.probe_valid_ratio})`,
+    );
+    return got;
+  }
+  if (opts.scale === "test") {
+    console.error(`[reproduce] no base LM (${got.reason}); stage 0 starts from a random init`);
+    return undefined;
+  }
+  console.error(`[reproduce] ${got.reason}: pretraining the base LM into ${opts.baseLm}/`);
+  await pretrainBaseLm(opts.baseLm);
+  const again = await loadBaseLm(opts.baseLm);
+  if (!("snap" in again)) fail(`base LM: ${again.reason}`);
+  return again;
 }
 
 /** results/README.md: an index of what is there. */
@@ -356,35 +531,99 @@ async function writeIndex(out: string): Promise<void> {
     "- `metrics.json`: every number per seed and method (with per-row arrays), config, scale,",
     "  seeds, backend, timings, claims with their CIs and verdicts;",
     "- `table.md`: mean ± std over seeds per method beside the paper's numbers and reference rows;",
-    "- `findings.md`: each claim of the paper with our values and a verdict computed from the",
-    "  numbers (paired bootstrap CI of the difference);",
-    "- `*.svg` (+ `.vl.json` specs): plots referenced from `table.md` (ablations, curves).",
+    "- `findings.json`: each claim of the paper (stable `claim_id`) with our values, effect, 95 %",
+    "  paired bootstrap CI, minimum detectable effect and verdict, or `not tested` and why;",
+    "  `findings.md` is rendered from it;",
+    "- `*.svg` (+ `.vl.json` specs): plots referenced from `table.md` (ablations, curves);",
+    "- `runs/`: every trained stage of the experiment (see below).",
     "",
     "`.cache/` holds the stage-0 (SFT / base LM) weights of each (scale, seed) as safetensors,",
     "keyed by a hash of the model config, the stage-0 knobs, the seed and the training",
     "prompts: a rerun, or a run interrupted after stage 0, reuses them. Delete the folder (or",
-    "pass `--no-cache`) to retrain.",
+    "pass `--no-cache`) to retrain. With `--model <folder>` stage 0 is a LoRA SFT of that",
+    "model, kept as a PEFT adapter in `.cache/stage0-lora-<scale>-s<seed>-<hash>/` and merged",
+    "again on reuse.",
+    "",
+    "Run folders (`src/experiments/runs.ts`): each trained stage — the LoRA arms (S-DPO:",
+    "SFT-cont, DPO, S-DPO and the ablation arms; DMPO: its arms; DPO4Rec: its DPO / S-DPO",
+    "arms) and DMPO's SFT — has a folder",
+    "",
+    "```",
+    "<paper>/<dataset>/runs/",
+    "  seed<s>/<arm>/                 arm = the method name in lower case: sft-cont, dpo, s-dpo,",
+    "                                 s-dpo-k2, s-dpo-beta0.5, sft-dmpo-k3, dmpo-only-k3, sft, ...",
+    "    arm.json                     the stage's name, seed, config hash, train and LoRA configs",
+    "    metrics.jsonl                train()'s logged rows (loss, rewards/*, logps/*, ...)",
+    "    checkpoints/step-NNNNNNN/    train() checkpoints, only while it trains",
+    "    adapter_config.json          LoRA stages: the adapter in PEFT's layout, loadable with",
+    "    adapter_model.safetensors      peft.PeftModel.from_pretrained or src/adapter.ts loadAdapter",
+    "    config.json, model.safetensors   full fine-tuning stages (DMPO's SFT): the weights",
+    "    done.json                    written last: config hash, final loss, steps, seconds",
+    "  ablations/seed<s>/<arm>/       DMPO ablation stages (same layout)",
+    "```",
+    "",
+    "A killed run resumes each unfinished stage from its newest checkpoint and reaches the same",
+    "numbers as an uninterrupted run; a rerun loads every stage whose `done.json` holds the",
+    "hash of its current config (name, seed, train and LoRA config, the weights it starts",
+    "from, its training examples) onto the stage-0 weights instead of retraining it. A stage",
+    "whose config changed is wiped and retrained; `--no-cache` retrains every stage.",
     "",
     "| experiment | files | scale | seeds | seconds |",
     "|---|---|---|---|---|",
   ];
   for (const paper of ["sdpo", "dmpo", "dpo4rec"]) {
-    const dir = `${out}/${paper}/synthetic`;
+    // Every <paper>/<dataset>/ folder with a metrics.json, known data sets first.
+    const sets: string[] = [...DATASETS];
     try {
-      const m = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
-      lines.push(
-        `| ${paper} / synthetic | [metrics.json](${paper}/synthetic/metrics.json), ` +
-          `[table.md](${paper}/synthetic/table.md), [findings.md](${paper}/synthetic/findings.md)` +
-          ` | ${m.scale} | ${m.seeds.length} | ${m.seconds} |`,
-      );
+      for await (const e of Deno.readDir(`${out}/${paper}`)) {
+        if (e.isDirectory && !sets.includes(e.name)) sets.push(e.name);
+      }
     } catch {
-      // not run yet
+      continue; // paper not run yet
+    }
+    for (const ds of sets) {
+      const rel = `${paper}/${ds}`;
+      try {
+        const m = JSON.parse(await Deno.readTextFile(`${out}/${rel}/metrics.json`));
+        lines.push(
+          `| ${paper} / ${ds} | [metrics.json](${rel}/metrics.json), ` +
+            `[table.md](${rel}/table.md), [findings.md](${rel}/findings.md)` +
+            ` | ${m.scale} | ${m.seeds.length} | ${m.seconds} |`,
+        );
+      } catch {
+        // not run yet
+      }
     }
   }
   lines.push("");
   await writeFileAtomic(`${out}/README.md`, lines.join("\n"));
 }
 
+/** Why the ablation claims are not tested on a released data set. */
+const ABLATIONS_SYNTHETIC_ONLY = (paper: string) =>
+  `the ${paper} ablations run on the synthetic world only (they need its item genres, extra ` +
+  "negatives and domains, which the released files do not have)";
+
+/** Run a data-set step; a {@link DatasetError} becomes one line on stderr and exit 2. */
+async function loadOrFail<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof DatasetError) fail(e.message);
+    throw e;
+  }
+}
+
 if (import.meta.main) {
-  await main(Deno.args);
+  try {
+    await main(Deno.args);
+  } catch (err) {
+    // One line, never a bare stack trace (RECALIGN_DEBUG=1 shows it): a bad value (e.g.
+    // --backend) exits 2, anything else 1.
+    if (Deno.env.get("RECALIGN_DEBUG")) console.error(err);
+    const e = err as Error;
+    const msg = err instanceof RecalignError ? e.message : `${e?.name ?? "Error"}: ${e?.message}`;
+    console.error(`reproduce: ${String(msg).replace(/\s*\n\s*/g, " ")}`);
+    Deno.exit(err instanceof ConfigError ? 2 : 1);
+  }
 }

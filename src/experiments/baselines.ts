@@ -92,7 +92,10 @@ export function baselineSdpoRow(rec: SequentialRecommender, test: SdpoSample[]) 
 }
 
 /** A baseline's DMPO row: its scores of the pair's two items → AUC, per-pair correctness. */
-export function baselineDmpoRow(rec: SequentialRecommender, test: DmpoSample[]) {
+export function baselineDmpoRow(
+  rec: SequentialRecommender,
+  test: readonly Pick<DmpoSample, "historyIds" | "positiveId" | "negativeIds">[],
+) {
   const t0 = performance.now();
   const scores = rec.scoreBatch(
     test.map((s) => s.historyIds),

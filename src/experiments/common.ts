@@ -6,10 +6,17 @@
  * @module
  */
 import { tf } from "../backend.ts";
-import { disposeCache, type KVCache, type LlamaConfig, LlamaModel } from "../model.ts";
+import {
+  disposeCache,
+  FULL_LOGITS_LIMIT,
+  type KVCache,
+  lastPositions,
+  type LlamaConfig,
+  LlamaModel,
+} from "../model.ts";
 import { LLAMA_PROJECTIONS, type LoraConfig } from "../lora.ts";
 import { train, type TrainExample } from "../train.ts";
-import { WordTokenizer } from "../tokenizer.ts";
+import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { dmpoSamples, makeWorld, type SdpoSample, type World } from "../data/world.ts";
 import { worldDmpoPrompt, worldSdpoPrompt } from "../data/world_text.ts";
 import { Rng } from "../rng.ts";
@@ -201,18 +208,25 @@ export function modelConfig(vocabSize: number): LlamaConfig {
   };
 }
 
-/** Prompt ids: BOS + words. */
-export function encodePrompt(tok: WordTokenizer, text: string): number[] {
-  return [tok.bosId, ...tok.encode(text)];
+/**
+ * Prompt ids: BOS + tokens (no BOS for a tokenizer without one, e.g. Qwen's: an HfTokenizer
+ * with `hasBos` false).
+ */
+export function encodePrompt(tok: Tokenizer, text: string): number[] {
+  const ids = tok.encode(text);
+  return (tok as { hasBos?: boolean }).hasBos === false ? ids : [tok.bosId, ...ids];
 }
 
-/** Response ids: words + EOS. */
-export function encodeResponse(tok: WordTokenizer, text: string): number[] {
-  return [...tok.encode(text), tok.eosId];
+/**
+ * Response ids: tokens of `" " + text` + EOS. The space is how a response continues a prompt
+ * ending in `Answer:` for a BPE tokenizer; the word tokenizer ignores it.
+ */
+export function encodeResponse(tok: Tokenizer, text: string): number[] {
+  return [...tok.encode(" " + text), tok.eosId];
 }
 
 /** S-DPO training example: prompt → positive title; pool = the other 19 candidates. */
-export function sdpoExample(tok: WordTokenizer, s: SdpoSample, world: World): TrainExample {
+export function sdpoExample(tok: Tokenizer, s: SdpoSample, world: World): TrainExample {
   return {
     prompt: encodePrompt(tok, worldSdpoPrompt(s, world.domains[s.domain])),
     chosen: encodeResponse(tok, s.positive),
@@ -265,10 +279,13 @@ export async function trainBase(
   scale: Scale,
   seed: number,
   opts: StageOptions,
-  stage0: { batchSize?: number; warmupSteps?: number } = {},
+  stage0: { batchSize?: number; warmupSteps?: number; init?: Snapshot } = {},
 ): Promise<{ model: LlamaModel; seconds: number; finalLoss: number }> {
   const t0 = performance.now();
-  const model = LlamaModel.random(config, 1000 + seed);
+  // From the given weights (the pretrained base LM), else from a random init.
+  const model = stage0.init
+    ? fromSnapshot(config, stage0.init)
+    : LlamaModel.random(config, 1000 + seed);
   model.makeFullyTrainable();
   const r = await train(model, examples, {
     stage: "sft",
@@ -283,6 +300,31 @@ export async function trainBase(
   }, { label: opts.label, progress: opts.progress });
   model.freeze();
   return { model, seconds: since(t0), finalLoss: r.history.at(-1)?.loss ?? NaN };
+}
+
+// ---------------------------------------------------------------------------------------
+// The pretrained base LM (src/experiments/base_lm.ts) that stage 0 starts from
+
+let baseLm: { snap: Snapshot; hash: string } | undefined;
+
+/**
+ * Start every stage 0 (the SFT model of S-DPO, the base of DMPO) from this pretrained base
+ * LM; `undefined` = from a random init, as before the base-LM stage existed. The snapshot
+ * belongs to the caller (dispose it after the run).
+ */
+export function setBaseLm(lm: { snap: Snapshot; hash: string } | undefined): void {
+  baseLm = lm;
+}
+
+/** The base LM's hash, or null when stage 0 starts from a random init. */
+export function baseLmHashInUse(): string | null {
+  return baseLm?.hash ?? null;
+}
+
+/** True when the snapshot's embedding fits the config (the same vocabulary and width). */
+function sameShapes(snap: Snapshot, config: LlamaConfig): boolean {
+  const e = snap.get("model.embed_tokens.weight");
+  return !!e && e.shape[0] === config.vocab_size && e.shape[1] === config.hidden_size;
 }
 
 /** A stage-0 model's weights with what it cost. */
@@ -371,6 +413,8 @@ export async function baseCacheKey(
     warmup: scale.baseWarmup,
     seed,
     exHash,
+    // The base LM it starts from (none = a random init).
+    baseLm: baseLm && sameShapes(baseLm.snap, config) ? baseLm.hash : null,
   };
   return (await sha256Hex(JSON.stringify(knobs))).slice(0, 24);
 }
@@ -435,6 +479,7 @@ export async function baseSnapshot(
   const { model, seconds, finalLoss } = await trainBase(config, examples, scale, seed, opts, {
     batchSize: scale.sftBatch,
     warmupSteps: scale.baseWarmup,
+    init: baseLm && sameShapes(baseLm.snap, config) ? baseLm.snap : undefined,
   });
   const out: BaseSnapshot = { snap: snapshot(model), seconds, finalLoss, reused: false };
   model.dispose();
@@ -468,8 +513,12 @@ export function scoreResponses(
     try {
       const firstLp = tf.tidy(() => {
         const x = tf.tensor2d([prompt], [1, prompt.length], "int32");
-        const logits = model.forward(x, { cache });
-        const last = logits.slice([0, prompt.length - 1, 0], [1, 1, -1]).reshape([-1]);
+        const big = prompt.length * model.config.vocab_size > FULL_LOGITS_LIMIT;
+        const logits = model.forward(
+          x,
+          big ? { cache, select: lastPositions(1, prompt.length) } : { cache },
+        );
+        const last = logits.slice([0, logits.shape[1] - 1, 0], [1, 1, -1]).reshape([-1]);
         return tf.logSoftmax(last);
       });
       const first = firstLp.dataSync() as Float32Array;
@@ -491,18 +540,44 @@ export function scoreResponses(
           while (row.length < maxLen - 1) row.push(0);
           return row;
         });
-        const lp = tf.tidy(() => {
-          const x = tf.tensor2d(inputs, [c, maxLen - 1], "int32");
-          return tf.logSoftmax(model.forward(x, { cache }), -1);
-        });
-        const data = lp.dataSync() as Float32Array;
         const v = model.config.vocab_size;
-        lp.dispose();
-        responses.forEach((r, i) => {
-          for (let j = 1; j < r.length; j++) {
-            out[i] += data[(i * (maxLen - 1) + (j - 1)) * v + r[j]];
-          }
-        });
+        if (c * (maxLen - 1) * v > FULL_LOGITS_LIMIT) {
+          // A large vocabulary: the LM head only at the scored positions, and only each
+          // scored token's log-prob (logit − logsumexp) leaves the graph.
+          const rows: number[] = [], picks: number[] = [];
+          responses.forEach((r, i) => {
+            for (let j = 1; j < r.length; j++) {
+              picks.push(rows.length * v + r[j]);
+              rows.push(i * (maxLen - 1) + (j - 1));
+            }
+          });
+          const lp = tf.tidy(() => {
+            const x = tf.tensor2d(inputs, [c, maxLen - 1], "int32");
+            const index = tf.tensor1d(rows, "int32");
+            const logits = model.forward(x, { cache, select: { index, shape: [rows.length, 1] } })
+              .reshape([rows.length, v]);
+            const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(picks, "int32"));
+            return tf.sub(picked, tf.logSumExp(logits, 1));
+          });
+          const data = lp.dataSync() as Float32Array;
+          lp.dispose();
+          let q = 0;
+          responses.forEach((r, i) => {
+            for (let j = 1; j < r.length; j++) out[i] += data[q++];
+          });
+        } else {
+          const lp = tf.tidy(() => {
+            const x = tf.tensor2d(inputs, [c, maxLen - 1], "int32");
+            return tf.logSoftmax(model.forward(x, { cache }), -1);
+          });
+          const data = lp.dataSync() as Float32Array;
+          lp.dispose();
+          responses.forEach((r, i) => {
+            for (let j = 1; j < r.length; j++) {
+              out[i] += data[(i * (maxLen - 1) + (j - 1)) * v + r[j]];
+            }
+          });
+        }
       }
       return out;
     } finally {

@@ -15,8 +15,8 @@
  */
 import { tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
-import { scorePairs, train, type TrainExample } from "../train.ts";
-import type { WordTokenizer } from "../tokenizer.ts";
+import { scorePairs, type TrainExample } from "../train.ts";
+import type { Tokenizer } from "../tokenizer.ts";
 import {
   type DmpoSample,
   dmpoSamples,
@@ -29,7 +29,6 @@ import {
 import { worldDmpoPrompt } from "../data/world_text.ts";
 import { aucPaired, aucReleased } from "../eval/metrics.ts";
 import {
-  baseSnapshot,
   disposeSnapshot,
   encodePrompt,
   encodeResponse,
@@ -41,12 +40,13 @@ import {
   type ScaleName,
   since,
   type Snapshot,
-  snapshot,
   subset,
 } from "./common.ts";
 import type { DmpoAblations } from "./dmpo_ablations.ts";
 import { sdpoData, trainArm } from "./sdpo.ts";
 import { BASELINE_NAMES, BASELINE_ROWS, baselineDmpoRow, baselinesFor } from "./baselines.ts";
+import { currentBaseModel, stage0Snapshot } from "./pretrained.ts";
+import { runStage, sourceNote, type StageSource } from "./runs.ts";
 
 /** Config of {@link run}. */
 export interface DmpoRunConfig {
@@ -60,6 +60,44 @@ export interface DmpoRunConfig {
   baselines?: boolean;
   /** Response form (default {@link DMPO_RESPONSE}). */
   response?: DmpoResponse;
+  /**
+   * A released data set prepared by `src/experiments/datasets.ts` instead of the synthetic
+   * world (same arms and metrics; its own response form, references and baselines).
+   */
+  data?: DmpoDataset;
+}
+
+/** An encoded DMPO pair or prompt: `rejected` holds one response per negative. */
+export type DmpoExample = TrainExample & { rejected: number[][] };
+
+/** A released data set prepared for {@link run} (see `src/experiments/datasets.ts`). */
+export interface DmpoDataset {
+  /** Data set name (`"ml-1m"`, `"amazon-movie"`). */
+  name: string;
+  /** Word tokenizer of the data's text. */
+  tok: Tokenizer;
+  /** Model config (vocabulary and positions fitted to the data). */
+  config: LlamaConfig;
+  /** The response form the examples were encoded with. */
+  response: DmpoResponse;
+  /** Stage-0 (base LM) training examples. */
+  stage0: TrainExample[];
+  /** Train prompts with 1 negative (SFT and the K=1 arm). */
+  train1: DmpoExample[];
+  /** Train prompts with 3 negatives (the K=3 arms). */
+  train3: DmpoExample[];
+  /** Test pairs (`rejected[0]` = the wrong response). */
+  test: DmpoExample[];
+  /** The test pairs as item ids, for the classic baselines. */
+  baselineTest: Pick<DmpoSample, "historyIds" | "positiveId" | "negativeIds">[];
+  /** Reference rows computable on the data (popularity, random). */
+  references: Record<string, { auc_released: number; auc_paired: number }>;
+  /** The classic baselines of (scale, seed), trained on the data set's sequences. */
+  baselines: (scale: Scale, seed: number, progress: boolean) => ReturnType<typeof baselinesFor>;
+  /** What was trained and tested on (merged into the result's config). */
+  describe: Record<string, unknown>;
+  /** Steps of the SFT stage (default `scale.dmpoSftSteps`). */
+  sftSteps?: number;
 }
 
 /**
@@ -139,7 +177,7 @@ export const DMPO_METHODS = [
 
 /** Encode a DMPO sample; `k` rejected responses (k ≤ the sample's negatives). */
 export function dmpoExample(
-  tok: WordTokenizer,
+  tok: Tokenizer,
   s: DmpoSample,
   world: World,
   k: number,
@@ -179,37 +217,72 @@ export async function dmpoSft(
   seed: number,
   opts: { label: string; progress: boolean },
   steps = scale.dmpoSftSteps,
-): Promise<{ snap: Snapshot; seconds: number; finalLoss: number | null }> {
-  const t0 = performance.now();
-  const model = fromSnapshot(config, from);
-  model.makeFullyTrainable();
-  const r = await train(model, examples, {
-    stage: "sft",
-    steps,
-    batchSize: scale.batchSize,
-    microBatchSize: scale.batchSize,
-    lr: DMPO_SFT_LR,
-    warmupSteps: Math.min(10, Math.floor(steps / 5)),
-    beta2: 0.95,
+  name = "SFT",
+): Promise<
+  {
+    snap: Snapshot;
+    seconds: number;
+    finalLoss: number | null;
+    /** Trained, resumed, or loaded from its run folder (src/experiments/runs.ts). */
+    source: StageSource;
+    /** Step it resumed from. */
+    resumedFrom: number;
+    /** Seconds this call took. */
+    wallSeconds: number;
+  }
+> {
+  // With a pretrained base model (--model): a LoRA SFT merged into the weights, as the papers.
+  const lm = currentBaseModel();
+  const r = await runStage({
+    name,
     seed,
-    logEvery: Math.max(1, Math.floor(steps / 4)),
-  }, opts);
-  model.freeze();
-  const snap = snapshot(model);
-  model.dispose();
-  return { snap, seconds: since(t0), finalLoss: r.history.at(-1)?.loss ?? null };
+    config,
+    from,
+    mode: lm ? "lora-merged" : "full",
+    lora: lm ? loraConfig(200 + seed) : undefined,
+    examples,
+    train: {
+      stage: "sft",
+      steps,
+      batchSize: scale.batchSize,
+      microBatchSize: lm ? Math.min(scale.batchSize, 8) : scale.batchSize,
+      lr: DMPO_SFT_LR,
+      warmupSteps: Math.min(10, Math.floor(steps / 5)),
+      beta2: 0.95,
+      seed,
+      logEvery: Math.max(1, Math.floor(steps / 4)),
+    },
+    label: opts.label,
+    progress: opts.progress,
+    baseModelName: lm?.folder,
+  });
+  return {
+    snap: r.snap!,
+    seconds: r.seconds,
+    finalLoss: r.finalLoss,
+    source: r.source,
+    resumedFrom: r.resumedFrom,
+    wallSeconds: r.wallSeconds,
+  };
 }
 
 /** Evaluate a model on the test pairs. */
 export function evaluateDmpo(
   model: LlamaModel,
-  tok: WordTokenizer,
+  tok: Tokenizer,
   world: World,
   test: DmpoSample[],
   response: DmpoResponse = DMPO_RESPONSE,
 ): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
+  return evaluateDmpoExamples(model, test.map((s) => dmpoExample(tok, s, world, 1, response)));
+}
+
+/** Evaluate a model on encoded test pairs (`rejected[0]` = the wrong response). */
+export function evaluateDmpoExamples(
+  model: LlamaModel,
+  ex: readonly DmpoExample[],
+): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
   const t0 = performance.now();
-  const ex = test.map((s) => dmpoExample(tok, s, world, 1, response));
   const scores = scorePairs(
     model,
     ex.flatMap((e) => [
@@ -254,22 +327,31 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   const scale = SCALE_PRESETS[cfg.scale];
   const progress = cfg.progress !== false;
   const log = (m: string) => progress && console.error(m);
-  // The S-DPO data supply the world, the tokenizer and stage 0's training prompts.
-  const sd = sdpoData(scale);
-  const { world, tok, config } = sd;
-  const response = cfg.response ?? DMPO_RESPONSE;
-  const trainSamples = dmpoTrainSamples(world, scale.dmpoTrain, 3);
-  const test = subset(dmpoSamples(world, "test", { numNegatives: 1 }), scale.dmpoTest, 13);
-  const train3 = trainSamples.map((s) => dmpoExample(tok, s, world, 3, response));
-  const train1 = trainSamples.map((s) => dmpoExample(tok, s, world, 1, response));
-  log(`[dmpo] ${trainSamples.length} train prompts (3 negatives), ${test.length} test pairs`);
-  const references = dmpoReferenceRows(world, test);
+  // The S-DPO data supply the world, the tokenizer and stage 0's training prompts; a
+  // released data set (cfg.data) brings its own, already encoded.
+  const real = cfg.data;
+  const sd = real ? undefined : sdpoData(scale);
+  const world = sd?.world;
+  const tok = real?.tok ?? sd!.tok;
+  const config = real?.config ?? sd!.config;
+  const response = real?.response ?? cfg.response ?? DMPO_RESPONSE;
+  const trainSamples = world ? dmpoTrainSamples(world, scale.dmpoTrain, 3) : [];
+  const test = world
+    ? subset(dmpoSamples(world, "test", { numNegatives: 1 }), scale.dmpoTest, 13)
+    : [];
+  const train3 = real?.train3 ?? trainSamples.map((s) => dmpoExample(tok, s, world!, 3, response));
+  const train1 = real?.train1 ?? trainSamples.map((s) => dmpoExample(tok, s, world!, 1, response));
+  const numTest = real?.test.length ?? test.length;
+  const evalModel = (m: LlamaModel) =>
+    real ? evaluateDmpoExamples(m, real.test) : evaluateDmpo(m, tok, world!, test, response);
+  log(`[dmpo] ${train3.length} train prompts (3 negatives), ${numTest} test pairs`);
+  const references = real?.references ?? dmpoReferenceRows(world!, test);
   const perSeed: DmpoSeedResult[] = [];
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const methods: Record<string, DmpoMethodResult> = {};
     const tb = performance.now();
-    const base = await baseSnapshot(config, sd.trainExamples, scale, seed, {
+    const base = await stage0Snapshot(config, real?.stage0 ?? sd!.trainExamples, scale, seed, {
       label: `stage0/SFT s${seed}`,
       progress,
     });
@@ -286,7 +368,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     const evalSnap = (snap: Map<string, tf.Tensor>) => {
       const m = fromSnapshot(config, snap);
       try {
-        return evaluateDmpo(m, tok, world, test, response);
+        return evalModel(m);
       } finally {
         m.dispose();
       }
@@ -297,13 +379,15 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       final_loss: base.finalLoss,
     };
     // SFT: full fine-tuning of the base LM on the chosen responses.
-    log(`[dmpo] seed ${seed}: SFT (full fine-tuning, ${scale.dmpoSftSteps} steps)`);
+    const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
+    const sftSteps = real?.sftSteps ?? scale.dmpoSftSteps;
+    log(`[dmpo] seed ${seed}: SFT (${sftKind}, ${sftSteps} steps)`);
     const sftR = await dmpoSft(config, base.snap, train1, scale, seed, {
       label: `dmpo/SFT s${seed}`,
       progress,
-    });
+    }, sftSteps);
     const sft = sftR.snap;
-    recordStage("dmpo", "SFT", seed, sftR.seconds);
+    recordStage("dmpo", "SFT" + sourceNote(sftR), seed, sftR.wallSeconds);
     methods.SFT = { ...evalSnap(sft), train_seconds: sftR.seconds, final_loss: sftR.finalLoss };
     log(`[dmpo] seed ${seed}: SFT AUC ${methods.SFT.auc_released.toFixed(3)}`);
     const arms: {
@@ -321,7 +405,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     ];
     try {
       for (const arm of arms) {
-        const { model, seconds, finalLoss } = await trainArm(
+        const { model, seconds, finalLoss, ...how } = await trainArm(
           config,
           arm.from,
           arm.k === 1 ? train1 : train3,
@@ -331,9 +415,9 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
           seed,
           progress,
         );
-        recordStage("dmpo", arm.name, seed, seconds);
+        recordStage("dmpo", arm.name + sourceNote(how), seed, how.wallSeconds);
         methods[arm.name] = {
-          ...evaluateDmpo(model, tok, world, test, response),
+          ...evalModel(model),
           train_seconds: seconds,
           final_loss: finalLoss,
         };
@@ -344,11 +428,13 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       disposeSnapshot(sft);
     }
     if (cfg.baselines !== false) {
-      const recs = await baselinesFor(world, scale, seed, progress);
+      const recs = real
+        ? await real.baselines(scale, seed, progress)
+        : await baselinesFor(world!, scale, seed, progress);
       for (const name of BASELINE_NAMES) {
         const b = recs.get(name)!;
         methods[BASELINE_ROWS[name]] = {
-          ...baselineDmpoRow(b.rec, test),
+          ...baselineDmpoRow(b.rec, real?.baselineTest ?? test),
           chosen_logp: [],
           rejected_logp: [],
           train_seconds: b.reused ? 0 : b.seconds,
@@ -363,7 +449,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     paper: "dmpo",
     scale,
     config: {
-      world: world.config,
+      world: world?.config ?? null,
       model: config,
       lora: loraConfig(0),
       base: "stage 0 = full fine-tuning of a random LM on the S-DPO train prompts (shared " +
@@ -381,9 +467,10 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       negatives: "DMPO K=3: the prompt's negative plus 2 popularity-drawn items outside the " +
         "prompt; K=1: the prompt's negative only",
       auc: "from summed log-probs of the correct vs the reversed ranking of the prompt's pair",
+      ...real?.describe,
     },
     seeds: cfg.seeds,
-    num_test: test.length,
+    num_test: numTest,
     references,
     per_seed: perSeed,
     seconds: since(t0),

@@ -1,33 +1,43 @@
 /**
  * DMPO ablations on the synthetic world (one seed):
  *
- * - **negatives**: SFT+DMPO with K = 1 … n negatives (`scale.ablDmpoNegs`) from one SFT model;
+ * - **negatives**: SFT+DMPO with K = 1 … n negatives (`scale.ablDmpoNegs`) from one SFT model,
+ *   for each negative sampler of src/experiments/negatives.ts (popularity-drawn, uniform,
+ *   same-genre, model-mined hard): the item the prompt names is the first negative, the
+ *   sampler draws the K − 1 extra ones; every arm trains on the same fixed prompts;
  * - **few-shot**: SFT+DMPO vs DMPO-only (no SFT) trained on `n` prompts for each `n` of
  *   `scale.ablFewShot` (world `fewShot` subsets of the train prompts);
  * - **cross-domain**: the SFT and SFT+DMPO models trained on domain 0 ("movie") evaluated on
  *   the test users' domain-1 ("game") pairs, beside domain 0 (world `crossDomainDmpo`).
  *
- * Claims ({@link dmpoAblationClaims}) use the verdict rule of src/report/findings.ts on the
- * per-pair correctness rows. {@link writeDmpoAblationPlots} writes the SVG plots.
+ * Findings ({@link dmpoAblationFindings}) use the verdict rule of src/report/findings.ts on
+ * the per-pair correctness rows. {@link writeDmpoAblationPlots} writes the SVG plots.
  *
  * @module
  */
 import { tf } from "../backend.ts";
-import { crossDomainDmpo, type DmpoSample, fewShot } from "../data/world.ts";
-import { pairedBootstrapCI } from "../eval/metrics.ts";
-import { type ClaimResult, verdictOf } from "../report/findings.ts";
+import { crossDomainDmpo, type DmpoSample, fewShot, type World } from "../data/world.ts";
+import {
+  type ClaimSpec,
+  compareRows,
+  type Finding,
+  notTested,
+  toFinding,
+} from "../report/findings.ts";
 import { barChart, lineChart, writePlot } from "../report/plot.ts";
 import { Rng } from "../rng.ts";
 import {
-  baseSnapshot,
   disposeSnapshot,
   fromSnapshot,
   recordStage,
   SCALE_PRESETS,
   type ScaleName,
+  scoreResponses,
+  since,
   type Snapshot,
   subset,
 } from "./common.ts";
+import { ABLATION_SAMPLERS, type AblationSampler, withExtraNegatives } from "./negatives.ts";
 import {
   DMPO_RESPONSE,
   dmpoExample,
@@ -37,6 +47,8 @@ import {
   evaluateDmpo,
 } from "./dmpo.ts";
 import { sdpoData, trainArm } from "./sdpo.ts";
+import { stage0Snapshot } from "./pretrained.ts";
+import { sourceNote } from "./runs.ts";
 
 /** One ablation row: the DMPO evaluation of one model. */
 export type DmpoAblationRow = Omit<DmpoMethodResult, "chosen_logp" | "rejected_logp">;
@@ -51,8 +63,18 @@ export interface DmpoAblations {
   num_test: number;
   /** Row name → evaluation ("SFT+DMPO K=2", "DMPO-only n=64", "SFT+DMPO K=3 @game", ...). */
   methods: Record<string, DmpoAblationRow>;
-  /** Negatives sweep. */
-  k_sweep: { k: number; method: string; auc_paired: number; auc_released: number }[];
+  /** Negatives sweep: per sampler and K (K = 1 is one arm, shared by every sampler). */
+  k_sweep: {
+    sampler: AblationSampler;
+    k: number;
+    method: string;
+    auc_paired: number;
+    auc_released: number;
+  }[];
+  /** The samplers of the negatives sweep. */
+  samplers: AblationSampler[];
+  /** Train prompts of every negatives-sweep arm (steps × batch: one epoch). */
+  sweep_prompts: number;
   /** Few-shot sweep. */
   few_shot: {
     n: number;
@@ -80,6 +102,35 @@ export interface DmpoAblationConfig {
 
 const K_MID = 3;
 
+/** Model-mined hard negatives: uniform candidates per prompt that the SFT model scores. */
+export const MINE_FROM = 19;
+
+/** Row name of a negatives-sweep arm (K = 1 and the popularity sampler keep the plain name). */
+export function negativesArmName(k: number, sampler: AblationSampler): string {
+  return k === 1 || sampler === "popularity" ? `SFT+DMPO K=${k}` : `SFT+DMPO K=${k} (${sampler})`;
+}
+
+/**
+ * A model's summed log-prob of each candidate item's response (`<Title:x>` + EOS) after each
+ * DMPO sample's prompt: the scores model-hard mining ranks by.
+ */
+export function candidateScores(
+  model: Parameters<typeof scoreResponses>[0],
+  tok: Parameters<typeof dmpoExample>[0],
+  world: World,
+  samples: readonly DmpoSample[],
+  candidateIds: readonly number[][],
+): number[][] {
+  return scoreResponses(
+    model,
+    samples.map((s, i) => {
+      const c = candidateIds[i].map((id) => world.items[id].title);
+      const e = dmpoExample(tok, { ...s, negatives: c }, world, c.length);
+      return { prompt: e.prompt, responses: e.rejected };
+    }),
+  );
+}
+
 /** Few-shot SFT epochs cap: full fine-tuning for 50 epochs on 64 prompts only memorises. */
 export const FEW_SHOT_SFT_EPOCHS = 4;
 
@@ -105,7 +156,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
         Math.ceil(FEW_SHOT_SFT_EPOCHS * n / scale.batchSize),
       ),
     );
-  const base = await baseSnapshot(config, sd.trainExamples, scale, seed, {
+  const base = await stage0Snapshot(config, sd.trainExamples, scale, seed, {
     label: `stage0/SFT s${seed}`,
     progress,
   });
@@ -136,7 +187,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     k: number,
     extraTests: [string, DmpoSample[]][] = [],
   ) => {
-    const { model, seconds, finalLoss } = await trainArm(
+    const { model, seconds, finalLoss, ...how } = await trainArm(
       config,
       from,
       examples(samples, k),
@@ -147,7 +198,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       progress,
     );
     try {
-      recordStage("dmpo-abl", name, seed, seconds);
+      recordStage("dmpo-abl", name + sourceNote(how), seed, how.wallSeconds);
       const row = ev(name, model);
       row.train_seconds = seconds;
       row.final_loss = finalLoss;
@@ -159,19 +210,30 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     }
   };
   const sftOn = async (name: string, samples: DmpoSample[]) => {
-    const r = await dmpoSft(config, base.snap, examples(samples, 1), scale, seed, {
-      label: `dmpo-abl/${name}`,
-      progress,
-    }, sftSteps(samples.length));
-    recordStage("dmpo-abl", name, seed, r.seconds);
+    const r = await dmpoSft(
+      config,
+      base.snap,
+      examples(samples, 1),
+      scale,
+      seed,
+      {
+        label: `dmpo-abl/${name}`,
+        progress,
+      },
+      sftSteps(samples.length),
+      name,
+    );
+    recordStage("dmpo-abl", name + sourceNote(r), seed, r.wallSeconds);
     return r;
   };
 
-  // Negatives sweep (all train prompts), plus the cross-domain evaluation.
+  // Negatives sweep, per sampler, on a fixed subset of the train prompts (steps × batch, so
+  // every arm sees each of them once), plus the cross-domain evaluation.
   const sft = await sftOn("SFT", all);
   const k_sweep: DmpoAblations["k_sweep"] = [];
   const cross_domain: DmpoAblations["cross_domain"] = [];
   const target = world.domains[1].noun, source = world.domains[0].noun;
+  const sweepBase = subset(all, scale.dmpoPrefSteps * scale.prefBatch, 29);
   try {
     const sftRow = evSnap("SFT", sft.snap);
     sftRow.train_seconds = sft.seconds;
@@ -183,15 +245,46 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     } finally {
       bm.dispose();
     }
+    // The sweep's samples per sampler (kMax − 1 extra negatives each; model-hard: the SFT
+    // model's top-scored of MINE_FROM uniform candidates).
+    const tm = performance.now();
+    const sm = fromSnapshot(config, sft.snap);
+    const sets = {} as Record<AblationSampler, DmpoSample[]>;
+    try {
+      const score = (samples: DmpoSample[], cands: number[][]) =>
+        candidateScores(sm, tok, world, samples, cands);
+      ABLATION_SAMPLERS.forEach((sampler, i) => {
+        sets[sampler] = withExtraNegatives(world, sweepBase, kMax - 1, sampler, {
+          seed: 31 + 7 * i + seed,
+          mineFrom: MINE_FROM,
+          score,
+        });
+      });
+    } finally {
+      sm.dispose();
+    }
+    recordStage("dmpo-abl", "negative samplers (model-hard mining)", seed, since(tm));
     const ks = [...new Set([...scale.ablDmpoNegs, K_MID])].sort((a, b) => a - b);
-    for (const k of ks) {
-      const name = `SFT+DMPO K=${k}`;
-      const extra: [string, DmpoSample[]][] = k === K_MID ? [[`@${target}`, testTarget]] : [];
-      const row = await arm(name, sft.snap, all, k, extra);
-      if (scale.ablDmpoNegs.includes(k)) {
+    const runs: [AblationSampler, number][] = [
+      ...ks.map((k) => ["popularity", k] as [AblationSampler, number]),
+      ...ABLATION_SAMPLERS.filter((x) => x !== "popularity").flatMap((x) =>
+        scale.ablDmpoNegs.filter((k) => k > 1).map((k) => [x, k] as [AblationSampler, number])
+      ),
+    ];
+    for (const [sampler, k] of runs) {
+      const extra: [string, DmpoSample[]][] = k === K_MID && sampler === "popularity"
+        ? [[`@${target}`, testTarget]]
+        : [];
+      await arm(negativesArmName(k, sampler), sft.snap, sets[sampler], k, extra);
+    }
+    for (const sampler of ABLATION_SAMPLERS) {
+      for (const k of scale.ablDmpoNegs) {
+        const method = negativesArmName(k, sampler);
+        const row = methods[method];
         k_sweep.push({
+          sampler,
           k,
-          method: name,
+          method,
           auc_paired: row.auc_paired,
           auc_released: row.auc_released,
         });
@@ -233,13 +326,20 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     num_test: test.length,
     methods,
     k_sweep,
+    samplers: [...ABLATION_SAMPLERS],
+    sweep_prompts: sweepBase.length,
     few_shot,
     cross_domain,
     notes: [
       `seed ${seed}, ${all.length} train prompts (${kMax} negatives each), ${test.length} ` +
       `test pairs per domain, response form "${DMPO_RESPONSE}"`,
       `negatives sweep: SFT+DMPO (paper form, β = 1) with K = ${scale.ablDmpoNegs.join(", ")} ` +
-      `from one SFT model, ${scale.dmpoPrefSteps} LoRA steps each`,
+      `from one SFT model, ${scale.dmpoPrefSteps} LoRA steps each, every arm on the same ` +
+      `${sweepBase.length} train prompts (one epoch); negative 1 = the item the prompt names, ` +
+      `the K − 1 extra ones drawn per sampler from the items outside the history: ` +
+      `popularity-weighted (DMPO's default), uniform, same-genre as the positive (hard), ` +
+      `model-hard (the SFT model's top-scored of ${MINE_FROM} uniform candidates, hardest ` +
+      "first); K = 1 is one arm shared by every sampler",
       `few-shot: per size n, SFT (min(${scale.dmpoSftSteps}, ${FEW_SHOT_SFT_EPOCHS} epochs) ` +
       `steps: ${scale.ablFewShot.map((n) => `n=${n}: ${sftSteps(n)}`).join(", ")}) + ` +
       `DMPO K=${K_MID} and DMPO-only K=${K_MID} on the same n prompts, ` +
@@ -252,114 +352,136 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
   };
 }
 
-/** Row names the claims compare (smallest / largest few-shot size, K range). */
-function claimNames(a: DmpoAblations) {
-  const ks = a.k_sweep.map((r) => r.k);
-  const ns = [...new Set(a.few_shot.map((r) => r.n))];
-  return {
-    kLo: `SFT+DMPO K=${Math.min(...ks)}`,
-    kHi: `SFT+DMPO K=${Math.max(...ks)}`,
-    nLo: Math.min(...ns),
-    nHi: Math.max(...ns),
-  };
+const SAMPLER_LABEL: Record<AblationSampler, string> = {
+  popularity: "popularity-weighted extra negatives, DMPO's default",
+  uniform: "uniform extra negatives",
+  "same-genre": "same-genre (hard) extra negatives",
+  "model-hard": "model-mined hard extra negatives",
+};
+
+/** Claim id of "more negatives help" for a sampler (popularity: the plain claim). */
+export function moreNegativesClaimId(sampler: AblationSampler): string {
+  return sampler === "popularity"
+    ? "dmpo.more_negatives_help.auc"
+    : `dmpo.more_negatives_help_${sampler.replace("-", "_")}.auc`;
 }
 
-const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-
-function claim(
-  id: string,
-  text: string,
-  a: string,
-  b: string,
-  aRows: number[],
-  bRows: number[],
-): ClaimResult {
-  const diff = pairedBootstrapCI(aRows, bRows);
-  return {
-    id,
-    paper: "dmpo-abl",
-    text,
-    metric: "pair_correct",
-    metricLabel: "paired AUC",
-    a,
-    b,
-    a_per_seed: [mean(aRows)],
-    b_per_seed: [mean(bRows)],
-    rows: aRows.length,
-    diff,
-    verdict: verdictOf(diff),
-  };
+function spec(id: string, text: string, a: string, b: string): ClaimSpec {
+  return { id, paper: "dmpo-abl", text, metric: "pair_correct", metricLabel: "paired AUC", a, b };
 }
 
 /**
- * The ablation claims, from the per-pair rows: more negatives help (largest K vs K=1);
- * SFT+DMPO > DMPO-only at the smallest few-shot size, and its gap larger there than at the
- * largest size; DMPO transfers (SFT+DMPO on the other domain > chance 0.5, and > the SFT
- * model there).
+ * The DMPO ablation findings, from the per-pair rows (one seed): more negatives help (largest
+ * K vs K = 1) for each negative sampler, model-hard > uniform at the largest K; SFT+DMPO >
+ * DMPO-only at the smallest few-shot size, and its gain larger there than at the largest;
+ * DMPO transfers across domains (SFT+DMPO on the other domain > chance 0.5, and > the SFT
+ * model there). Without ablations (`a` undefined) every claim is "not tested" with `reason`;
+ * a claim whose rows this run did not produce is "not tested" with the reason.
  */
-export function dmpoAblationClaims(a: DmpoAblations): ClaimResult[] {
-  const rows = (m: string) => {
-    const r = a.methods[m]?.pair_correct;
-    if (!r) throw new Error(`DMPO ablations have no rows for "${m}"`);
-    return r;
+export function dmpoAblationFindings(
+  a: DmpoAblations | undefined,
+  reason = "the DMPO ablations did not run (`--no-ablations`)",
+): Finding[] {
+  const seeds = a ? [a.seed] : [];
+  const ks = a ? [...new Set(a.k_sweep.map((r) => r.k))] : [];
+  const kLo = ks.length ? Math.min(...ks) : 1, kHi = ks.length ? Math.max(...ks) : NaN;
+  const ns = a ? [...new Set(a.few_shot.map((r) => r.n))] : [];
+  const nLo = ns.length ? Math.min(...ns) : NaN, nHi = ns.length ? Math.max(...ns) : NaN;
+  const rows = (m: string) => a?.methods[m]?.pair_correct;
+  const out: Finding[] = [];
+  // Compare two row sets, or say why not.
+  const add = (sp: ClaimSpec, ar?: number[], br?: number[], why?: string) => {
+    if (!a) return out.push(notTested(sp, seeds, reason));
+    if (why) return out.push(notTested(sp, seeds, why));
+    if (!ar || !br) {
+      return out.push(
+        notTested(sp, seeds, `the ablations have no rows for "${ar ? sp.b : sp.a}"`),
+      );
+    }
+    out.push(toFinding(compareRows(sp, [ar], [br]), seeds));
   };
-  const { kLo, kHi, nLo, nHi } = claimNames(a);
-  const out: ClaimResult[] = [];
-  if (kLo !== kHi) {
-    out.push(claim(
-      "dmpo-more-negatives-help",
-      `More negatives help (DMPO): ${kHi} > ${kLo} on paired AUC`,
-      kHi,
-      kLo,
-      rows(kHi),
-      rows(kLo),
-    ));
+  const oneK = ks.length < 2 ? "the negatives sweep has a single K" : undefined;
+  for (const sampler of ABLATION_SAMPLERS) {
+    const hi = negativesArmName(kHi, sampler), lo = negativesArmName(kLo, sampler);
+    add(
+      spec(
+        moreNegativesClaimId(sampler),
+        `More negatives help (DMPO, ${SAMPLER_LABEL[sampler]}): the largest K > K=1 on ` +
+          "paired AUC",
+        a ? hi : "SFT+DMPO K=max",
+        a ? lo : "SFT+DMPO K=1",
+      ),
+      rows(hi),
+      rows(lo),
+      oneK,
+    );
   }
+  const hard = negativesArmName(kHi, "model-hard"), uni = negativesArmName(kHi, "uniform");
+  add(
+    spec(
+      "dmpo.model_hard_gt_uniform.auc",
+      "At the largest K, model-mined hard extra negatives > uniform ones on paired AUC",
+      a ? hard : "SFT+DMPO K=max (model-hard)",
+      a ? uni : "SFT+DMPO K=max (uniform)",
+    ),
+    rows(hard),
+    rows(uni),
+    oneK,
+  );
+  const sLo = `SFT+DMPO n=${nLo}`, dLo = `DMPO-only n=${nLo}`;
+  add(
+    spec(
+      "dmpo.sft_dmpo_gt_dmpo_only_few_shot.auc",
+      "SFT+DMPO > DMPO-only at the smallest few-shot size on paired AUC",
+      a ? sLo : "SFT+DMPO n=min",
+      a ? dLo : "DMPO-only n=min",
+    ),
+    rows(sLo),
+    rows(dLo),
+  );
   const gap = (n: number) => {
     const s = rows(`SFT+DMPO n=${n}`), d = rows(`DMPO-only n=${n}`);
-    return s.map((x, i) => x - d[i]);
+    return s && d ? s.map((x, i) => x - d[i]) : undefined;
   };
-  out.push(claim(
-    "dmpo-sft-gt-dmpoonly-fewshot",
-    `SFT+DMPO > DMPO-only with ${nLo} train prompts on paired AUC`,
-    `SFT+DMPO n=${nLo}`,
-    `DMPO-only n=${nLo}`,
-    rows(`SFT+DMPO n=${nLo}`),
-    rows(`DMPO-only n=${nLo}`),
-  ));
-  if (nLo !== nHi) {
-    out.push(claim(
-      "dmpo-sft-gap-largest-at-small-n",
-      `SFT+DMPO's gain over DMPO-only is larger at n=${nLo} than at n=${nHi}`,
-      `gap n=${nLo}`,
-      `gap n=${nHi}`,
-      gap(nLo),
-      gap(nHi),
-    ));
-  }
-  const t = a.cross_domain.find((r) => r.model === `SFT+DMPO K=${K_MID}` && r.method !== r.model);
-  if (t) {
-    const r = rows(t.method);
-    out.push(claim(
-      "dmpo-transfers",
-      `DMPO transfers across domains: ${t.method} (trained on domain 0) > chance (0.5)`,
-      t.method,
-      "Random",
-      r,
-      r.map(() => 0.5),
-    ));
-    const sftT = a.cross_domain.find((x) => x.model === "SFT" && x.domain === t.domain);
-    if (sftT) {
-      out.push(claim(
-        "dmpo-transfers-gt-sft",
-        `DMPO's gain transfers: ${t.method} > ${sftT.method}`,
-        t.method,
-        sftT.method,
-        r,
-        rows(sftT.method),
-      ));
-    }
-  }
+  add(
+    spec(
+      "dmpo.sft_gain_largest_at_small_n.auc",
+      "SFT+DMPO's gain over DMPO-only is larger at the smallest few-shot size than at the " +
+        "largest (difference of paired-AUC gaps)",
+      a ? `gap n=${nLo}` : "gap n=min",
+      a ? `gap n=${nHi}` : "gap n=max",
+    ),
+    gap(nLo),
+    gap(nHi),
+    ns.length < 2 ? "the few-shot sweep has a single size" : undefined,
+  );
+  const t = a?.cross_domain.find((r) => r.model === `SFT+DMPO K=${K_MID}` && r.method !== r.model);
+  const noCross = a && !t ? "the cross-domain rows are missing" : undefined;
+  const tr = t ? rows(t.method) : undefined;
+  add(
+    spec(
+      "dmpo.transfers.auc",
+      "DMPO transfers across domains: SFT+DMPO trained on domain 0, scored on domain 1, > " +
+        "chance (0.5) on paired AUC",
+      t?.method ?? `SFT+DMPO K=${K_MID} @domain 1`,
+      "chance (0.5)",
+    ),
+    tr,
+    tr?.map(() => 0.5),
+    noCross,
+  );
+  const sftT = t ? a?.cross_domain.find((x) => x.model === "SFT" && x.domain === t.domain) : null;
+  add(
+    spec(
+      "dmpo.transfers_gt_sft.auc",
+      "DMPO's gain transfers: on domain 1, SFT+DMPO (trained on domain 0) > SFT on paired AUC",
+      t?.method ?? `SFT+DMPO K=${K_MID} @domain 1`,
+      sftT?.method ?? "SFT @domain 1",
+    ),
+    tr,
+    sftT ? rows(sftT.method) : undefined,
+    noCross ?? (a && !sftT ? "the SFT cross-domain row is missing" : undefined),
+  );
   return out;
 }
 
@@ -367,10 +489,11 @@ export function dmpoAblationClaims(a: DmpoAblations): ClaimResult[] {
 export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Promise<string> {
   await writePlot(
     `${dir}/dmpo_negatives.svg`,
-    lineChart(a.k_sweep.map((r) => ({ K: r.k, auc: r.auc_paired })), {
-      title: `DMPO: paired AUC vs negatives K (seed ${a.seed})`,
+    lineChart(a.k_sweep.map((r) => ({ K: r.k, auc: r.auc_paired, sampler: r.sampler })), {
+      title: `DMPO: paired AUC vs negatives K, per negative sampler (seed ${a.seed})`,
       x: "K",
       y: "auc",
+      color: "sampler",
       yTitle: "paired AUC",
       points: true,
     }),
@@ -399,6 +522,7 @@ export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Pro
     }),
   );
   const f = (x: number) => x.toFixed(3);
+  const sweepKs = [...new Set(a.k_sweep.map((r) => r.k))].sort((x, y) => x - y);
   const ns = [...new Set(a.few_shot.map((r) => r.n))];
   const fs = (n: number, arm: string) =>
     a.few_shot.find((r) => r.n === n && r.arm === arm)?.auc_paired;
@@ -410,9 +534,18 @@ export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Pro
     "",
     "![paired AUC vs K](dmpo_negatives.svg)",
     "",
-    "| K | " + a.k_sweep.map((r) => r.k).join(" | ") + " |",
-    "|---|" + a.k_sweep.map(() => "---|").join(""),
-    "| paired AUC | " + a.k_sweep.map((r) => f(r.auc_paired)).join(" | ") + " |",
+    "Paired AUC per negative sampler (rows) and K (columns); K = 1 is one shared arm:",
+    "",
+    "| sampler | " + sweepKs.map((k) => `K=${k}`).join(" | ") + " |",
+    "|---|" + sweepKs.map(() => "---|").join(""),
+    ...[...new Set(a.k_sweep.map((r) => r.sampler))].map((s) =>
+      `| ${s} | ${
+        sweepKs.map((k) => {
+          const v = a.k_sweep.find((r) => r.sampler === s && r.k === k)?.auc_paired;
+          return v === undefined ? "–" : f(v);
+        }).join(" | ")
+      } |`
+    ),
     "",
     "![paired AUC vs few-shot size](dmpo_few_shot.svg)",
     "",

@@ -31,9 +31,9 @@
  */
 import { tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
-import { disposeCache, type KVCache } from "../model.ts";
-import { train, type TrainExample } from "../train.ts";
-import { WordTokenizer } from "../tokenizer.ts";
+import { disposeCache, FULL_LOGITS_LIMIT, type KVCache, lastPositions } from "../model.ts";
+import type { TrainExample } from "../train.ts";
+import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { type SdpoSample, sdpoSamples, trueScores, type World } from "../data/world.ts";
 import { Sasrec } from "../baselines/sasrec.ts";
 import { trainingExamples } from "../baselines/mod.ts";
@@ -44,7 +44,7 @@ import {
   ndcgsAtK,
   pairedBootstrapCI,
 } from "../eval/metrics.ts";
-import { type ClaimResult, findingsMarkdown, verdictOf } from "../report/findings.ts";
+import { type ClaimSpec, specFindings, verdictOf, writeFindings } from "../report/findings.ts";
 import { fmtMeanStd, seedTimings, summarize } from "../report/table.ts";
 import { barChart, lineChart, writePlot } from "../report/plot.ts";
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from "../io.ts";
@@ -66,6 +66,8 @@ import {
   trainBase,
 } from "./common.ts";
 import { referenceRows } from "./sdpo.ts";
+import { currentBaseModel } from "./pretrained.ts";
+import { runStage } from "./runs.ts";
 
 // ---------------------------------------------------------------------------------------
 // Scale
@@ -318,7 +320,9 @@ function sampleRows(
       const last = tf.tidy(() => {
         const x = tf.tensor2d(next, [bsz, next[0].length], "int32");
         const m = tf.tensor2d(mask, [bsz, mask[0].length], "int32");
-        const logits = model.forward(x, { cache, attentionMask: m });
+        const t = next[0].length;
+        const select = bsz * t * v > FULL_LOGITS_LIMIT ? lastPositions(bsz, t) : undefined;
+        const logits = model.forward(x, { cache, attentionMask: m, select });
         return logits.slice([0, logits.shape[1] - 1, 0], [-1, 1, -1]).reshape([bsz, v]);
       });
       const data = last.dataSync() as Float32Array;
@@ -619,6 +623,47 @@ export function methodNames(scale: Dpo4recScale): string[] {
 const mean = (xs: readonly number[]) =>
   xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/**
+ * The SFT LM on a pretrained base model (--model): a LoRA SFT (`scale.sftSteps` steps, lr
+ * `scale.sftLr`) merged into its weights; kept in the run folder `seed<s>/sft-lm` when
+ * reproduce turns run folders on.
+ */
+async function pretrainedSft(
+  from: Snapshot,
+  config: LlamaConfig,
+  examples: TrainExample[],
+  scale: Dpo4recScale,
+  seed: number,
+  progress: boolean,
+): Promise<{ model: LlamaModel; seconds: number; finalLoss: number }> {
+  const r = await runStage({
+    name: "SFT LM",
+    seed,
+    config,
+    from,
+    mode: "lora-merged",
+    lora: loraConfig(1000 + seed),
+    examples,
+    train: {
+      stage: "sft",
+      steps: scale.sftSteps,
+      batchSize: scale.sftBatch,
+      microBatchSize: Math.min(scale.sftBatch, 8),
+      lr: scale.sftLr,
+      warmupSteps: Math.min(20, Math.floor(scale.sftSteps / 5)),
+      beta2: 0.95,
+      seed,
+      logEvery: Math.max(1, Math.floor(scale.sftSteps / 5)),
+    },
+    label: `dpo4rec/SFT s${seed}`,
+    progress,
+    baseModelName: currentBaseModel()?.folder,
+  });
+  const model = fromSnapshot(config, r.snap!);
+  disposeSnapshot(r.snap!);
+  return { model, seconds: r.seconds, finalLoss: r.finalLoss ?? NaN };
+}
+
 /** Run the DPO4Rec experiment. */
 export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
   const t0 = performance.now();
@@ -630,13 +675,21 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
   const world = buildWorld();
   const G = world.config.numGenres;
   const names = genreNames(world);
-  const tok = WordTokenizer.fromTexts([
+  // With a base model (--model, src/experiments/pretrained.ts): its tokenizer and config.
+  const baseLm = currentBaseModel();
+  const tok: Tokenizer = baseLm?.tokenizer ?? WordTokenizer.fromTexts([
     ...world.items.map((i) => i.title),
     preferencePrompt(world, world.users[0].histories[0]),
     summaryText(names, names.map((_, g) => g)),
   ]);
-  const config: LlamaConfig = modelConfig(tok.vocabSize);
-  const maxNew = 6; // "likes A and B" + EOS = 5
+  const config: LlamaConfig = baseLm?.config ?? modelConfig(tok.vocabSize);
+  // "likes A and B" + EOS = 5 word tokens (6 = one spare); a BPE tokenizer may need more.
+  const maxNew = Math.max(
+    6,
+    ...names.flatMap((_, a) =>
+      names.map((_, b) => encodeResponse(tok, summaryText(names, [a, b])).length + 1)
+    ),
+  );
   // SFT data: every train user, prompt → history-count summary.
   const trainUsers = world.splits.train;
   const sftExamples: TrainExample[] = trainUsers.map((u) => {
@@ -817,19 +870,25 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
       };
 
       // --- SFT LM.
-      log(`[dpo4rec] seed ${seed}: SFT LM (full fine-tuning, ${scale.sftSteps} steps)`);
-      const sft = await trainBase(
-        config,
-        sftExamples,
-        {
-          ...SCALE_PRESETS[cfg.scale],
-          baseSteps: scale.sftSteps,
-          baseLr: scale.sftLr,
-          batchSize: scale.sftBatch,
-        },
-        seed,
-        { label: `dpo4rec/SFT s${seed}`, progress },
+      log(
+        `[dpo4rec] seed ${seed}: SFT LM (${
+          baseLm ? "LoRA SFT merged into the base model" : "full fine-tuning"
+        }, ${scale.sftSteps} steps)`,
       );
+      const sft = baseLm
+        ? await pretrainedSft(baseLm.weights, config, sftExamples, scale, seed, progress)
+        : await trainBase(
+          config,
+          sftExamples,
+          {
+            ...SCALE_PRESETS[cfg.scale],
+            baseSteps: scale.sftSteps,
+            baseLr: scale.sftLr,
+            batchSize: scale.sftBatch,
+          },
+          seed,
+          { label: `dpo4rec/SFT s${seed}`, progress },
+        );
       lm.snap = snapshot(sft.model);
       out["SASRec+SFT LM"] = {
         ...evalLm(sft.model),
@@ -923,12 +982,20 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
       for (const arm of arms) {
         const ex = arm.examples();
         const t1 = performance.now();
-        const model = fromSnapshot(config, lm.snap);
-        try {
-          model.addLora(loraConfig(100 + seed));
-          let finalLoss: number | null = null;
-          if (ex.length > 0) {
-            const r = await train(model, ex, {
+        let model: LlamaModel;
+        let finalLoss: number | null = null;
+        let trainSeconds: number;
+        if (ex.length > 0) {
+          // A run folder per arm (src/experiments/runs.ts) when reproduce turns them on.
+          const r = await runStage({
+            name: arm.name,
+            seed,
+            config,
+            from: lm.snap!,
+            mode: "lora",
+            lora: loraConfig(100 + seed),
+            examples: ex,
+            train: {
               stage: arm.stage,
               steps: scale.dpoSteps,
               batchSize: scale.dpoBatch,
@@ -940,10 +1007,20 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
               reference: "precomputed",
               seed,
               logEvery: Math.max(1, Math.floor(scale.dpoSteps / 4)),
-            }, { label: `dpo4rec/${arm.name} s${seed}`, progress });
-            finalLoss = r.history.at(-1)?.loss ?? null;
-          }
-          const trainSeconds = since(t1);
+            },
+            label: `dpo4rec/${arm.name} s${seed}`,
+            progress,
+            baseModelName: baseLm?.folder,
+          });
+          model = r.model!;
+          finalLoss = r.finalLoss;
+          trainSeconds = r.seconds;
+        } else {
+          model = fromSnapshot(config, lm.snap!);
+          model.addLora(loraConfig(100 + seed));
+          trainSeconds = since(t1);
+        }
+        try {
           out[arm.name] = {
             ...evalLm(model),
             num_pairs: ex.length,
@@ -1039,49 +1116,49 @@ export function dpo4recClaimSpecs(result: Pick<Dpo4recResult, "scale">) {
   const pr = { metric: "precision_rows" as const, metricLabel: "genre precision" };
   return [
     {
-      id: "lm-features-improve-sasrec",
+      id: "dpo4rec.lm_features_improve_sasrec.hr1",
       text: "LM-inferred preferences (SFT LM) improve SASRec (HR@1)",
       ...hr,
       a: "SASRec+SFT LM",
       b: "SASRec",
     },
     {
-      id: "dpo-lm-features-improve-sasrec",
+      id: "dpo4rec.dpo_lm_features_improve_sasrec.hr1",
       text: `LM-inferred preferences (DPO LM, RM pairs, N=${nMax}) improve SASRec (HR@1)`,
       ...hr,
       a: rm(nMax),
       b: "SASRec",
     },
     {
-      id: "rm-pairs-gt-random-pairs",
+      id: "dpo4rec.rm_gt_random.hr1",
       text: `Reward-model pairs beat random pairs (N=${nMax}, HR@1)`,
       ...hr,
       a: rm(nMax),
       b: rnd,
     },
     {
-      id: "rm-pairs-gt-random-pairs-precision",
+      id: "dpo4rec.rm_gt_random.genre_precision",
       text: `Reward-model pairs beat random pairs (N=${nMax}, summary genre precision)`,
       ...pr,
       a: rm(nMax),
       b: rnd,
     },
     {
-      id: "larger-n-helps",
+      id: "dpo4rec.larger_n_helps.hr1",
       text: `Larger N helps: RM pairs N=${nMax} > N=${nMin} (HR@1)`,
       ...hr,
       a: rm(nMax),
       b: rm(nMin),
     },
     {
-      id: "larger-n-helps-precision",
+      id: "dpo4rec.larger_n_helps.genre_precision",
       text: `Larger N helps: RM pairs N=${nMax} > N=${nMin} (summary genre precision)`,
       ...pr,
       a: rm(nMax),
       b: rm(nMin),
     },
     {
-      id: "dpo-gt-sft",
+      id: "dpo4rec.dpo_gt_sft.hr1",
       text: `DPO (RM pairs, N=${nMax}) > SFT (HR@1)`,
       ...hr,
       a: rm(nMax),
@@ -1204,7 +1281,8 @@ export const DPO4REC_FIELDS = [
 
 /**
  * Write `metrics.json` (summary, claims, the full result, plus `extra` fields such as backend
- * and git head), `table.md`, `findings.md`, `hr1.svg` and `reward_vs_n.svg` to `outDir`.
+ * and git head), `table.md`, `findings.json` + `findings.md`, `hr1.svg` and `reward_vs_n.svg`
+ * to `outDir`.
  *
  * @returns The claims.
  */
@@ -1233,9 +1311,16 @@ export async function writeDpo4recResults(
   };
   await writeJsonAtomic(`${outDir}/metrics.json`, jsonSafe(metrics));
   await writeFileAtomic(`${outDir}/table.md`, dpo4recTable(result));
-  await writeFileAtomic(
-    `${outDir}/findings.md`,
-    findingsMarkdown("DPO4Rec (synthetic world)", claims as unknown as ClaimResult[], NOTES),
+  // findings.json (the claims with MDE) and findings.md rendered from it.
+  await writeFindings(
+    outDir,
+    "DPO4Rec (synthetic world)",
+    specFindings(
+      dpo4recClaimSpecs(result).map((c): ClaimSpec => ({ ...c, paper: "dpo4rec" })),
+      { paper: "dpo4rec", per_seed: result.per_seed },
+      result.seeds,
+    ),
+    NOTES,
   );
   // HR@1 per method with a 95 % bootstrap CI over the pooled test rows.
   const bars = result.methods.map((m) => {

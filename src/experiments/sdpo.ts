@@ -7,12 +7,13 @@
  *
  * @module
  */
+import { hardestFirst } from "./negatives.ts";
 import { tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
-import { type MetricsRow, type Stage, train, type TrainExample } from "../train.ts";
+import type { MetricsRow, Stage, TrainExample } from "../train.ts";
 import { sdpoNegativeWeights } from "../losses.ts";
 import { Rng } from "../rng.ts";
-import type { WordTokenizer } from "../tokenizer.ts";
+import type { Tokenizer } from "../tokenizer.ts";
 import {
   historyBayesScores,
   oracleScores,
@@ -31,10 +32,10 @@ import {
   type SdpoVerdict,
 } from "../eval/metrics.ts";
 import {
-  baseSnapshot,
   buildTokenizer,
   buildWorld,
   encodePrompt,
+  encodeResponse,
   fromSnapshot,
   loraConfig,
   modelConfig,
@@ -49,6 +50,8 @@ import {
   subset,
 } from "./common.ts";
 import { BASELINE_NAMES, BASELINE_ROWS, baselineSdpoRow, baselinesFor } from "./baselines.ts";
+import { currentBaseModel, stage0Snapshot } from "./pretrained.ts";
+import { runStage, sourceNote, type StageSource } from "./runs.ts";
 
 /** Config of {@link run}. */
 export interface SdpoRunConfig {
@@ -62,6 +65,33 @@ export interface SdpoRunConfig {
   ablations?: boolean;
   /** Add the classic baseline rows (default true). */
   baselines?: boolean;
+  /**
+   * A released data set prepared by `src/experiments/datasets.ts` instead of the synthetic
+   * world (same arms and metrics; no ablations, no oracle rows).
+   */
+  data?: SdpoDataset;
+}
+
+/** How a data set's samples become prompt text, and the generation budget. */
+export interface SdpoText {
+  /** The evaluation prompt of a sample (ending `Answer:`). */
+  prompt(s: SdpoSample): string;
+  /** Greedy generation: at most this many new tokens. */
+  maxNewTokens: number;
+}
+
+/** A released data set prepared for {@link run} (see `src/experiments/datasets.ts`). */
+export interface SdpoDataset extends Omit<SdpoData, "world"> {
+  /** Data set name (`"lastfm"`). */
+  name: string;
+  /** Prompts and generation budget. */
+  text: SdpoText;
+  /** Reference rows computable on the data (popularity, random). */
+  references: Record<string, ReferenceRow>;
+  /** The classic baselines of (scale, seed), trained on the data set's train rows. */
+  baselines: (scale: Scale, seed: number, progress: boolean) => ReturnType<typeof baselinesFor>;
+  /** What was trained and tested on (merged into the result's config). */
+  describe: Record<string, unknown>;
 }
 
 /** Per-method numbers of one seed. */
@@ -170,6 +200,11 @@ export interface SdpoAblations {
   beta_sweep: { beta: number; row: AblationRow }[];
   /** Negative samplers: uniform (the main arms), same-genre, model-hard; DPO and S-DPO. */
   samplers: { sampler: string; method: string; row: AblationRow }[];
+  /**
+   * The K sweep on every negative sampler (uniform = `k_sweep`; popularity-weighted,
+   * same-genre, model-hard pools of the prompt's candidates). K = 1 is DPO.
+   */
+  sampler_k_sweep: { sampler: string; k: number; row: AblationRow }[];
   /** Mean S-DPO softmax weight of a negative by its rank under the reference (1 = hardest). */
   neg_weights: { ref_rank: number; weight: number; uniform: number }[];
   /** Ablation rows by name, for the claims ("S-DPO K=8", "β best interior", ...). */
@@ -187,40 +222,52 @@ const ARMS: { name: string; stage: Stage; k: number }[] = [
   { name: "S-DPO", stage: "sdpo", k: 3 },
 ];
 
-/** Evaluate a model on the S-DPO test prompts (ranking on all, generation on a prefix). */
+/**
+ * Evaluate a model on the S-DPO test prompts (ranking on all, generation on a prefix);
+ * `world` is the synthetic world or a released data set's {@link SdpoText}.
+ */
 export function evaluateSdpo(
   model: LlamaModel,
-  tok: WordTokenizer,
-  world: World,
+  tok: Tokenizer,
+  world: World | SdpoText,
   test: SdpoSample[],
   numGen: number,
 ): Omit<SdpoMethodResult, "train_seconds" | "final_loss"> & { scores: number[][] } {
   const t0 = performance.now();
-  const examples = test.map((s) => sdpoExample(tok, s, world));
+  // The synthetic world's prompts, or a released data set's (src/experiments/datasets.ts).
+  const form: SdpoText = "items" in world
+    ? {
+      prompt: (s) => worldSdpoPrompt(s, world.domains[s.domain]),
+      maxNewTokens: Math.max(...world.items.map((i) => encodeResponse(tok, i.title).length)),
+    }
+    : world;
+  const prompts = test.map((s) => encodePrompt(tok, form.prompt(s)));
   const scores = scoreResponses(
     model,
     test.map((s, i) => ({
-      prompt: examples[i].prompt,
-      responses: s.candidates.map((c) => [...tok.encode(c), tok.eosId]),
+      prompt: prompts[i],
+      responses: s.candidates.map((c) => encodeResponse(tok, c)),
     })),
   );
   const positives = test.map((s) => s.positiveIndex);
   const rankHits = hitsAtK({ scores }, positives, 1);
   const ndcg = ndcgsAtK({ scores }, positives, 5);
   const gen = test.slice(0, numGen);
-  const maxTitle = Math.max(...world.items.map((i) => tok.encode(i.title).length));
+  // Names are matched in the tokenizer's normal form (the decoded text's form; a no-op for
+  // the world's titles).
+  const nf = (x: string) => tok.decode(tok.encode(x), { skipSpecial: true });
   const verdicts: SdpoVerdict[] = [];
   const examplesOut: string[] = [];
   for (let s = 0; s < gen.length; s += 32) {
     const chunk = gen.slice(s, s + 32);
     const outs = model.generate(
-      chunk.map((x) => encodePrompt(tok, worldSdpoPrompt(x, world.domains[x.domain]))),
-      { maxNewTokens: maxTitle + 1, eosId: tok.eosId, padId: tok.padId },
+      chunk.map((_, j) => prompts[s + j]),
+      { maxNewTokens: form.maxNewTokens, eosId: tok.eosId, padId: tok.padId },
     );
     outs.forEach((ids, j) => {
       const text = " " + tok.decode(ids, { skipSpecial: true });
       if (examplesOut.length < 5) examplesOut.push(text.trim());
-      verdicts.push(sdpoValidity(text, chunk[j].candidates, chunk[j].positive));
+      verdicts.push(sdpoValidity(text, chunk[j].candidates.map(nf), nf(chunk[j].positive)));
     });
   }
   const g = sdpoGenerationMetrics(verdicts);
@@ -265,7 +312,7 @@ export function referenceRows(world: World, test: SdpoSample[]): Record<string, 
 /** The shared S-DPO data of a run (world, tokenizer, train/pref/test sets). */
 export interface SdpoData {
   world: World;
-  tok: WordTokenizer;
+  tok: Tokenizer;
   config: LlamaConfig;
   trainExamples: TrainExample[];
   /** The preference samples (a fixed subset of the train samples). */
@@ -279,7 +326,9 @@ export interface SdpoData {
 export function sdpoData(scale: Scale): SdpoData {
   const world = buildWorld();
   const train = sdpoSamples(world, "train", { drawsPerUser: scale.sdpoDrawsPerUser });
-  const tok = buildTokenizer(world, train[0]);
+  // With a base model (--model, src/experiments/pretrained.ts): its tokenizer and config.
+  const lm = currentBaseModel();
+  const tok: Tokenizer = lm?.tokenizer ?? buildTokenizer(world, train[0]);
   const trainExamples = train.map((s) => sdpoExample(tok, s, world));
   const prefSamples = subset(train, scale.prefPrompts, 7);
   const rng = new Rng(17);
@@ -291,7 +340,7 @@ export function sdpoData(scale: Scale): SdpoData {
   return {
     world,
     tok,
-    config: modelConfig(tok.vocabSize),
+    config: lm?.config ?? modelConfig(tok.vocabSize),
     trainExamples,
     prefSamples,
     prefExamples,
@@ -299,7 +348,12 @@ export function sdpoData(scale: Scale): SdpoData {
   };
 }
 
-/** Train one LoRA arm from the SFT snapshot; returns the trained model (caller disposes). */
+/**
+ * Train one LoRA arm from the SFT snapshot; returns the trained model (caller disposes). With
+ * run folders on (src/experiments/runs.ts) the arm checkpoints into
+ * `<runs>/seed<s>/<arm-slug>/`, resumes from there, and a finished arm of the same config is
+ * loaded (PEFT adapter) instead of retrained.
+ */
 export async function trainArm(
   config: LlamaConfig,
   sft: Snapshot,
@@ -311,11 +365,19 @@ export async function trainArm(
   progress: boolean,
   logEvery?: number,
 ): Promise<
-  { model: LlamaModel; seconds: number; finalLoss: number | null; history: MetricsRow[] }
+  {
+    model: LlamaModel;
+    seconds: number;
+    finalLoss: number | null;
+    history: MetricsRow[];
+    /** Trained, resumed, or loaded from its run folder. */
+    source: StageSource;
+    /** Step it resumed from (0: not resumed). */
+    resumedFrom: number;
+    /** Seconds this call took (loading, for a loaded arm). */
+    wallSeconds: number;
+  }
 > {
-  const t0 = performance.now();
-  const model = fromSnapshot(config, sft);
-  model.addLora(loraConfig(100 + seed));
   const batchSize = scale.prefBatch;
   const k = Math.max(arm.k, 1);
   // The reference is the frozen SFT model either way; pick the cheaper way to get it:
@@ -323,31 +385,46 @@ export async function trainArm(
   const pool = examples[0].rejected?.length ?? 0;
   const live = steps * batchSize * (1 + k);
   const pre = Math.min(examples.length, steps * batchSize) * (1 + pool);
-  const r = await train(model, examples, {
-    stage: arm.stage,
-    steps,
-    batchSize,
-    microBatchSize: 32,
-    lr: scale.prefLr,
-    warmupSteps: Math.min(10, Math.floor(steps / 5)),
-    numNegatives: k,
-    beta: arm.beta ?? 1,
-    reference: pre <= live ? "precomputed" : "live",
+  const r = await runStage({
+    name: arm.name,
     seed,
-    logEvery: logEvery ?? Math.max(1, Math.floor(steps / 4)),
-  }, { label: arm.name, progress });
+    config,
+    from: sft,
+    mode: "lora",
+    lora: loraConfig(100 + seed),
+    examples,
+    train: {
+      stage: arm.stage,
+      steps,
+      batchSize,
+      microBatchSize: 32,
+      lr: scale.prefLr,
+      warmupSteps: Math.min(10, Math.floor(steps / 5)),
+      numNegatives: k,
+      beta: arm.beta ?? 1,
+      reference: pre <= live ? "precomputed" : "live",
+      seed,
+      logEvery: logEvery ?? Math.max(1, Math.floor(steps / 4)),
+    },
+    label: arm.name,
+    progress,
+    baseModelName: currentBaseModel()?.folder,
+  });
   return {
-    model,
-    seconds: since(t0),
-    finalLoss: r.history.at(-1)?.loss ?? null,
+    model: r.model!,
+    seconds: r.seconds,
+    finalLoss: r.finalLoss,
     history: r.history,
+    source: r.source,
+    resumedFrom: r.resumedFrom,
+    wallSeconds: r.wallSeconds,
   };
 }
 
 /** Ranking-only evaluation (ablation arms). */
 function rankRow(
   model: LlamaModel,
-  tok: WordTokenizer,
+  tok: Tokenizer,
   world: World,
   test: SdpoSample[],
   trainSeconds: number,
@@ -356,7 +433,7 @@ function rankRow(
     model,
     test.map((s) => ({
       prompt: sdpoExample(tok, s, world).prompt,
-      responses: s.candidates.map((c) => [...tok.encode(c), tok.eosId]),
+      responses: s.candidates.map((c) => encodeResponse(tok, c)),
     })),
   );
   const pos = test.map((s) => s.positiveIndex);
@@ -425,7 +502,7 @@ export function negativeWeightsByRefRank(
 export function hardPools(
   data: SdpoData,
   k: number,
-  sampler: "same-genre" | "model-hard",
+  sampler: "same-genre" | "model-hard" | "popularity",
   sftScores?: number[][],
 ): TrainExample[] {
   const { world, tok, prefSamples } = data;
@@ -438,13 +515,20 @@ export function hardPools(
       const same = rng.shuffle(negs.filter((j) => world.items[s.candidateIds[j]].genre === g));
       const other = rng.shuffle(negs.filter((j) => world.items[s.candidateIds[j]].genre !== g));
       order = [...same, ...other];
+    } else if (sampler === "popularity") {
+      // Popularity-weighted draws without replacement (Efraimidis–Spirakis keys).
+      const key = new Map(negs.map((j) => [
+        j,
+        Math.log(rng.next() + 1e-12) / world.items[s.candidateIds[j]].popularity,
+      ]));
+      order = negs.slice().sort((x, y) => key.get(y)! - key.get(x)!);
     } else {
-      order = negs.slice().sort((x, y) => sftScores![i][y] - sftScores![i][x]);
+      order = hardestFirst(negs.map((j) => sftScores![i][j])).map((r) => negs[r]);
     }
     return {
       prompt: data.prefExamples[i].prompt,
       chosen: data.prefExamples[i].chosen,
-      rejected: order.slice(0, k).map((j) => [...tok.encode(s.candidates[j]), tok.eosId]),
+      rejected: order.slice(0, k).map((j) => encodeResponse(tok, s.candidates[j])),
     };
   });
 }
@@ -455,24 +539,27 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const scale = SCALE_PRESETS[cfg.scale];
   const progress = cfg.progress !== false;
   const log = (m: string) => progress && console.error(m);
-  const data = sdpoData(scale);
-  const { world, tok, config, test } = data;
+  const data: SdpoData | SdpoDataset = cfg.data ?? sdpoData(scale);
+  const world = "world" in data ? data.world : undefined; // undefined on a released data set
+  const text = cfg.data?.text ?? world!;
+  const { tok, config, test } = data;
   const numGen = Math.min(scale.sdpoGenTest, test.length);
   log(
     `[sdpo] ${data.trainExamples.length} train prompts, ${data.prefExamples.length} preference ` +
       `prompts (pool ${scale.negPool}), ${test.length} test prompts (${numGen} generated), ` +
       `vocab ${tok.vocabSize}`,
   );
-  const references = referenceRows(world, test);
+  const references = cfg.data?.references ?? referenceRows(world!, test);
   const perSeed: SdpoSeedResult[] = [];
   const curves: CurvePoint[] = [];
   const curveEvery = Math.max(1, Math.floor(scale.prefSteps / 20));
   let ablations: SdpoAblations | undefined;
   for (const seed of cfg.seeds) {
     const ts = performance.now();
-    log(`[sdpo] seed ${seed}: SFT (full fine-tuning, ${scale.baseSteps} steps)`);
+    const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
+    log(`[sdpo] seed ${seed}: SFT (${sftKind}, ${scale.baseSteps} steps)`);
     const tb = performance.now();
-    const base = await baseSnapshot(config, data.trainExamples, scale, seed, {
+    const base = await stage0Snapshot(config, data.trainExamples, scale, seed, {
       label: `stage0/SFT s${seed}`,
       progress,
     });
@@ -485,13 +572,13 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     const sft = base.snap;
     const sftModel = fromSnapshot(config, sft);
     const methods: Record<string, SdpoMethodResult> = {};
-    const { scores: sftScores, ...sftEval } = evaluateSdpo(sftModel, tok, world, test, numGen);
+    const { scores: sftScores, ...sftEval } = evaluateSdpo(sftModel, tok, text, test, numGen);
     methods.SFT = { ...sftEval, train_seconds: base.seconds, final_loss: base.finalLoss };
     recordStage("sdpo", "eval/SFT", seed, sftEval.eval_seconds);
     log(`[sdpo] seed ${seed}: SFT HR@1 ${methods.SFT.hr1_rank.toFixed(3)}`);
     const scoresBy: Record<string, number[][]> = { SFT: sftScores };
     for (const arm of ARMS) {
-      const { model, seconds, finalLoss, history } = await trainArm(
+      const { model, seconds, finalLoss, history, ...how } = await trainArm(
         config,
         sft,
         data.prefExamples,
@@ -502,8 +589,8 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         progress,
         curveEvery,
       );
-      recordStage("sdpo", arm.name, seed, seconds);
-      const { scores, ...ev } = evaluateSdpo(model, tok, world, test, numGen);
+      recordStage("sdpo", arm.name + sourceNote(how), seed, how.wallSeconds);
+      const { scores, ...ev } = evaluateSdpo(model, tok, text, test, numGen);
       recordStage("sdpo", `eval/${arm.name}`, seed, ev.eval_seconds);
       scoresBy[arm.name] = scores;
       methods[arm.name] = { ...ev, train_seconds: seconds, final_loss: finalLoss };
@@ -520,7 +607,9 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       log(`[sdpo] seed ${seed}: ${arm.name} HR@1 ${methods[arm.name].hr1_rank.toFixed(3)}`);
     }
     if (cfg.baselines !== false) {
-      const recs = await baselinesFor(world, scale, seed, progress);
+      const recs = cfg.data
+        ? await cfg.data.baselines(scale, seed, progress)
+        : await baselinesFor(world!, scale, seed, progress);
       for (const name of BASELINE_NAMES) {
         const b = recs.get(name)!;
         const row = baselineSdpoRow(b.rec, test);
@@ -538,7 +627,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         } as SdpoMethodResult;
       }
     }
-    if (cfg.ablations && seed === cfg.seeds[0]) {
+    if (cfg.ablations && "world" in data && seed === cfg.seeds[0]) {
       ablations = await runAblations(data, scale, seed, sft, sftModel, methods, scoresBy, progress);
     }
     sftModel.dispose();
@@ -549,7 +638,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     paper: "sdpo",
     scale,
     config: {
-      world: world.config,
+      world: world?.config ?? null,
       model: config,
       lora: loraConfig(0),
       arms: ARMS,
@@ -563,6 +652,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       baselines: `trained on the train users' history prefixes plus ${scale.baselineDraws} ` +
         `S-DPO targets per user, ${scale.baselineEpochs} epoch(s); scored on the same 20 ` +
         "candidates",
+      ...cfg.data?.describe,
     },
     seeds: cfg.seeds,
     num_test: test.length,
@@ -602,7 +692,7 @@ async function runAblations(
     beta: number,
     examples: TrainExample[],
   ): Promise<AblationRow> => {
-    const { model, seconds } = await trainArm(
+    const { model, seconds, ...how } = await trainArm(
       config,
       sft,
       examples,
@@ -612,7 +702,7 @@ async function runAblations(
       seed,
       progress,
     );
-    recordStage("sdpo-ablations", name, seed, seconds);
+    recordStage("sdpo-ablations", name + sourceNote(how), seed, how.wallSeconds);
     const row = rankRow(model, tok, world, test, seconds);
     model.dispose();
     log(`[sdpo/ablation] ${name}: HR@1 ${row.hr1_rank.toFixed(3)}`);
@@ -657,7 +747,7 @@ async function runAblations(
     sftModel,
     data.prefSamples.map((s, i) => ({
       prompt: data.prefExamples[i].prompt,
-      responses: s.candidates.map((c) => [...tok.encode(c), tok.eosId]),
+      responses: s.candidates.map((c) => encodeResponse(tok, c)),
     })),
   );
   recordStage("sdpo-ablations", "score pref prompts (model-hard)", seed, since(t0));
@@ -680,12 +770,38 @@ async function runAblations(
   }
   methods["DPO (uniform)"] = rowOf(main.DPO);
   methods["S-DPO (uniform)"] = rowOf(main["S-DPO"]);
+  // The K sweep on each sampler: K = 1 (DPO) and K = 3 reuse the sampler arms above.
+  const samplerK: SdpoAblations["sampler_k_sweep"] = kSweep.map(({ k, row }) => ({
+    sampler: "uniform",
+    k,
+    row,
+  }));
+  for (const sampler of ["popularity", "same-genre", "model-hard"] as const) {
+    for (const k of scale.ablKs) {
+      const known = samplers.find((x) =>
+        x.sampler === sampler && ((k === 1 && x.method === "DPO") || (k === 3 && x.method === "S-DPO"))
+      );
+      const row = known?.row ?? await arm(
+        k === 1 ? `DPO (${sampler})` : `S-DPO K=${k} (${sampler})`,
+        k === 1 ? "dpo" : "sdpo",
+        k,
+        1,
+        hardPools(data, k, sampler, prefScores),
+      );
+      samplerK.push({ sampler, k, row });
+      methods[`S-DPO K=${k} (${sampler})`] = row;
+    }
+    const ks = samplerK.filter((x) => x.sampler === sampler);
+    methods[`S-DPO K=max (${sampler})`] = ks.reduce((a, b) => (b.k > a.k ? b : a)).row;
+    methods[`S-DPO K=1 (${sampler})`] = ks.find((x) => x.k === 1)?.row ?? rowOf(main.DPO);
+  }
   const negWeights = negativeWeightsByRefRank(scoresBy["S-DPO"], scoresBy.SFT, test, 1);
   return {
     seed,
     k_sweep: kSweep,
     beta_sweep: betaSweep,
     samplers,
+    sampler_k_sweep: samplerK,
     neg_weights: negWeights,
     methods,
     notes,

@@ -2,21 +2,39 @@
  * The papers' claims as paired comparisons, with verdicts decided by the numbers: a paired
  * bootstrap CI (95 %) of the per-row difference A − B over all (seed, test row) rows —
  * CI above 0 → "reproduced", below 0 → "not reproduced", straddling 0 → "inconclusive".
- * Nothing here is hand-written per run.
+ * A claim the run could not evaluate (its rows were not produced, e.g. ablations switched
+ * off) is kept as "not tested" with the reason. Nothing here is hand-written per run.
+ *
+ * Each paper's run writes the list of {@link Finding}s as `findings.json`, and `findings.md`
+ * is rendered from that list by {@link renderFindingsMarkdown} (and only there). Every
+ * finding carries the design's minimum detectable effect ({@link mdePaired}).
+ *
+ * Claim ids are stable: `<paper>.<claim>.<metric>` (`sdpo.sdpo_gt_dpo.hr1`,
+ * `dmpo.sft_dmpo_gt_dmpo_only.auc`, `dpo4rec.rm_gt_random.genre_precision`).
  *
  * @module
  */
 import { type ConfidenceInterval, pairedBootstrapCI } from "../eval/metrics.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../io.ts";
 
 /** Per-row arrays a claim can compare. */
-export type RowMetric = "rank_hits" | "gen_hits" | "gen_valid" | "pair_correct" | "pos_logp";
+export type RowMetric =
+  | "rank_hits"
+  | "gen_hits"
+  | "gen_valid"
+  | "pair_correct"
+  | "pos_logp"
+  | "precision_rows";
+
+/** Which paper (and, with "-abl", its ablation rows of one seed) a claim belongs to. */
+export type ClaimPaper = "sdpo" | "dmpo" | "dpo4rec" | "sdpo-abl" | "dmpo-abl";
 
 /** One claim: "A > B on metric". */
 export interface ClaimSpec {
-  /** Stable id. */
+  /** Stable id, `<paper>.<claim>.<metric>`. */
   id: string;
   /** Paper ("-abl": the ablation claims, evaluated on the ablation rows of one seed). */
-  paper: "sdpo" | "dmpo" | "sdpo-abl" | "dmpo-abl";
+  paper: ClaimPaper;
   /** The claim in words. */
   text: string;
   /** Per-row metric compared. */
@@ -29,10 +47,13 @@ export interface ClaimSpec {
   b: string;
 }
 
-/** The claims checked. */
+/** Id of the β claim, evaluated from the β sweep by {@link betaInteriorOptimum}. */
+export const BETA_CLAIM_ID = "sdpo.beta_interior_optimum.hr1";
+
+/** The claims checked (S-DPO and DMPO main arms, S-DPO ablations). */
 export const CLAIMS: ClaimSpec[] = [
   {
-    id: "sdpo-gt-dpo",
+    id: "sdpo.sdpo_gt_dpo.hr1",
     paper: "sdpo",
     text: "S-DPO > DPO on HR@1 (ranking)",
     metric: "rank_hits",
@@ -41,7 +62,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO",
   },
   {
-    id: "dpo-gt-sft",
+    id: "sdpo.dpo_gt_sft.hr1",
     paper: "sdpo",
     text: "DPO > SFT on HR@1 (ranking)",
     metric: "rank_hits",
@@ -50,7 +71,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT",
   },
   {
-    id: "sdpo-gt-sft",
+    id: "sdpo.sdpo_gt_sft.hr1",
     paper: "sdpo",
     text: "S-DPO > SFT on HR@1 (ranking)",
     metric: "rank_hits",
@@ -59,7 +80,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT",
   },
   {
-    id: "sdpo-gt-sftcont",
+    id: "sdpo.sdpo_gt_sft_cont.hr1",
     paper: "sdpo",
     text: "S-DPO > SFT-cont (same extra steps of SFT) on HR@1 (ranking)",
     metric: "rank_hits",
@@ -68,7 +89,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT-cont",
   },
   {
-    id: "sdpo-keeps-chosen-logp",
+    id: "sdpo.sdpo_keeps_chosen_logp.logp",
     paper: "sdpo",
     text: "S-DPO keeps the chosen likelihood above DPO's (log-prob of the test positive)",
     metric: "pos_logp",
@@ -77,7 +98,16 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO",
   },
   {
-    id: "sdpo-gt-dpo-gen",
+    id: "sdpo.dpo_lowers_chosen_logp.logp",
+    paper: "sdpo",
+    text: "DPO lowers the chosen likelihood: SFT > DPO on the log-prob of the test positive",
+    metric: "pos_logp",
+    metricLabel: "summed log-prob of the positive title",
+    a: "SFT",
+    b: "DPO",
+  },
+  {
+    id: "sdpo.sdpo_gt_dpo.gen_hr1",
     paper: "sdpo",
     text: "S-DPO > DPO on HR@1 (generation, invalid = miss)",
     metric: "gen_hits",
@@ -86,7 +116,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO",
   },
   {
-    id: "sdpo-gt-sft-valid",
+    id: "sdpo.sdpo_gt_sft.valid_ratio",
     paper: "sdpo",
     text: "S-DPO > SFT on ValidRatio",
     metric: "gen_valid",
@@ -95,7 +125,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT",
   },
   {
-    id: "sftdmpo-gt-sft",
+    id: "dmpo.sft_dmpo_gt_sft.auc",
     paper: "dmpo",
     text: "SFT+DMPO > SFT on AUC",
     metric: "pair_correct",
@@ -104,7 +134,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT",
   },
   {
-    id: "sftdmpo-gt-dmpoonly",
+    id: "dmpo.sft_dmpo_gt_dmpo_only.auc",
     paper: "dmpo",
     text: "SFT+DMPO > DMPO-only on AUC",
     metric: "pair_correct",
@@ -113,7 +143,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DMPO-only K=3",
   },
   {
-    id: "dmpo-k3-gt-k1",
+    id: "dmpo.k3_gt_k1.auc",
     paper: "dmpo",
     text: "DMPO with K=3 negatives > K=1 on AUC",
     metric: "pair_correct",
@@ -122,7 +152,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT+DMPO K=1",
   },
   {
-    id: "sftdmpo-gt-sftcont",
+    id: "dmpo.sft_dmpo_gt_sft_cont.auc",
     paper: "dmpo",
     text: "SFT+DMPO > SFT-cont (same extra steps of SFT) on AUC",
     metric: "pair_correct",
@@ -131,7 +161,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT-cont",
   },
   {
-    id: "released-gt-sft",
+    id: "dmpo.released_gt_sft.auc",
     paper: "dmpo",
     text: "SFT+DMPO (released code's loss) > SFT on AUC",
     metric: "pair_correct",
@@ -140,7 +170,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT",
   },
   {
-    id: "more-negatives-help",
+    id: "sdpo.more_negatives_help.hr1",
     paper: "sdpo-abl",
     text: "More negatives help: S-DPO with the largest K > K=1 (DPO) on HR@1 (ranking)",
     metric: "rank_hits",
@@ -148,17 +178,28 @@ export const CLAIMS: ClaimSpec[] = [
     a: "S-DPO K=max",
     b: "S-DPO K=1",
   },
-  {
-    id: "beta-interior-optimum",
+  ...(["popularity", "same-genre", "model-hard"] as const).map((sampler): ClaimSpec => ({
+    id: `sdpo.more_negatives_help_${sampler.replace("-", "_")}.hr1`,
     paper: "sdpo-abl",
-    text: "β has an interior optimum: best interior β > best endpoint β on HR@1 (ranking)",
+    text: `More negatives help with ${sampler} negatives: S-DPO with the largest K > K=1 ` +
+      "(DPO) on HR@1 (ranking)",
     metric: "rank_hits",
     metricLabel: "ranking HR@1",
-    a: "β best interior",
-    b: "β best endpoint",
+    a: `S-DPO K=max (${sampler})`,
+    b: `S-DPO K=1 (${sampler})`,
+  })),
+  {
+    id: BETA_CLAIM_ID,
+    paper: "sdpo-abl",
+    text: "β has an interior optimum: the best β of the sweep is neither endpoint and beats " +
+      "both endpoints on HR@1 (ranking)",
+    metric: "rank_hits",
+    metricLabel: "ranking HR@1",
+    a: "S-DPO β=best",
+    b: "S-DPO β=endpoint",
   },
   {
-    id: "hard-sdpo-gt-dpo",
+    id: "sdpo.sdpo_gt_dpo_model_hard.hr1",
     paper: "sdpo-abl",
     text: "With model-hard negatives, S-DPO > DPO on HR@1 (ranking)",
     metric: "rank_hits",
@@ -167,7 +208,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO (model-hard)",
   },
   {
-    id: "genre-sdpo-gt-dpo",
+    id: "sdpo.sdpo_gt_dpo_same_genre.hr1",
     paper: "sdpo-abl",
     text: "With same-genre negatives, S-DPO > DPO on HR@1 (ranking)",
     metric: "rank_hits",
@@ -176,7 +217,7 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO (same-genre)",
   },
   {
-    id: "hard-gt-uniform",
+    id: "sdpo.model_hard_gt_uniform.hr1",
     paper: "sdpo-abl",
     text: "S-DPO with model-hard negatives > S-DPO with uniform negatives on HR@1 (ranking)",
     metric: "rank_hits",
@@ -186,8 +227,11 @@ export const CLAIMS: ClaimSpec[] = [
   },
 ];
 
-/** A verdict. */
+/** A verdict of a tested claim. */
 export type Verdict = "reproduced" | "not reproduced" | "inconclusive";
+
+/** A verdict in findings.json: a tested claim's, or "not tested" (with a reason). */
+export type FindingVerdict = Verdict | "not tested";
 
 /** A claim with its numbers. */
 export interface ClaimResult extends ClaimSpec {
@@ -195,12 +239,20 @@ export interface ClaimResult extends ClaimSpec {
   a_per_seed: number[];
   /** Mean of B's rows, per seed. */
   b_per_seed: number[];
+  /** Mean of A's rows pooled over seeds (default: mean of `a_per_seed`). */
+  a_mean?: number;
+  /** Mean of B's rows pooled over seeds. */
+  b_mean?: number;
   /** Rows compared (seeds × test rows). */
   rows: number;
   /** Mean difference and its 95 % paired bootstrap CI. */
   diff: ConfidenceInterval;
   /** The verdict. */
   verdict: Verdict;
+  /** Minimum detectable effect of the design ({@link mdePaired}); null with < 2 rows. */
+  mde?: number | null;
+  /** How a data-dependent comparison was chosen (the β claim). */
+  note?: string;
 }
 
 /** What a claim needs from an experiment result. */
@@ -218,75 +270,482 @@ export function verdictOf(ci: { lo: number; hi: number }): Verdict {
   return "inconclusive";
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** z_{0.975}: two-sided 5 % level. */
+export const Z_975 = 1.959963984540054;
+/** z_{0.8}: 80 % power. */
+export const Z_80 = 0.8416212335729143;
+
+/**
+ * Minimum detectable effect of a paired design: the true mean difference that a two-sided
+ * 5 % test on the mean of the per-row differences detects with 80 % power,
+ * `(z_{0.975} + z_{0.8}) · sd(d) / √n` (normal approximation; sd with n − 1), where `d` are
+ * the per-row differences A − B actually observed. Null with fewer than 2 rows.
+ */
+export function mdePaired(diffs: readonly number[]): number | null {
+  const n = diffs.length;
+  if (n < 2) return null;
+  const m = mean(diffs);
+  const sd = Math.sqrt(diffs.reduce((s, d) => s + (d - m) ** 2, 0) / (n - 1));
+  return ((Z_975 + Z_80) * sd) / Math.sqrt(n);
+}
+
+/**
+ * Compare A's and B's per-row values (one array per seed, same rows) under `spec`: paired
+ * bootstrap CI of the pooled differences, verdict, per-seed means, MDE.
+ */
+export function compareRows(spec: ClaimSpec, a: number[][], b: number[][]): ClaimResult {
+  const af = a.flat(), bf = b.flat();
+  if (af.length !== bf.length || a.length !== b.length) {
+    throw new Error(
+      `claim ${spec.id}: ${spec.a} has ${af.length} rows, ${spec.b} has ${bf.length}`,
+    );
+  }
+  const diff = pairedBootstrapCI(af, bf);
+  return {
+    ...spec,
+    a_per_seed: a.map(mean),
+    b_per_seed: b.map(mean),
+    a_mean: mean(af),
+    b_mean: mean(bf),
+    rows: af.length,
+    diff,
+    verdict: verdictOf(diff),
+    mde: mdePaired(af.map((x, i) => x - bf[i])),
+  };
+}
+
+/** Rows of a method's metric per seed, or the reason they are missing. */
+function rowsOrReason(
+  result: ResultWithRows,
+  method: string,
+  metric: RowMetric,
+): number[][] | string {
+  const out: number[][] = [];
+  for (const s of result.per_seed) {
+    const m = s.methods[method] as Record<string, unknown> | undefined;
+    const rows = m?.[metric];
+    if (!Array.isArray(rows) || rows.length === 0) {
+      return `the run has no per-row "${metric}" for "${method}" (seed ${s.seed})`;
+    }
+    out.push(rows as number[]);
+  }
+  if (out.length === 0) return "the run has no seeds";
+  return out;
+}
 
 /** Rows of a method's metric concatenated over seeds. */
 export function claimRows(result: ResultWithRows, method: string, metric: RowMetric): number[][] {
-  return result.per_seed.map((s) => {
-    const m = s.methods[method] as Record<string, unknown> | undefined;
-    const rows = m?.[metric];
-    if (!Array.isArray(rows)) {
-      throw new Error(`result has no "${metric}" rows for method "${method}" (seed ${s.seed})`);
+  const r = rowsOrReason(result, method, metric);
+  if (typeof r === "string") throw new Error(r.replace(/^the run has no per-row/, "result has no"));
+  return r;
+}
+
+/**
+ * "β has an interior optimum", from a β sweep (rows per seed for each β): let β* be the β
+ * with the highest mean (ties: the smallest such β). If β* is interior, the claim is compared against the endpoint whose
+ * CI of (β* − endpoint) has the lower bound nearest 0 (the binding one): reproduced iff both
+ * endpoint CIs are above 0. If β* is an endpoint, the best interior β is compared with it
+ * (an interval below 0 → not reproduced). β* is chosen on the same rows, which favours the
+ * claim when β* is interior; `note` says which comparison was made.
+ */
+export function betaInteriorOptimum(
+  spec: ClaimSpec,
+  sweep: { beta: number; method: string; rows: number[][] }[],
+): ClaimResult {
+  if (sweep.length < 3) {
+    throw new Error(`claim ${spec.id}: needs ≥ 3 β values, got ${sweep.length}`);
+  }
+  const s = sweep.slice().sort((x, y) => x.beta - y.beta);
+  const m = (r: number[][]) => mean(r.flat());
+  const best = s.reduce((a, b) => (m(b.rows) > m(a.rows) ? b : a));
+  const ends = [s[0], s[s.length - 1]];
+  const f = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
+  const means = `mean by β: ${s.map((x) => `${x.beta} ${m(x.rows).toFixed(3)}`).join(", ")}`;
+  const as = (c: ClaimResult, note: string): ClaimResult => ({ ...c, note: `${means}; ${note}` });
+  if (!ends.includes(best)) {
+    const cs = ends.map((e) =>
+      compareRows({ ...spec, a: best.method, b: e.method }, best.rows, e.rows)
+    );
+    const binding = cs[0].diff.lo <= cs[1].diff.lo ? cs[0] : cs[1];
+    return as(
+      binding,
+      `best β = ${best.beta} (interior); vs β = ${ends[0].beta}: ${f(cs[0].diff.mean)} ` +
+        `[${f(cs[0].diff.lo)}, ${f(cs[0].diff.hi)}], vs β = ${ends[1].beta}: ` +
+        `${f(cs[1].diff.mean)} [${f(cs[1].diff.lo)}, ${f(cs[1].diff.hi)}]; the row shows the ` +
+        "binding one; β chosen on the same rows",
+    );
+  }
+  const interior = s.slice(1, -1);
+  const bestI = interior.reduce((a, b) => (m(b.rows) > m(a.rows) ? b : a));
+  return as(
+    compareRows({ ...spec, a: bestI.method, b: best.method }, bestI.rows, best.rows),
+    `best β = ${best.beta} is an endpoint; the row compares the best interior β = ` +
+      `${bestI.beta} with it`,
+  );
+}
+
+/** The β sweep rows of an S-DPO ablation result, from its `S-DPO β=<x>` methods. */
+function betaSweepOf(
+  result: ResultWithRows,
+  metric: RowMetric,
+): { beta: number; method: string; rows: number[][] }[] | string {
+  const names = Object.keys(result.per_seed[0]?.methods ?? {}).filter((n) =>
+    /^S-DPO β=[0-9.eE+-]+$/.test(n)
+  );
+  if (names.length < 3) {
+    return `the β sweep has ${names.length} value(s) ("S-DPO β=<x>" rows); 3 or more needed`;
+  }
+  const out = [];
+  for (const method of names) {
+    const rows = rowsOrReason(result, method, metric);
+    if (typeof rows === "string") return rows;
+    out.push({ beta: Number(method.slice("S-DPO β=".length)), method, rows });
+  }
+  return out;
+}
+
+/** Evaluate one spec on a result, or say why it cannot be. */
+function evaluateSpec(spec: ClaimSpec, result: ResultWithRows): ClaimResult | string {
+  if (spec.id === BETA_CLAIM_ID) {
+    const sweep = betaSweepOf(result, spec.metric);
+    return typeof sweep === "string" ? sweep : betaInteriorOptimum(spec, sweep);
+  }
+  const a = rowsOrReason(result, spec.a, spec.metric);
+  if (typeof a === "string") return a;
+  const b = rowsOrReason(result, spec.b, spec.metric);
+  if (typeof b === "string") return b;
+  return compareRows(spec, a, b);
+}
+
+/** Evaluate the claims of `result.paper` (throws when a claim's rows are missing). */
+export function evaluateClaims(result: ResultWithRows): ClaimResult[] {
+  return CLAIMS.filter((c) => c.paper === result.paper).map((c) => {
+    const r = evaluateSpec(c, result);
+    if (typeof r === "string") {
+      throw new Error(r.replace(/^the run has no per-row/, "result has no"));
     }
-    return rows as number[];
+    return r;
   });
 }
 
-/** Evaluate the claims of `result.paper`. */
-export function evaluateClaims(result: ResultWithRows): ClaimResult[] {
-  return CLAIMS.filter((c) => c.paper === result.paper).map((c) => {
-    const a = claimRows(result, c.a, c.metric);
-    const b = claimRows(result, c.b, c.metric);
-    const diff = pairedBootstrapCI(a.flat(), b.flat());
-    return {
-      ...c,
-      a_per_seed: a.map(mean),
-      b_per_seed: b.map(mean),
-      rows: a.flat().length,
-      diff,
-      verdict: verdictOf(diff),
-    };
+// ---------------------------------------------------------------------------------------
+// Findings: the machine-readable list (findings.json) and its one rendering (findings.md)
+
+/** One entry of findings.json. */
+export interface Finding {
+  /** Stable id, `<paper>.<claim>.<metric>`. */
+  claim_id: string;
+  /** The claim in words. */
+  claim: string;
+  /** Paper. */
+  paper: "sdpo" | "dmpo" | "dpo4rec";
+  /** A main-table claim or an ablation claim (ablations: one seed). */
+  scope: "headline" | "ablation";
+  /** Per-row metric compared. */
+  metric: string;
+  /** Its human name. */
+  metric_label: string;
+  /** The arm expected to be better (null when not tested and unknown). */
+  ours_method: string | null;
+  /** The arm it is compared with. */
+  baseline_method: string | null;
+  /** Mean of `ours_method`'s rows pooled over seeds. */
+  ours: number | null;
+  /** Mean of `baseline_method`'s rows pooled over seeds. */
+  baseline: number | null;
+  /** Per-seed means of ours. */
+  ours_per_seed: number[];
+  /** Per-seed means of the baseline. */
+  baseline_per_seed: number[];
+  /** Mean per-row difference ours − baseline. */
+  effect: number | null;
+  /** 95 % paired bootstrap CI of the effect. */
+  ci95: [number, number] | null;
+  /** Minimum detectable effect of the design (80 % power, two-sided 5 %). */
+  mde: number | null;
+  /** Seeds whose rows are pooled. */
+  seeds: number[];
+  /** Rows compared (seeds × test rows). */
+  rows: number;
+  /** Verdict from `ci95` ({@link verdictOf}), or "not tested". */
+  verdict: FindingVerdict;
+  /** Why the claim was not tested (only when `verdict` is "not tested"). */
+  reason?: string;
+  /** How a data-dependent comparison was chosen. */
+  note?: string;
+}
+
+function paperScope(p: ClaimPaper): Pick<Finding, "paper" | "scope"> {
+  return p.endsWith("-abl")
+    ? { paper: p.slice(0, -4) as Finding["paper"], scope: "ablation" }
+    : { paper: p as Finding["paper"], scope: "headline" };
+}
+
+/** A claim's numbers as a finding. */
+export function toFinding(
+  c: ClaimResult,
+  seeds: number[],
+  scope?: Finding["scope"],
+): Finding {
+  const ps = paperScope(c.paper);
+  return {
+    claim_id: c.id,
+    claim: c.text,
+    paper: ps.paper,
+    scope: scope ?? ps.scope,
+    metric: c.metric,
+    metric_label: c.metricLabel,
+    ours_method: c.a,
+    baseline_method: c.b,
+    ours: c.a_mean ?? mean(c.a_per_seed),
+    baseline: c.b_mean ?? mean(c.b_per_seed),
+    ours_per_seed: c.a_per_seed,
+    baseline_per_seed: c.b_per_seed,
+    effect: c.diff.mean,
+    ci95: [c.diff.lo, c.diff.hi],
+    mde: c.mde ?? null,
+    seeds,
+    rows: c.rows,
+    verdict: c.verdict,
+    ...(c.note ? { note: c.note } : {}),
+  };
+}
+
+/** A claim the run could not evaluate. */
+export function notTested(spec: ClaimSpec, seeds: number[], reason: string): Finding {
+  return {
+    claim_id: spec.id,
+    claim: spec.text,
+    ...paperScope(spec.paper),
+    metric: spec.metric,
+    metric_label: spec.metricLabel,
+    ours_method: spec.a,
+    baseline_method: spec.b,
+    ours: null,
+    baseline: null,
+    ours_per_seed: [],
+    baseline_per_seed: [],
+    effect: null,
+    ci95: null,
+    mde: null,
+    seeds,
+    rows: 0,
+    verdict: "not tested",
+    reason,
+  };
+}
+
+/**
+ * Findings of `specs` on a result: each spec compared on its rows, or "not tested" with the
+ * reason its rows are missing.
+ */
+export function specFindings(
+  specs: readonly ClaimSpec[],
+  result: ResultWithRows,
+  seeds: number[],
+): Finding[] {
+  return specs.map((c) => {
+    const r = evaluateSpec(c, result);
+    return typeof r === "string" ? notTested(c, seeds, r) : toFinding(r, seeds);
   });
+}
+
+/** Findings of the {@link CLAIMS} of `paper` on a result. */
+export function claimFindings(
+  paper: ClaimPaper,
+  result: ResultWithRows,
+  seeds: number[],
+): Finding[] {
+  return specFindings(CLAIMS.filter((c) => c.paper === paper), result, seeds);
+}
+
+/** What {@link sdpoFindings} reads of an S-DPO result. */
+export interface SdpoFindingsInput {
+  seeds: number[];
+  per_seed: { seed: number; methods: Record<string, unknown> }[];
+  ablations?: { seed: number; methods: Record<string, unknown> };
+}
+
+/**
+ * The S-DPO findings: headline claims on every seed, ablation claims on the ablation seed,
+ * or "not tested" with `ablationsOff` as the reason when the ablations did not run.
+ */
+export function sdpoFindings(
+  r: SdpoFindingsInput,
+  ablationsOff = "the S-DPO ablations did not run (off by default at scale small; " +
+    "`--ablations` runs them)",
+): Finding[] {
+  const head = claimFindings("sdpo", { paper: "sdpo", per_seed: r.per_seed }, r.seeds);
+  const abl = r.ablations;
+  const specs = CLAIMS.filter((c) => c.paper === "sdpo-abl");
+  return [
+    ...head,
+    ...(abl
+      ? claimFindings("sdpo-abl", {
+        paper: "sdpo-abl",
+        per_seed: [{ seed: abl.seed, methods: abl.methods }],
+      }, [abl.seed])
+      : specs.map((c) => notTested(c, [], ablationsOff))),
+  ];
+}
+
+/** The DMPO headline findings (the ablation findings: src/experiments/dmpo_ablations.ts). */
+export function dmpoFindings(
+  r: { seeds: number[]; per_seed: { seed: number; methods: Record<string, unknown> }[] },
+): Finding[] {
+  return claimFindings("dmpo", { paper: "dmpo", per_seed: r.per_seed }, r.seeds);
+}
+
+/**
+ * metrics.json's `claims` / `ablation_claims`: the tested findings of one scope in the shape
+ * those fields have always had (`id`, `text`, `a`, `b`, `diff`, ...), plus `mde`.
+ */
+export function legacyClaims(findings: readonly Finding[], scope: Finding["scope"]) {
+  return findings.filter((f) => f.scope === scope && f.verdict !== "not tested").map((f) => ({
+    id: f.claim_id,
+    text: f.claim,
+    metric: f.metric,
+    a: f.ours_method,
+    b: f.baseline_method,
+    a_per_seed: f.ours_per_seed,
+    b_per_seed: f.baseline_per_seed,
+    rows: f.rows,
+    diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
+    verdict: f.verdict,
+    mde: f.mde,
+  }));
 }
 
 const f3 = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
 
-/** findings.md (ablation claims, when given, in a second table). */
-export function findingsMarkdown(
+/** The sentence findings.md uses to explain the MDE column. */
+export const MDE_SENTENCE = "MDE is the minimum detectable effect of this design: the true " +
+  "mean difference that a two-sided 5 % test would detect with 80 % power, " +
+  "(z₀.₉₇₅ + z₀.₈) · sd(per-row A − B) / √rows ≈ 2.80 · sd / √rows, from the rows of this " +
+  "run; an inconclusive claim whose MDE is larger than the effect the paper reports was too " +
+  "small a test to decide it, and a true effect well below the MDE would mostly go unseen.";
+
+const TABLE_HEAD = [
+  "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | MDE | rows | verdict | claim_id |",
+  "|---|---|---|---|---|---|---|---|",
+];
+
+function findingRow(f: Finding): string {
+  const seeds = (xs: number[]) => xs.map((x) => x.toFixed(3)).join(", ");
+  const ci = f.ci95 ?? [NaN, NaN];
+  const note = f.note ? ` (${f.note})` : "";
+  return `| ${f.claim} | ${f.ours_method}: ${seeds(f.ours_per_seed)} | ${f.baseline_method}: ${
+    seeds(f.baseline_per_seed)
+  } | ${f3(f.effect ?? NaN)} [${f3(ci[0])}, ${f3(ci[1])}]${note} | ${
+    f.mde === null ? "–" : f.mde.toFixed(3)
+  } | ${f.rows} | **${f.verdict}** | \`${f.claim_id}\` |`;
+}
+
+/**
+ * findings.md from the findings list (the only renderer): the tested headline claims, the
+ * tested ablation claims (with `ablationNote`), the claims not tested in this run with the
+ * reason, then `notes`.
+ */
+export function renderFindingsMarkdown(
   title: string,
-  claims: ClaimResult[],
-  notes: string[],
-  ablationClaims: ClaimResult[] = [],
+  findings: readonly Finding[],
+  notes: readonly string[],
   ablationNote = "",
 ): string {
+  const tested = findings.filter((f) => f.verdict !== "not tested");
+  const head = tested.filter((f) => f.scope === "headline");
+  const abl = tested.filter((f) => f.scope === "ablation");
+  const untested = findings.filter((f) => f.verdict === "not tested");
   const lines = [
     `# Findings: ${title}`,
     "",
-    "Generated from `metrics.json` by `src/report/findings.ts`; no verdict is written by hand.",
+    "Rendered from `findings.json` (written beside this file from the per-row numbers in " +
+    "`metrics.json`) by `src/report/findings.ts`; no verdict is written by hand.",
     "Each claim compares per-row values (test prompts or pairs) of two methods, pooled over",
     "seeds. Verdict rule: 95 % paired bootstrap CI of mean(A − B) (2,000 resamples) above 0 →",
     "**reproduced**, below 0 → **not reproduced**, straddling 0 → **inconclusive**.",
+    MDE_SENTENCE,
     "",
-    "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | rows | verdict |",
-    "|---|---|---|---|---|---|",
   ];
-  const row = (c: ClaimResult) =>
-    `| ${c.text} | ${c.a}: ${c.a_per_seed.map((x) => x.toFixed(3)).join(", ")} | ${c.b}: ${
-      c.b_per_seed.map((x) => x.toFixed(3)).join(", ")
-    } | ${f3(c.diff.mean)} [${f3(c.diff.lo)}, ${f3(c.diff.hi)}] | ${c.rows} | **${c.verdict}** |`;
-  for (const c of claims) lines.push(row(c));
-  if (ablationClaims.length) {
+  if (head.length) lines.push(...TABLE_HEAD, ...head.map(findingRow));
+  if (abl.length) {
     lines.push(
       "",
       "## Ablation claims",
       "",
       ablationNote || "Same rule, on the ablation rows (one seed).",
       "",
-      "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | rows | verdict |",
-      "|---|---|---|---|---|---|",
-      ...ablationClaims.map(row),
+      ...TABLE_HEAD,
+      ...abl.map(findingRow),
     );
   }
-  lines.push("", "## Notes", "", ...notes.map((n) => `- ${n}`), "");
+  if (untested.length) {
+    lines.push(
+      "",
+      "## Not tested in this run",
+      "",
+      "These claims have no rows in this run, so no verdict; `findings.json` lists them with " +
+        '`verdict: "not tested"` and the reason.',
+      "",
+      "| claim | claim_id | why not |",
+      "|---|---|---|",
+      ...untested.map((f) => `| ${f.claim} | \`${f.claim_id}\` | ${f.reason ?? "–"} |`),
+    );
+  }
+  if (notes.length) lines.push("", "## Notes", "", ...notes.map((n) => `- ${n}`));
+  lines.push("");
   return lines.join("\n");
+}
+
+function isFinding(x: ClaimResult | Finding): x is Finding {
+  return (x as Finding).claim_id !== undefined;
+}
+
+/**
+ * findings.md from claims (as notebooks call it): the claims become findings
+ * ({@link toFinding}; ablation claims in the second table) and are rendered by
+ * {@link renderFindingsMarkdown}.
+ */
+export function findingsMarkdown(
+  title: string,
+  claims: readonly (ClaimResult | Finding)[],
+  notes: readonly string[],
+  ablationClaims: readonly (ClaimResult | Finding)[] = [],
+  ablationNote = "",
+): string {
+  const conv = (c: ClaimResult | Finding, scope: Finding["scope"]): Finding =>
+    isFinding(c) ? c : toFinding(c, [], scope);
+  return renderFindingsMarkdown(
+    title,
+    [...claims.map((c) => conv(c, "headline")), ...ablationClaims.map((c) => conv(c, "ablation"))],
+    notes,
+    ablationNote,
+  );
+}
+
+function jsonSafe(x: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(x, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
+  );
+}
+
+/**
+ * Write `<dir>/findings.json` (the list) and `<dir>/findings.md` (rendered from it).
+ *
+ * @returns The markdown.
+ */
+export async function writeFindings(
+  dir: string,
+  title: string,
+  findings: readonly Finding[],
+  notes: readonly string[],
+  ablationNote = "",
+): Promise<string> {
+  const list = jsonSafe(findings) as Finding[];
+  const md = renderFindingsMarkdown(title, list, notes, ablationNote);
+  await writeJsonAtomic(`${dir}/findings.json`, list);
+  await writeFileAtomic(`${dir}/findings.md`, md);
+  return md;
 }

@@ -130,7 +130,11 @@ export function tableMarkdown(opts: {
     lines.push(`| ${m} | ${cells.join(" | ")} | ${paper} |`);
   }
   for (const [name, row] of Object.entries(opts.references)) {
-    const cells = columns.map((c) => row[c.field] !== undefined ? row[c.field].toFixed(3) : "–");
+    // A reference row with no numbers (e.g. the oracle on real data) is "not available".
+    const none = Object.keys(row).length === 0;
+    const cells = columns.map((c) =>
+      row[c.field] !== undefined ? row[c.field].toFixed(3) : none ? "not available" : "–"
+    );
     lines.push(`| *${name}* (reference) | ${cells.join(" | ")} | – |`);
   }
   lines.push("", ...opts.notes.map((n) => `- ${n}`), "");
@@ -143,6 +147,7 @@ export interface SdpoPlotInput {
   ablations?: {
     seed: number;
     k_sweep: { k: number; row: { hr1_rank: number } }[];
+    sampler_k_sweep?: { sampler: string; k: number; row: { hr1_rank: number } }[];
     beta_sweep: { beta: number; row: { hr1_rank: number } }[];
     samplers: { sampler: string; method: string; row: { hr1_rank: number } }[];
     neg_weights: { ref_rank: number; weight: number; uniform: number }[];
@@ -199,6 +204,24 @@ export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<str
         points: true,
       }),
     );
+    const skRows = (a.sampler_k_sweep ?? []).map((x) => ({
+      K: x.k,
+      hr1: x.row.hr1_rank,
+      sampler: x.sampler,
+    }));
+    if (skRows.length > 0) {
+      await writePlot(
+        `${dir}/sampler_k_sweep.svg`,
+        lineChart(skRows, {
+          title: `S-DPO: HR@1 vs K per negative sampler (β = 1, seed ${a.seed})`,
+          x: "K",
+          y: "hr1",
+          color: "sampler",
+          yTitle: "HR@1 (ranking)",
+          points: true,
+        }),
+      );
+    }
     const bRows = a.beta_sweep.map((x) => ({ beta: x.beta, hr1: x.row.hr1_rank }));
     await writePlot(
       `${dir}/beta_sweep.svg`,
@@ -262,11 +285,30 @@ export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<str
       ...sRows.map((x) => `| ${x.arm} | ${f(x.hr1)} |`),
       "",
       "Negatives: uniform = a fixed seeded pool of the prompt's other candidates (K drawn per " +
-        "step); same-genre = the K negatives sharing the positive's genre first; model-hard = " +
+        "step); popularity = K drawn with probability ∝ item popularity; same-genre = the K " +
+        "negatives sharing the positive's genre first; model-hard = " +
         "the K negatives the SFT model scores highest.",
       "",
       "![negative samplers](samplers.svg)",
       "",
+      ...(skRows.length > 0
+        ? [
+          "The K sweep on each sampler (K = 1 is DPO on that sampler's hardest/first negative):",
+          "",
+          "| sampler | " + kRows.map((x) => `K=${x.K}`).join(" | ") + " |",
+          "|---|" + kRows.map(() => "---|").join(""),
+          ...[...new Set(skRows.map((x) => x.sampler))].map((sm) =>
+            `| ${sm} | ` +
+            kRows.map((k) => {
+              const r = skRows.find((x) => x.sampler === sm && x.K === k.K);
+              return r ? f(r.hr1) : "–";
+            }).join(" | ") + " |"
+          ),
+          "",
+          "![K sweep per sampler](sampler_k_sweep.svg)",
+          "",
+        ]
+        : []),
       "Mean softmax weight S-DPO (trained, β = 1) puts on each of the 19 negatives of a test " +
         "prompt, by the negative's rank under the reference (SFT) model — hard-negative mining " +
         "shows as weight concentrated on the top ranks:",

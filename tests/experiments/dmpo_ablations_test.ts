@@ -1,11 +1,28 @@
 import assert from "node:assert/strict";
 import { initBackend } from "../../src/backend.ts";
 import { pairedBootstrapCI } from "../../src/eval/metrics.ts";
-import { verdictOf } from "../../src/report/findings.ts";
+import { type Finding, verdictOf } from "../../src/report/findings.ts";
 import { main } from "../../src/cli/reproduce.ts";
 import { dmpoExample } from "../../src/experiments/dmpo.ts";
-import { buildTokenizer, buildWorld } from "../../src/experiments/common.ts";
+import {
+  buildTokenizer,
+  buildWorld,
+  encodePrompt,
+  encodeResponse,
+  modelConfig,
+} from "../../src/experiments/common.ts";
+import { candidateScores, moreNegativesClaimId } from "../../src/experiments/dmpo_ablations.ts";
+import {
+  ABLATION_SAMPLERS,
+  extraNegativePool,
+  hardestFirst,
+  withExtraNegatives,
+} from "../../src/experiments/negatives.ts";
 import { dmpoSamples, sdpoSamples } from "../../src/data/world.ts";
+import { worldDmpoPrompt } from "../../src/data/world_text.ts";
+import { LlamaModel } from "../../src/model.ts";
+import { scorePairs } from "../../src/train.ts";
+import { assertFindingSchema } from "../report/_findings_schema.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -52,20 +69,185 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
     ) {
       assert.ok(Number.isFinite(r.auc_paired) && r.auc_paired >= 0 && r.auc_paired <= 1);
     }
-    assert.deepEqual(abl.k_sweep.map((r: { k: number }) => r.k), [1, 2]);
+    // The negatives sweep: every sampler × K = 1, 2; K = 1 is one shared arm.
+    assert.deepEqual(abl.samplers, [...ABLATION_SAMPLERS]);
+    const sweep = abl.k_sweep as { sampler: string; k: number; method: string }[];
+    assert.deepEqual(
+      sweep.map((r) => `${r.sampler}:${r.k}`),
+      ABLATION_SAMPLERS.flatMap((x) => [`${x}:1`, `${x}:2`]),
+    );
+    assert.deepEqual(
+      new Set(sweep.filter((r) => r.k === 1).map((r) => r.method)),
+      new Set([
+        "SFT+DMPO K=1",
+      ]),
+    );
+    assert.equal(new Set(sweep.filter((r) => r.k === 2).map((r) => r.method)).size, 4);
+    for (const r of sweep) assert.ok(abl.methods[r.method], `row ${r.method}`);
+    assert.equal(abl.sweep_prompts, 12); // test scale: 3 steps × batch 4, one epoch
+    assert.ok(
+      m.stage_seconds.some((t: { stage: string }) => /model-hard mining/.test(t.stage)),
+      "mining time recorded",
+    );
+    // The plot: one line per sampler.
+    const spec = JSON.parse(await Deno.readTextFile(`${dir}/dmpo_negatives.vl.json`));
+    assert.equal(spec.encoding.color.field, "sampler");
+    assert.equal(new Set(spec.data.values.map((v: { sampler: string }) => v.sampler)).size, 4);
+    for (const x of ABLATION_SAMPLERS) assert.ok(table.includes(`| ${x} | `), `table row ${x}`);
     assert.ok(abl.cross_domain.some((r: { domain: string }) => r.domain === "game"));
-    // Claims: listed in findings.md; the negatives verdict re-derived from the stored rows.
-    assert.ok(m.ablation_claims.length >= 3);
-    for (const c of m.ablation_claims) {
-      const row = findings.split("\n").find((l: string) => l.startsWith(`| ${c.text} |`));
-      assert.ok(row?.includes(`**${c.verdict}**`), `findings.md lists "${c.text}"`);
+    // findings.json: headline + ablation claims, schema, verdicts re-derived from the rows.
+    const fj = JSON.parse(await Deno.readTextFile(`${dir}/findings.json`)) as Finding[];
+    for (const f of fj) assertFindingSchema(f);
+    const ids = fj.map((f) => f.claim_id);
+    assert.equal(new Set(ids).size, ids.length, "claim ids unique");
+    for (
+      const id of [
+        "dmpo.sft_dmpo_gt_dmpo_only.auc",
+        "dmpo.k3_gt_k1.auc",
+        ...ABLATION_SAMPLERS.map(moreNegativesClaimId),
+        "dmpo.model_hard_gt_uniform.auc",
+        "dmpo.sft_dmpo_gt_dmpo_only_few_shot.auc",
+        "dmpo.sft_gain_largest_at_small_n.auc",
+        "dmpo.transfers.auc",
+        "dmpo.transfers_gt_sft.auc",
+      ]
+    ) assert.ok(ids.includes(id), id);
+    const byId = Object.fromEntries(fj.map((f) => [f.claim_id, f]));
+    // One few-shot size at test scale: the gap claim cannot be evaluated, and says so.
+    assert.equal(byId["dmpo.sft_gain_largest_at_small_n.auc"].verdict, "not tested");
+    assert.match(byId["dmpo.sft_gain_largest_at_small_n.auc"].reason!, /single size/);
+    for (const x of ABLATION_SAMPLERS) {
+      const f = byId[moreNegativesClaimId(x)];
+      assert.equal(f.scope, "ablation");
+      assert.deepEqual(f.seeds, [0]);
+      assert.equal(f.ours_method, sweep.find((r) => r.sampler === x && r.k === 2)!.method);
+      assert.equal(f.baseline_method, "SFT+DMPO K=1");
+      const a = abl.methods[f.ours_method!].pair_correct as number[];
+      const b = abl.methods[f.baseline_method!].pair_correct as number[];
+      const ci = pairedBootstrapCI(a, b);
+      assert.ok(Math.abs(ci.mean - f.effect!) < 1e-12);
+      assert.deepEqual(f.ci95, [ci.lo, ci.hi]);
+      assert.equal(verdictOf(ci), f.verdict);
+      // MDE by hand: 2.8016 · sd(d) / √n.
+      const d = a.map((v, i) => v - b[i]);
+      const md = d.reduce((s, v) => s + v, 0) / d.length;
+      const sd = Math.sqrt(d.reduce((s, v) => s + (v - md) ** 2, 0) / (d.length - 1));
+      assert.ok(Math.abs(f.mde! - 2.801585218 * sd / Math.sqrt(d.length)) < 1e-8);
     }
-    const neg = m.ablation_claims.find((c: { id: string }) => c.id === "dmpo-more-negatives-help");
-    assert.ok(neg);
-    const ci = pairedBootstrapCI(abl.methods[neg.a].pair_correct, abl.methods[neg.b].pair_correct);
-    assert.ok(Math.abs(ci.mean - neg.diff.mean) < 1e-12);
-    assert.equal(verdictOf(ci), neg.verdict);
+    // Headline verdicts re-derived from the per-seed rows.
+    for (const f of fj.filter((x) => x.scope === "headline")) {
+      const rows = (meth: string) =>
+        m.result.per_seed.flatMap((s: { methods: Record<string, { pair_correct: number[] }> }) =>
+          s.methods[meth].pair_correct
+        );
+      const ci = pairedBootstrapCI(rows(f.ours_method!), rows(f.baseline_method!));
+      assert.equal(verdictOf(ci), f.verdict, f.claim_id);
+    }
+    // findings.md: one row per finding with its id and verdict; metrics.json's claims agree.
+    for (const f of fj) {
+      const row = findings.split("\n").find((l) => l.includes(`\`${f.claim_id}\``));
+      assert.ok(row?.startsWith(`| ${f.claim} |`), f.claim_id);
+      if (f.verdict !== "not tested") assert.ok(row!.includes(`**${f.verdict}**`), f.claim_id);
+    }
+    assert.deepEqual(
+      m.ablation_claims.map((c: { id: string; verdict: string }) => `${c.id}=${c.verdict}`),
+      fj.filter((f) => f.scope === "ablation" && f.verdict !== "not tested").map((f) =>
+        `${f.claim_id}=${f.verdict}`
+      ),
+    );
+    assert.equal(m.claims.length, fj.filter((f) => f.scope === "headline").length);
   } finally {
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("withExtraNegatives: the prompt's negative kept, extras drawn per sampler outside history, positive and that item", () => {
+  const world = buildWorld();
+  const samples = dmpoSamples(world, "train", { numNegatives: 1 }).slice(0, 40);
+  for (const sampler of ["popularity", "uniform", "same-genre"] as const) {
+    const out = withExtraNegatives(world, samples, 4, sampler, { seed: 3 });
+    out.forEach((s, i) => {
+      const orig = samples[i];
+      assert.equal(s.negativeIds[0], orig.negativeIds[0]);
+      assert.deepEqual(s.pair, orig.pair, "prompt unchanged");
+      assert.equal(s.negativeIds.length, 5);
+      assert.equal(new Set(s.negativeIds).size, 5, "distinct");
+      assert.deepEqual(s.negatives, s.negativeIds.map((id) => world.items[id].title));
+      const hist = new Set(orig.historyIds);
+      for (const id of s.negativeIds.slice(1)) {
+        assert.ok(!hist.has(id) && id !== orig.positiveId && id !== orig.negativeIds[0]);
+        assert.ok(world.domainItems[orig.domain].includes(id));
+        if (sampler === "same-genre") {
+          assert.equal(world.items[id].genre, world.items[orig.positiveId].genre);
+        }
+      }
+    });
+    // Deterministic in the seed.
+    assert.deepEqual(withExtraNegatives(world, samples, 4, sampler, { seed: 3 }), out);
+  }
+  // Popularity-weighted extras are more popular than uniform ones on average.
+  const meanPop = (sampler: "popularity" | "uniform") => {
+    const out = withExtraNegatives(world, samples, 4, sampler, { seed: 9 });
+    const ids = out.flatMap((s) => s.negativeIds.slice(1));
+    return ids.reduce((a, id) => a + world.items[id].popularity, 0) / ids.length;
+  };
+  assert.ok(meanPop("popularity") > meanPop("uniform"));
+});
+
+Deno.test("withExtraNegatives model-hard: the top-scored candidates, hardest first (checked by a plain scan)", () => {
+  const world = buildWorld();
+  const samples = dmpoSamples(world, "train", { numNegatives: 1 }).slice(0, 20);
+  let seen: number[][] = [];
+  // A fake model: likes items by a hash of their id.
+  const like = (id: number) => ((id * 2654435761) % 1000) / 7;
+  const out = withExtraNegatives(world, samples, 3, "model-hard", {
+    seed: 4,
+    mineFrom: 10,
+    score: (ss, cands) => {
+      assert.equal(ss.length, samples.length);
+      seen = cands;
+      return cands.map((c) => c.map(like));
+    },
+  });
+  out.forEach((s, i) => {
+    const cands = seen[i];
+    assert.equal(cands.length, 10);
+    const pool = new Set(extraNegativePool(world, samples[i]));
+    for (const id of cands) assert.ok(pool.has(id), "candidates from the pool");
+    // Plain scan: repeatedly take the best remaining candidate.
+    const left = cands.slice(), top: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      let bi = 0;
+      for (let j = 1; j < left.length; j++) if (like(left[j]) > like(left[bi])) bi = j;
+      top.push(left.splice(bi, 1)[0]);
+    }
+    assert.deepEqual(s.negativeIds, [samples[i].negativeIds[0], ...top]);
+  });
+  assert.deepEqual(hardestFirst([0.1, 0.5, 0.5, -1]), [1, 2, 0, 3]);
+  assert.throws(() => withExtraNegatives(world, samples, 2, "model-hard", { seed: 1 }), /score/);
+});
+
+Deno.test("candidateScores (model-hard mining) equals scorePairs on each prompt + <Title:x> response", () => {
+  const world = buildWorld();
+  const tok = buildTokenizer(world, sdpoSamples(world, "train")[0]);
+  const model = LlamaModel.random(modelConfig(tok.vocabSize), 2);
+  try {
+    const samples = dmpoSamples(world, "train", { numNegatives: 1 }).slice(0, 3);
+    const cands = samples.map((s) => extraNegativePool(world, s).slice(0, 4));
+    const fast = candidateScores(model, tok, world, samples, cands);
+    const slow = scorePairs(
+      model,
+      samples.flatMap((s, i) =>
+        cands[i].map((id) => ({
+          prompt: encodePrompt(tok, worldDmpoPrompt(s, world.domains[s.domain]).prompt),
+          response: encodeResponse(tok, `<Title:${world.items[id].title}>`),
+        }))
+      ),
+    );
+    fast.flat().forEach((v, j) =>
+      assert.ok(Math.abs(v - slow[j]) < 1e-4, `${j}: ${v} vs ${slow[j]}`)
+    );
+  } finally {
+    model.dispose();
   }
 });

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../../src/backend.ts";
+import {
+  BASE_LM_RECIPE,
+  baseLmHash,
+  baseLmSetting,
+  loadBaseLm,
+  pretrainBaseLm,
+  selectionExercises,
+} from "../../src/experiments/base_lm.ts";
+import { sdpoSamples } from "../../src/data/world.ts";
+
+await initBackend(undefined, { quiet: true });
+
+Deno.test("selectionExercises: train users only, the answer is one of the listed titles", () => {
+  const { world, tok, samples } = baseLmSetting();
+  const recipe = { minCandidates: 3, maxCandidates: 7, seed: 1 };
+  const ex = selectionExercises(world, tok, samples, 300, recipe);
+  assert.equal(ex.length, 300);
+  const trainUsers = new Set(world.splits.train);
+  assert.ok(samples.every((s) => trainUsers.has(s.user)));
+  const counts = new Set<number>();
+  for (const e of ex) {
+    const prompt = tok.decode(e.prompt, { skipSpecial: true });
+    const answer = tok.decode(e.chosen, { skipSpecial: true }).trim();
+    // The count (2–19) is not in the word tokenizer's vocabulary (only the template's 20 is),
+    // so it decodes as <unk>, which skipSpecial drops.
+    const m = prompt.match(/following (?:\d+ )?movie titles: (.*)\. Answer:$/);
+    assert.ok(m, prompt);
+    const listed = m[1].split(", ");
+    counts.add(listed.length);
+    assert.ok(listed.includes(answer), `${answer} not in ${listed}`);
+    assert.ok(listed.length >= 3 && listed.length <= 7);
+  }
+  assert.ok(counts.size >= 4, "candidate counts vary");
+  // Seeded: the same recipe gives the same exercises, another seed others.
+  const again = selectionExercises(world, tok, samples, 300, recipe);
+  assert.deepEqual(again.map((e) => e.chosen), ex.map((e) => e.chosen));
+  const other = selectionExercises(world, tok, samples, 300, { ...recipe, seed: 2 });
+  assert.notDeepEqual(other.map((e) => e.prompt), ex.map((e) => e.prompt));
+  // Test users never appear: their histories are not the exercises' histories.
+  const testHist = new Set(sdpoSamples(world, "test", { drawsPerUser: 1 }).map((s) =>
+    s.history.join(", ")
+  ));
+  assert.ok(samples.every((s) => !testHist.has(s.history.join(", "))));
+});
+
+Deno.test("base LM: pretrain → save → load round-trips; a stale recipe is refused by hash", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const recipe = { ...BASE_LM_RECIPE, steps: 3, batchSize: 4, warmupSteps: 1 };
+    const before = tf.memory().numTensors;
+    const info = await pretrainBaseLm(dir, recipe, { progress: false });
+    assert.equal(info.hash, await baseLmHash(recipe));
+    assert.ok(Number.isFinite(info.final_loss));
+    assert.ok(info.probe_valid_ratio >= 0 && info.probe_valid_ratio <= 1);
+    const got = await loadBaseLm(dir, recipe);
+    assert.ok("snap" in got, "loads");
+    const { config } = baseLmSetting();
+    assert.deepEqual(got.snap.get("model.embed_tokens.weight")!.shape, [
+      config.vocab_size,
+      config.hidden_size,
+    ]);
+    for (const t of got.snap.values()) t.dispose();
+    assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+    const stale = await loadBaseLm(dir, { ...recipe, lr: recipe.lr * 2 });
+    assert.ok("reason" in stale && /another recipe/.test(stale.reason), JSON.stringify(stale));
+    const missing = await loadBaseLm(`${dir}/nope`, recipe);
+    assert.ok("reason" in missing && /not found/.test(missing.reason));
+    // The training checkpoints are cleaned up after a finished run.
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [
+      "config.json",
+      "model.safetensors",
+      "recalign_tokenizer.json",
+      "recipe.json",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,297 @@
+/**
+ * `deno task reproduce --dataset …`: the released data sets as experiment inputs
+ * (src/experiments/datasets.ts). Tests that read the released files (never copied into the
+ * project) are ignored, visibly, when `../shared/data` is absent.
+ */
+import assert from "node:assert/strict";
+import { initBackend } from "../../src/backend.ts";
+import { SCALE_PRESETS } from "../../src/experiments/common.ts";
+import { BASELINE_ROWS } from "../../src/experiments/baselines.ts";
+import {
+  DATASETS,
+  defaultDataRoot,
+  dmpoDataset,
+  lastfmSdpo,
+  lastfmUsers,
+  notApplicable,
+  PAPER_DATASETS,
+} from "../../src/experiments/datasets.ts";
+import { SDPO_TEMPLATES } from "../../src/data/prompts.ts";
+import { readSdpoFile } from "../../src/data/sdpo.ts";
+import { main } from "../../src/cli/reproduce.ts";
+
+const CLI = new URL("../../src/cli/reproduce.ts", import.meta.url).pathname;
+const ROOT = defaultDataRoot();
+const has = (rel: string) => {
+  try {
+    return Deno.statSync(`${ROOT}/${rel}`).isFile;
+  } catch {
+    return false;
+  }
+};
+const HAVE_LASTFM = has("sdpo-lastfm/lastfm-test.json") && has("sdpo-lastfm/lastfm-val.json");
+const HAVE_ML1M = has("dmpo/ml-1m/rec_data_ml_1m_eval_ranking.json");
+const HAVE_AMAZON = has("dmpo/amazon-movie/rec_Amazon_Movie_eval_ranking.json");
+const why = (ok: boolean, what: string) => ok ? "" : ` (ignored: ${ROOT}/${what} is absent)`;
+
+async function cli(...args: string[]) {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, err: new TextDecoder().decode(r.stderr).trim() };
+}
+
+// ---------------------------------------------------------------------------------------
+// Flags (no data needed)
+
+Deno.test("reproduce: a bad --dataset exits 2 naming the allowed values", async () => {
+  const r = await cli("--dataset", "movielens", "--scale", "test");
+  assert.equal(r.code, 2);
+  assert.equal(r.err.split("\n").length, 1, r.err);
+  assert.match(r.err, /--dataset/);
+  for (const d of DATASETS) assert.ok(r.err.includes(d), `${d} named in: ${r.err}`);
+});
+
+Deno.test("reproduce: --paper dpo4rec on a released data set exits 2 with one line", async () => {
+  const r = await cli("--paper", "dpo4rec", "--dataset", "lastfm", "--scale", "test");
+  assert.equal(r.code, 2);
+  assert.equal(r.err.split("\n").length, 1, r.err);
+  assert.match(r.err, /DPO4Rec is not available on --dataset lastfm/);
+  const s = await cli("--paper", "sdpo", "--dataset", "ml-1m", "--scale", "test");
+  assert.equal(s.code, 2);
+  assert.match(s.err, /S-DPO does not run on --dataset ml-1m.*synthetic, lastfm/);
+});
+
+Deno.test("reproduce: a missing data folder exits 2 naming the path and what to do", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "recalign-nodata-" });
+  try {
+    const r = await cli("--dataset", "ml-1m", "--data", dir, "--scale", "test", "--out", dir);
+    assert.equal(r.code, 2);
+    const last = r.err.split("\n").at(-1)!;
+    assert.ok(last.includes(`${dir}/dmpo/ml-1m`), last);
+    assert.match(last, /github\.com\/BZX667\/DMPO/);
+    assert.match(last, /--data/);
+    assert.ok(!/at .*\.ts:\d+/.test(r.err), "no stack trace");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datasets: which paper runs where", () => {
+  assert.deepEqual(PAPER_DATASETS.sdpo, ["synthetic", "lastfm"]);
+  assert.deepEqual(PAPER_DATASETS.dmpo, ["synthetic", "ml-1m", "amazon-movie"]);
+  assert.deepEqual(PAPER_DATASETS.dpo4rec, ["synthetic"]);
+  assert.equal(notApplicable("sdpo", "lastfm"), undefined);
+  assert.match(notApplicable("dpo4rec", "ml-1m")!, /reward/);
+  assert.match(notApplicable("dmpo", "lastfm")!, /synthetic, ml-1m, amazon-movie/);
+});
+
+Deno.test("lastfmUsers splits sliding-window rows into users", () => {
+  const row = (h: string[], p: string) => ({
+    history: h,
+    candidates: [p],
+    positive: p,
+    negatives: [],
+  });
+  const rows = [
+    row(["a", "b"], "c"),
+    row(["a", "b", "c"], "d"),
+    row(["x"], "y"),
+    row(["x", "y"], "z"),
+    row(["a", "b"], "c"),
+  ];
+  assert.deepEqual(lastfmUsers(rows), [0, 0, 1, 1, 2]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Builders on the released files
+
+Deno.test({
+  name: `lastfmSdpo: train = val rows minus duplicate and test overlap, prompts as FORMATS.md${
+    why(HAVE_LASTFM, "sdpo-lastfm")
+  }`,
+  ignore: !HAVE_LASTFM,
+  fn: async () => {
+    const { data, notes, tableReferences } = await lastfmSdpo(SCALE_PRESETS.tiny, ROOT);
+    const val = await readSdpoFile(`${ROOT}/sdpo-lastfm/lastfm-val.json`, { onSummary: () => {} });
+    const test = await readSdpoFile(`${ROOT}/sdpo-lastfm/lastfm-test.json`, {
+      onSummary: () => {},
+    });
+    assert.equal(data.name, "lastfm");
+    assert.equal(data.trainExamples.length, val.length - 1 - 3); // README: 1 duplicate, 3 overlaps
+    assert.equal(data.test.length, SCALE_PRESETS.tiny.sdpoTest);
+    const testKeys = new Set(test.map((r) => JSON.stringify([r.history, r.positive])));
+    for (const s of data.prefSamples) {
+      assert.ok(!testKeys.has(JSON.stringify([s.history, s.positive])), "no train/test overlap");
+    }
+    const templates = SDPO_TEMPLATES.music.map((t) => t.trim());
+    for (const s of data.test) {
+      const p = data.text.prompt(s);
+      assert.ok(p.endsWith("Answer:"), p.slice(-20));
+      // Exactly one template, filled with the raw names joined by ", ".
+      const filled = templates.map((t) =>
+        t.replaceAll("[HistoryHere]", () => s.history.join(", "))
+          .replaceAll("[CansHere]", () => s.candidates.join(", "))
+      );
+      assert.ok(filled.includes(p), p);
+      assert.equal(s.candidates[s.positiveIndex], s.positive);
+      assert.equal(s.candidateIds.length, 20);
+      // Every name is in the vocabulary.
+      for (const c of s.candidates) assert.ok(!data.tok.encode(c).includes(3), c);
+    }
+    assert.ok(data.text.maxNewTokens <= 20);
+    assert.deepEqual(Object.keys(tableReferences).slice(0, 2), ["Oracle", "History-Bayes"]);
+    assert.deepEqual(tableReferences.Oracle, {});
+    assert.ok(notes.some((n) => /no train file/i.test(n)));
+    assert.equal(data.config.hidden_size, 64);
+    for (const e of data.prefExamples) assert.equal(e.rejected!.length, 8);
+  },
+});
+
+Deno.test({
+  name: `dmpoDataset(ml-1m): K=1/K=3 train prompts, eval titles in the training form${
+    why(HAVE_ML1M, "dmpo/ml-1m")
+  }`,
+  ignore: !HAVE_ML1M,
+  fn: async () => {
+    const { data, tableReferences } = await dmpoDataset("ml-1m", SCALE_PRESETS.test, "title", ROOT);
+    assert.equal(data.train1.length, 100);
+    assert.equal(data.train3.length, 100);
+    assert.ok(data.train3.every((e) => e.rejected.length === 3));
+    assert.ok(data.train1.every((e) => e.rejected.length === 1));
+    assert.equal(data.test.length, SCALE_PRESETS.test.dmpoTest);
+    assert.equal(data.baselineTest.length, data.test.length);
+    // K=1 prompts = the first row of each K=3 user (the SFT pair), same chosen title.
+    data.train1.forEach((e, i) => {
+      assert.deepEqual(e.chosen, data.train3[i].chosen);
+      assert.deepEqual(e.rejected[0], data.train3[i].rejected[0]);
+    });
+    // ML-1M eval titles are cut: no "(19xx)" year reaches the model.
+    const text = data.test.map((e) => data.tok.decode(e.prompt)).join(" ");
+    assert.ok(!/\(19\d\d\)/.test(text));
+    assert.ok(data.stage0.length > 1000);
+    for (const e of [...data.train3, ...data.test]) {
+      assert.ok(e.prompt.length + e.chosen.length <= data.config.max_position_embeddings);
+    }
+    assert.deepEqual(tableReferences["History-Bayes"], {});
+    const pop = tableReferences.Popularity.auc_paired;
+    assert.ok(pop >= 0 && pop <= 1);
+  },
+});
+
+Deno.test({
+  name: `dmpoDataset(amazon-movie, ranking): K=1 from dpo_ranking_1_old, ranking responses${
+    why(HAVE_AMAZON, "dmpo/amazon-movie")
+  }`,
+  ignore: !HAVE_AMAZON,
+  fn: async () => {
+    const { data } = await dmpoDataset("amazon-movie", SCALE_PRESETS.test, "ranking", ROOT);
+    assert.equal(data.train1.length, 100); // _old: 100 SFT users (the registered file has 200)
+    assert.equal(data.response, "ranking");
+    const e = data.test[0];
+    // Chosen and rejected rankings hold the same tokens in another order.
+    assert.deepEqual([...e.chosen].sort(), [...e.rejected[0]].sort());
+    assert.notDeepEqual(e.chosen, e.rejected[0]);
+    assert.match((data.describe.files as { k1_and_sft: string }).k1_and_sft, /_old\.json$/);
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// End to end (test scale)
+
+await initBackend("wasm", { quiet: true });
+
+function checkUnit(m: Record<string, unknown>, fields: string[], label: string) {
+  for (
+    const s of (m.result as { per_seed: { methods: Record<string, Record<string, unknown>> }[] })
+      .per_seed
+  ) {
+    for (const [method, v] of Object.entries(s.methods)) {
+      const isBaseline = Object.values(BASELINE_ROWS).includes(method);
+      for (const f of isBaseline ? fields.filter((u) => !/gen|valid/.test(u)) : fields) {
+        const x = v[f] as number;
+        assert.ok(Number.isFinite(x) && x >= 0 && x <= 1, `${label} ${method} ${f} = ${x}`);
+      }
+    }
+  }
+}
+
+Deno.test({
+  name: `reproduce --paper sdpo --dataset lastfm --scale test writes parseable artefacts${
+    why(HAVE_LASTFM, "sdpo-lastfm")
+  }`,
+  ignore: !HAVE_LASTFM,
+  fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "recalign-lastfm-" });
+    try {
+      const dirs = await main([
+        "--paper",
+        "sdpo",
+        "--dataset",
+        "lastfm",
+        "--scale",
+        "test",
+        "--out",
+        out,
+        "--data",
+        ROOT,
+      ]);
+      assert.deepEqual(dirs, [`${out}/sdpo/lastfm`]);
+      const m = JSON.parse(await Deno.readTextFile(`${out}/sdpo/lastfm/metrics.json`));
+      assert.equal(m.paper, "sdpo");
+      assert.equal(m.dataset, "lastfm");
+      assert.equal(m.result.config.dataset, "lastfm");
+      assert.equal(m.result.ablations, undefined);
+      checkUnit(m, ["hr1_rank", "ndcg5_rank", "hr1_gen_all", "valid_ratio"], "lastfm");
+      const table = await Deno.readTextFile(`${out}/sdpo/lastfm/table.md`);
+      assert.match(table, /^# S-DPO on LastFM/);
+      assert.match(table, /\| \*Oracle\* \(reference\) \| not available \|/);
+      assert.match(table, /\| SASRec \|/);
+      assert.ok((await Deno.readTextFile(`${out}/sdpo/lastfm/findings.md`)).length > 0);
+      const index = await Deno.readTextFile(`${out}/README.md`);
+      assert.match(index, /sdpo \/ lastfm \| \[metrics\.json\]\(sdpo\/lastfm\/metrics\.json\)/);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `reproduce --paper dmpo --dataset ml-1m --scale test writes parseable artefacts${
+    why(HAVE_ML1M, "dmpo/ml-1m")
+  }`,
+  ignore: !HAVE_ML1M,
+  fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "recalign-ml1m-" });
+    try {
+      const dirs = await main([
+        "--paper",
+        "all",
+        "--dataset",
+        "ml-1m",
+        "--scale",
+        "test",
+        "--out",
+        out,
+        "--data",
+        ROOT,
+      ]);
+      // --paper all on ml-1m runs DMPO only (S-DPO and DPO4Rec are skipped).
+      assert.deepEqual(dirs, [`${out}/dmpo/ml-1m`]);
+      const m = JSON.parse(await Deno.readTextFile(`${out}/dmpo/ml-1m/metrics.json`));
+      assert.equal(m.dataset, "ml-1m");
+      checkUnit(m, ["auc_released", "auc_paired"], "ml-1m");
+      const table = await Deno.readTextFile(`${out}/dmpo/ml-1m/table.md`);
+      assert.match(table, /^# DMPO on MovieLens-1M/);
+      assert.match(table, /\| SFT\+DMPO K=3 \|/);
+      assert.match(table, /\| \*Oracle\* \(reference\) \| not available \| not available \|/);
+      const index = await Deno.readTextFile(`${out}/README.md`);
+      assert.match(index, /dmpo \/ ml-1m/);
+      assert.ok(!/sdpo \//.test(index));
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,52 @@
+/**
+ * Schema checks of findings.json entries, shared by tests/report/findings_test.ts and
+ * tests/experiments/dmpo_ablations_test.ts.
+ */
+import assert from "node:assert/strict";
+import { type Finding, verdictOf } from "../../src/report/findings.ts";
+
+const FINDING_KEYS = [
+  "baseline",
+  "baseline_method",
+  "baseline_per_seed",
+  "ci95",
+  "claim",
+  "claim_id",
+  "effect",
+  "mde",
+  "metric",
+  "metric_label",
+  "ours",
+  "ours_method",
+  "ours_per_seed",
+  "paper",
+  "rows",
+  "scope",
+  "seeds",
+  "verdict",
+];
+const VERDICTS = ["reproduced", "not reproduced", "inconclusive", "not tested"];
+
+/** Schema of one findings.json entry (also used by the DMPO pipeline test). */
+export function assertFindingSchema(f: Finding): void {
+  for (const k of FINDING_KEYS) assert.ok(k in f, `${f.claim_id} has ${k}`);
+  assert.match(f.claim_id, /^(sdpo|dmpo|dpo4rec)\.[a-z0-9_]+\.[a-z0-9_]+$/, f.claim_id);
+  assert.ok(f.claim_id.startsWith(f.paper + "."));
+  assert.ok(["headline", "ablation"].includes(f.scope));
+  assert.ok(VERDICTS.includes(f.verdict), f.verdict);
+  if (f.verdict === "not tested") {
+    assert.ok(typeof f.reason === "string" && f.reason.length > 0, `${f.claim_id} says why`);
+    assert.equal(f.effect, null);
+    assert.equal(f.ci95, null);
+    assert.equal(f.mde, null);
+  } else {
+    assert.equal(f.reason, undefined);
+    assert.ok(Number.isFinite(f.effect) && Number.isFinite(f.ours) && Number.isFinite(f.baseline));
+    assert.equal(f.ci95!.length, 2);
+    assert.ok(f.ci95![0] <= f.effect! + 1e-12 && f.effect! <= f.ci95![1] + 1e-12);
+    assert.equal(f.verdict, verdictOf({ lo: f.ci95![0], hi: f.ci95![1] }));
+    assert.ok(f.mde === null || (Number.isFinite(f.mde) && f.mde >= 0));
+    assert.ok(typeof f.ours_method === "string" && typeof f.baseline_method === "string");
+    assert.ok(f.rows > 0);
+  }
+}
