@@ -38,7 +38,9 @@ if (import.meta.main) {
       allowPositionals: false,
     }));
   } catch (e) {
-    fail(`${(e as Error).message.split("\n")[0]}; allowed flags: --out, --steps, --backend, --help`);
+    fail(
+      `${(e as Error).message.split("\n")[0]}; allowed flags: --out, --steps, --backend, --help`,
+    );
   }
   if (values.help) {
     console.log(USAGE);

@@ -114,6 +114,7 @@ function fail(msg: string): never {
 export interface ReproduceOptions {
   papers: ("sdpo" | "dmpo" | "dpo4rec")[];
   scale: ScaleName;
+  /** Seeds per paper; 0 = the paper's default for the scale ({@link DEFAULT_SEEDS}). */
   seeds: number;
   backend?: string;
   out: string;
@@ -135,6 +136,17 @@ export interface ReproduceOptions {
    */
   baseLm: string;
 }
+
+/**
+ * Seeds per paper when `--seeds` is not given: at `small` (the default) five for the S-DPO
+ * and DMPO headline claims (issue #10) and two for DPO4Rec, whose claims are decided on
+ * 400 test users per seed and whose two seeds already cost 3.5 minutes; one at tiny/test.
+ */
+export const DEFAULT_SEEDS: Record<ScaleName, Record<"sdpo" | "dmpo" | "dpo4rec", number>> = {
+  test: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
+  tiny: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
+  small: { sdpo: 5, dmpo: 5, dpo4rec: 2 },
+};
 
 /** Parse argv; exits 2 with a one-line message on a bad flag or value. */
 export function parseOptions(args: string[]): ReproduceOptions {
@@ -201,8 +213,9 @@ export function parseOptions(args: string[]): ReproduceOptions {
   if (model !== undefined && dataset !== "synthetic") {
     fail(`--model runs on the synthetic world only, got --dataset ${dataset}`);
   }
-  const seeds = values.seeds === undefined ? (scale === "small" ? 2 : 1) : Number(values.seeds);
-  if (!Number.isInteger(seeds) || seeds < 1) {
+  // 0 = each paper's default for the scale (DEFAULT_SEEDS).
+  const seeds = values.seeds === undefined ? 0 : Number(values.seeds);
+  if (!Number.isInteger(seeds) || seeds < 1 && values.seeds !== undefined) {
     fail(`--seeds must be a positive integer, got "${values.seeds}"`);
   }
   return {
@@ -225,9 +238,13 @@ const SDPO_NOTES = [
   "Synthetic world (default config, domain 0), 20 candidates per prompt; numbers are on " +
   "held-out test users. Ranking: the 20 candidates ranked by the summed log-prob of title + " +
   "EOS. Generation: greedy, invalid answers count as misses in HR@1 (gen, all).",
-  "SFT = stage 0: a random Llama-style LM (dim 64, 2 layers, 4 heads, ffn 192) fully " +
-  "fine-tuned on the train prompts (prompt → positive title + EOS). The papers' LoRA SFT of a " +
-  "pretrained LLM is merged into this one stage: a random frozen LM cannot be LoRA-tuned.",
+  "SFT = stage 0: the base LM (a Llama-style LM, dim 64, 2 layers, 4 heads, ffn 192, " +
+  "pretrained on the world's selection exercises: models/base-lm, docs/world-design.md; a " +
+  "random init with --base-lm none) fully fine-tuned on the train prompts (prompt → positive " +
+  "title + EOS). At small, one SFT model (seed 0) is shared by all seeds, which vary the " +
+  "preference stages (LoRA init, batch order, negative draws): the SFT row is the same on " +
+  "every seed, and the CIs hold the preference stages' and the test rows' variation, not " +
+  "SFT's. The classic baselines are trained for the first two seeds.",
   "SFT-cont, DPO (K=1), S-DPO (K=3): a fresh LoRA adapter (r 8, α 16, no dropout, all seven " +
   "projections) on the SFT model, the same steps and lr each; β = 1; reference = the frozen " +
   "SFT model; each preference prompt keeps a fixed seeded pool of 8 of its 19 other candidates " +
@@ -247,7 +264,8 @@ const DMPO_NOTES = [
   'response `<Title:A>, <Title:B>` (`response: "ranking"` in src/experiments/dmpo.ts) the ' +
   "dim-64 LM does not learn the preference (every LM arm ≈ 0.5 paired AUC, even after 500 " +
   "full fine-tuning steps): the two rankings share all their tokens.",
-  "Base LM = stage 0 (shared with the S-DPO experiment; trained on S-DPO prompts only). " +
+  "Base LM = stage 0 (shared with the S-DPO experiment and by all seeds: the pretrained base " +
+  "LM fine-tuned on S-DPO prompts only). " +
   "SFT = full fine-tuning of the base LM on the chosen responses (200 steps at small, lr " +
   "1e-3), over ceil(n / train users) draws per train user. Arms: fresh LoRA adapters, same " +
   "steps each. DMPO K=3 uses the prompt's negative plus two more popularity-drawn items " +
@@ -309,9 +327,10 @@ export async function main(args: string[]): Promise<string[]> {
   }
   console.error(
     `[reproduce] backend ${backend.backend} (simd ${backend.simd}, threads ${backend.threads}), ` +
-      `scale ${opts.scale}, seeds ${opts.seeds}, papers ${opts.papers.join(", ")} → ${opts.out}/`,
+      `scale ${opts.scale}, seeds ${opts.seeds || "default"}, papers ${
+        opts.papers.join(", ")
+      } → ${opts.out}/`,
   );
-  const seeds = Array.from({ length: opts.seeds }, (_, i) => i);
   const baseLm = opts.model || opts.dataset !== "synthetic" || opts.baseLm === "none"
     ? undefined
     : await baseLmFor(opts);
@@ -325,6 +344,10 @@ export async function main(args: string[]): Promise<string[]> {
   const t0 = performance.now();
   for (const paper of opts.papers) {
     const dir = `${opts.out}/${paper}/${opts.dataset}`;
+    const seeds = Array.from(
+      { length: opts.seeds || DEFAULT_SEEDS[opts.scale][paper] },
+      (_, i) => i,
+    );
     await ensureDir(dir);
     // Run folders of the trained stages (src/experiments/runs.ts).
     setRunFolders({

@@ -30,7 +30,7 @@ import { LlamaModel } from "../model.ts";
 import { Rng } from "../rng.ts";
 import { train, type TrainExample } from "../train.ts";
 import type { WordTokenizer } from "../tokenizer.ts";
-import { sdpoSamples, type SdpoSample, type World } from "../data/world.ts";
+import { type SdpoSample, sdpoSamples, type World } from "../data/world.ts";
 import { worldSdpoPrompt } from "../data/world_text.ts";
 import {
   buildTokenizer,

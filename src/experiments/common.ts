@@ -15,7 +15,7 @@ import {
   LlamaModel,
 } from "../model.ts";
 import { LLAMA_PROJECTIONS, type LoraConfig } from "../lora.ts";
-import { train, type TrainExample } from "../train.ts";
+import { scoreGroups, train, type TrainExample } from "../train.ts";
 import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { dmpoSamples, makeWorld, type SdpoSample, type World } from "../data/world.ts";
 import { worldDmpoPrompt, worldSdpoPrompt } from "../data/world_text.ts";
@@ -81,6 +81,14 @@ export interface Scale {
   ablDmpoNegs: number[];
   /** Ablations: DMPO few-shot train sizes. */
   ablFewShot: number[];
+  /**
+   * Distinct stage-0 (SFT) models: seed s uses stage 0 of seed `s % stage0Seeds`, so the
+   * seeds beyond it vary the preference stages (LoRA init, batch order, negative draws) on a
+   * shared SFT model, as the papers train one SFT model per data set.
+   */
+  stage0Seeds: number;
+  /** The classic baselines are trained for the first this-many seeds of a run. */
+  baselineSeeds: number;
 }
 
 /** The presets. */
@@ -110,6 +118,8 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablBetas: [0.5, 1, 2],
     ablDmpoNegs: [1, 2],
     ablFewShot: [16],
+    stage0Seeds: 1,
+    baselineSeeds: 1,
   },
   tiny: {
     name: "tiny",
@@ -119,7 +129,7 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     sftBatch: 32,
     baseWarmup: 15,
     prefPrompts: 200,
-    prefSteps: 25,
+    prefSteps: 60,
     prefLr: 1e-3,
     batchSize: 16,
     prefBatch: 8,
@@ -136,6 +146,8 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablBetas: [0.1, 1, 5],
     ablDmpoNegs: [1, 3],
     ablFewShot: [64, 256],
+    stage0Seeds: 1,
+    baselineSeeds: 1,
   },
   small: {
     name: "small",
@@ -162,6 +174,8 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablBetas: [0.1, 0.5, 1, 2, 5],
     ablDmpoNegs: [1, 2, 3, 4, 5],
     ablFewShot: [64, 256, 1024],
+    stage0Seeds: 1,
+    baselineSeeds: 2,
   },
 };
 
@@ -462,6 +476,8 @@ export async function baseSnapshot(
   seed: number,
   opts: StageOptions,
 ): Promise<BaseSnapshot> {
+  // Seeds share stage 0 beyond scale.stage0Seeds distinct models.
+  seed = seed % Math.max(1, scale.stage0Seeds);
   const key = await baseCacheKey(config, examples, scale, seed);
   const hit = baseCache.get(key);
   if (hit) return { ...hit, reused: true };
@@ -498,12 +514,32 @@ export function clearBaseCache(): void {
 }
 
 /**
- * Summed log-probs of each response after one prompt, for many prompts. One forward of the
- * prompt fills a KV cache, which is tiled over the responses; the first response token is
- * scored from the prompt's last logits, the rest from one batched forward on the cache.
- * Equal to {@link scorePairs} on (prompt, response) pairs up to float error.
+ * Summed log-probs of each response after one prompt, for many prompts: each prompt packed
+ * once with all its responses ({@link scoreGroups}; about 20 responses per forward). Equal
+ * to {@link scorePairs} on (prompt, response) pairs up to float error, and about 10× faster
+ * than the KV-cache route ({@link scoreResponsesKv}) on the small LM (0.8 s vs 8.1 s for
+ * 200 prompts × 20 candidates), which is overhead-bound there.
  */
 export function scoreResponses(
+  model: LlamaModel,
+  items: { prompt: number[]; responses: number[][] }[],
+): number[][] {
+  const flat = scoreGroups(model, items, { microBatchSize: 20 });
+  let o = 0;
+  return items.map(({ responses }) => {
+    const row = Array.from(flat.subarray(o, o + responses.length));
+    o += responses.length;
+    return row;
+  });
+}
+
+/**
+ * The KV-cache route of {@link scoreResponses}: one forward of the prompt fills a KV cache,
+ * which is tiled over the responses; the first response token is scored from the prompt's
+ * last logits, the rest from one batched forward on the cache. Equal to {@link scorePairs}
+ * on (prompt, response) pairs up to float error; kept as an independent route for tests.
+ */
+export function scoreResponsesKv(
   model: LlamaModel,
   items: { prompt: number[]; responses: number[][] }[],
 ): number[][] {

@@ -427,7 +427,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     } finally {
       disposeSnapshot(sft);
     }
-    if (cfg.baselines !== false) {
+    if (cfg.baselines !== false && cfg.seeds.indexOf(seed) < scale.baselineSeeds) {
       const recs = real
         ? await real.baselines(scale, seed, progress)
         : await baselinesFor(world!, scale, seed, progress);

@@ -32,6 +32,7 @@ import {
   type SdpoVerdict,
 } from "../eval/metrics.ts";
 import {
+  baseLmHashInUse,
   buildTokenizer,
   buildWorld,
   encodePrompt,
@@ -557,7 +558,11 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
-    log(`[sdpo] seed ${seed}: SFT (${sftKind}, ${scale.baseSteps} steps)`);
+    const s0 = seed % Math.max(1, scale.stage0Seeds);
+    log(
+      `[sdpo] seed ${seed}: SFT (${sftKind}, ${scale.baseSteps} steps` +
+        (s0 === seed || currentBaseModel() ? ")" : `; stage 0 of seed ${s0}, shared)`),
+    );
     const tb = performance.now();
     const base = await stage0Snapshot(config, data.trainExamples, scale, seed, {
       label: `stage0/SFT s${seed}`,
@@ -606,7 +611,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       }
       log(`[sdpo] seed ${seed}: ${arm.name} HR@1 ${methods[arm.name].hr1_rank.toFixed(3)}`);
     }
-    if (cfg.baselines !== false) {
+    if (cfg.baselines !== false && cfg.seeds.indexOf(seed) < scale.baselineSeeds) {
       const recs = cfg.data
         ? await cfg.data.baselines(scale, seed, progress)
         : await baselinesFor(world!, scale, seed, progress);
@@ -647,8 +652,13 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         `non-target candidates (uniform); K of them are drawn per step`,
       reference: "the frozen SFT model; precomputed per prompt or computed live, whichever " +
         "costs fewer forwards (identical values)",
-      sft: "stage 0 = full fine-tuning of a random LM on the train prompts (prompt → " +
-        "positive title + EOS); this model is the SFT row and the reference of every arm",
+      sft:
+        `stage 0 = full fine-tuning of the base LM (${
+          baseLmHashInUse() ? `pretrained, hash ${baseLmHashInUse()}` : "a random init"
+        }) on the train prompts (prompt → positive title + EOS); this model is the SFT row ` +
+        `and the reference of every arm; ${scale.stage0Seeds} distinct stage-0 model(s), ` +
+        "seed s uses stage 0 of seed s mod that",
+      base_lm: baseLmHashInUse(),
       baselines: `trained on the train users' history prefixes plus ${scale.baselineDraws} ` +
         `S-DPO targets per user, ${scale.baselineEpochs} epoch(s); scored on the same 20 ` +
         "candidates",
@@ -779,7 +789,8 @@ async function runAblations(
   for (const sampler of ["popularity", "same-genre", "model-hard"] as const) {
     for (const k of scale.ablKs) {
       const known = samplers.find((x) =>
-        x.sampler === sampler && ((k === 1 && x.method === "DPO") || (k === 3 && x.method === "S-DPO"))
+        x.sampler === sampler &&
+        ((k === 1 && x.method === "DPO") || (k === 3 && x.method === "S-DPO"))
       );
       const row = known?.row ?? await arm(
         k === 1 ? `DPO (${sampler})` : `S-DPO K=${k} (${sampler})`,

@@ -39,9 +39,9 @@ Deno.test("selectionExercises: train users only, the answer is one of the listed
   const other = selectionExercises(world, tok, samples, 300, { ...recipe, seed: 2 });
   assert.notDeepEqual(other.map((e) => e.prompt), ex.map((e) => e.prompt));
   // Test users never appear: their histories are not the exercises' histories.
-  const testHist = new Set(sdpoSamples(world, "test", { drawsPerUser: 1 }).map((s) =>
-    s.history.join(", ")
-  ));
+  const testHist = new Set(
+    sdpoSamples(world, "test", { drawsPerUser: 1 }).map((s) => s.history.join(", ")),
+  );
   assert.ok(samples.every((s) => !testHist.has(s.history.join(", "))));
 });
 

@@ -9,7 +9,7 @@ import { initBackend } from "../../src/backend.ts";
 import { saveModel } from "../../src/checkpoint.ts";
 import { main } from "../../src/cli/reproduce.ts";
 import { CheckpointError } from "../../src/errors.ts";
-import { scoreResponses } from "../../src/experiments/common.ts";
+import { scoreResponses, scoreResponsesKv } from "../../src/experiments/common.ts";
 import { loadBaseModel } from "../../src/experiments/pretrained.ts";
 import { type LlamaConfig, LlamaModel } from "../../src/model.ts";
 import { readSafetensorsHeader } from "../../src/safetensors.ts";
@@ -74,7 +74,7 @@ if (!skip) await writeModel(modelDir, QWEN3_TINY, 7);
 
 Deno.test({
   name:
-    `scoreResponses() with a 151k vocabulary (head at scored positions only) equals scorePairs${suffix}`,
+    `scoreResponses() and scoreResponsesKv() with a 151k vocabulary (head at scored positions only) equal scorePairs${suffix}`,
   ignore: Boolean(skip),
   fn() {
     const model = LlamaModel.random(QWEN3_TINY, 3);
@@ -87,8 +87,11 @@ Deno.test({
     // 20 responses of up to 7 tokens: 20 · 6 · 151936 > 2^24, the large-vocabulary path.
     const many = Array.from({ length: 20 }, (_, i) => responses[i % 3]);
     const fast = scoreResponses(model, [{ prompt, responses: many }])[0];
+    const kv = scoreResponsesKv(model, [{ prompt, responses: many }])[0];
     const slow = scorePairs(model, responses.map((response) => ({ prompt, response })));
-    fast.forEach((v, i) => {
+    assert.equal(fast.length, 20);
+    [...fast, ...kv].forEach((v, j) => {
+      const i = j % 20;
       assert.ok(Number.isFinite(v));
       assert.ok(Math.abs(v - slow[i % 3]) < 1e-3, `${i}: ${v} vs ${slow[i % 3]}`);
     });

@@ -3,7 +3,7 @@ import { initBackend } from "../../src/backend.ts";
 import { LlamaModel } from "../../src/model.ts";
 import { scorePairs } from "../../src/train.ts";
 import { aucPaired, pairedBootstrapCI } from "../../src/eval/metrics.ts";
-import { modelConfig, scoreResponses } from "../../src/experiments/common.ts";
+import { modelConfig, scoreResponses, scoreResponsesKv } from "../../src/experiments/common.ts";
 import { CLAIMS, verdictOf } from "../../src/report/findings.ts";
 import { main } from "../../src/cli/reproduce.ts";
 import { BASELINE_ROWS } from "../../src/experiments/baselines.ts";
@@ -12,18 +12,21 @@ await initBackend("wasm", { quiet: true });
 
 const CLI = new URL("../../src/cli/reproduce.ts", import.meta.url).pathname;
 
-Deno.test("scoreResponses (shared-prefix KV cache) equals scorePairs", () => {
+Deno.test("scoreResponses (packed) and scoreResponsesKv (shared-prefix KV cache) equal scorePairs", () => {
   const model = LlamaModel.random(modelConfig(40), 3);
   const items = [
     { prompt: [1, 5, 6, 7, 8], responses: [[9, 2], [10, 11, 2], [12, 13, 14, 2]] },
     { prompt: [1, 20], responses: [[21, 22, 2], [2]] },
   ];
   const fast = scoreResponses(model, items).flat();
+  const kv = scoreResponsesKv(model, items).flat();
   const slow = scorePairs(
     model,
     items.flatMap((it) => it.responses.map((r) => ({ prompt: it.prompt, response: r }))),
   );
+  assert.equal(fast.length, slow.length);
   fast.forEach((v, i) => assert.ok(Math.abs(v - slow[i]) < 1e-4, `${i}: ${v} vs ${slow[i]}`));
+  kv.forEach((v, i) => assert.ok(Math.abs(v - slow[i]) < 1e-4, `kv ${i}: ${v} vs ${slow[i]}`));
   model.dispose();
 });
 
