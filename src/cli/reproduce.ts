@@ -342,6 +342,18 @@ export async function main(args: string[]): Promise<string[]> {
   const head = await gitHead();
   const written: string[] = [];
   const t0 = performance.now();
+  /** When, with what code and backend, from which base model a result was made. */
+  const provenance = (started: string) => ({
+    started,
+    finished: new Date().toISOString(),
+    git_head: head ?? null,
+    backend,
+    deno: Deno.version,
+    // The Hugging Face base model (--model), or null: the synthetic world's small LM.
+    base_model: baseModelRecord(),
+    // Trained stages: runs/seed<s>/<arm>/ (PEFT adapters, done.json), see README.md.
+    runs: "runs/",
+  });
   for (const paper of opts.papers) {
     const dir = `${opts.out}/${paper}/${opts.dataset}`;
     const seeds = Array.from(
@@ -358,15 +370,7 @@ export async function main(args: string[]): Promise<string[]> {
     const started = new Date().toISOString();
     if (paper === "dpo4rec") {
       const r = await dpo4rec.run({ scale: opts.scale, seeds });
-      await dpo4rec.writeDpo4recResults(r, dir, {
-        started,
-        finished: new Date().toISOString(),
-        git_head: head ?? null,
-        backend,
-        deno: Deno.version,
-        base_model: baseModelRecord(),
-        runs: "runs/",
-      });
+      await dpo4rec.writeDpo4recResults(r, dir, provenance(started));
       console.error(`[reproduce] dpo4rec: wrote ${dir}/ (${r.seconds} s)`);
       console.log(dpo4rec.dpo4recTable(r));
       written.push(dir);
@@ -476,15 +480,7 @@ export async function main(args: string[]): Promise<string[]> {
     const metrics = {
       paper,
       dataset: opts.dataset,
-      started,
-      finished: new Date().toISOString(),
-      git_head: head ?? null,
-      backend,
-      deno: Deno.version,
-      // The Hugging Face base model (--model), or null: the synthetic world's random LM.
-      base_model: baseModelRecord(),
-      // Trained stages: runs/seed<s>/<arm>/ (PEFT adapters, done.json), see README.md.
-      runs: "runs/",
+      ...provenance(started),
       scale: opts.scale,
       scale_preset: SCALE_PRESETS[opts.scale],
       seeds,

@@ -121,8 +121,11 @@ export function baseLmSetting(): {
 }
 
 /** Hash of everything that determines the base LM (recipe, model config, tokenizer, world). */
-export async function baseLmHash(recipe: BaseLmRecipe = BASE_LM_RECIPE): Promise<string> {
-  const { world, tok, config } = baseLmSetting();
+export async function baseLmHash(
+  recipe: BaseLmRecipe = BASE_LM_RECIPE,
+  setting: Pick<ReturnType<typeof baseLmSetting>, "world" | "tok" | "config"> = baseLmSetting(),
+): Promise<string> {
+  const { world, tok, config } = setting;
   return (await sha256Hex(JSON.stringify({
     v: RECIPE_VERSION,
     recipe,
@@ -184,8 +187,9 @@ export async function pretrainBaseLm(
   opts: { progress?: boolean; checkpointEvery?: number } = {},
 ): Promise<BaseLmInfo> {
   const t0 = performance.now();
-  const { world, tok, samples, config } = baseLmSetting();
-  const hash = await baseLmHash(recipe);
+  const setting = baseLmSetting();
+  const { world, tok, samples, config } = setting;
+  const hash = await baseLmHash(recipe, setting);
   const examples = selectionExercises(world, tok, samples, recipe.steps * recipe.batchSize, recipe);
   const model = LlamaModel.random(config, 5000 + recipe.seed);
   model.makeFullyTrainable();

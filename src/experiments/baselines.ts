@@ -27,6 +27,12 @@ export const BASELINE_ROWS: Record<BaselineName, string> = {
 /** Baseline names, in table order. */
 export const BASELINE_NAMES = Object.keys(BASELINE_ROWS) as BaselineName[];
 
+/** The neural baselines' configs of (scale, seed): the seed and the scale's epochs. */
+export function baselineConfigs(scale: Scale, seed: number) {
+  const c = { seed, epochs: scale.baselineEpochs };
+  return { gru4rec: { ...c }, caser: { ...c }, sasrec: { ...c } };
+}
+
 const trained = new Map<string, { rec: SequentialRecommender; seconds: number }>();
 
 /** The baselines of (scale, seed), trained once per process (the caller never disposes). */
@@ -54,11 +60,7 @@ export async function baselinesFor(
       examples,
       epochs: scale.baselineEpochs,
       quiet: true,
-      configs: {
-        gru4rec: { seed, epochs: scale.baselineEpochs },
-        caser: { seed, epochs: scale.baselineEpochs },
-        sasrec: { seed, epochs: scale.baselineEpochs },
-      },
+      configs: baselineConfigs(scale, seed),
     });
     const seconds = since(t0);
     recordStage("baselines", `train/${name}`, seed, seconds);

@@ -341,6 +341,11 @@ function sameShapes(snap: Snapshot, config: LlamaConfig): boolean {
   return !!e && e.shape[0] === config.vocab_size && e.shape[1] === config.hidden_size;
 }
 
+/** The seed whose stage-0 model seed `seed` uses: seeds share stage 0 beyond `stage0Seeds`. */
+export function stage0SeedOf(scale: Scale, seed: number): number {
+  return seed % Math.max(1, scale.stage0Seeds);
+}
+
 /** A stage-0 model's weights with what it cost. */
 export interface BaseSnapshot {
   /** The weights. */
@@ -476,8 +481,7 @@ export async function baseSnapshot(
   seed: number,
   opts: StageOptions,
 ): Promise<BaseSnapshot> {
-  // Seeds share stage 0 beyond scale.stage0Seeds distinct models.
-  seed = seed % Math.max(1, scale.stage0Seeds);
+  seed = stage0SeedOf(scale, seed);
   const key = await baseCacheKey(config, examples, scale, seed);
   const hit = baseCache.get(key);
   if (hit) return { ...hit, reused: true };

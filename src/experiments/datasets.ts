@@ -50,7 +50,7 @@ import {
   type TrainExample as RecExample,
 } from "../baselines/mod.ts";
 import { aucPaired, aucReleased, hitsAtK, ndcgsAtK } from "../eval/metrics.ts";
-import { BASELINE_NAMES } from "./baselines.ts";
+import { BASELINE_NAMES, baselineConfigs } from "./baselines.ts";
 import {
   encodePrompt,
   encodeResponse,
@@ -266,11 +266,7 @@ async function trainRecs(
   >();
   for (const name of BASELINE_NAMES) {
     const t0 = performance.now();
-    const rec = BASELINES[name](numItems, {
-      gru4rec: { seed, epochs: scale.baselineEpochs },
-      caser: { seed, epochs: scale.baselineEpochs },
-      sasrec: { seed, epochs: scale.baselineEpochs },
-    });
+    const rec = BASELINES[name](numItems, baselineConfigs(scale, seed));
     disposers.push(rec);
     const ex = subset(examples, REC_EXAMPLE_CAP[scale.name] ?? examples.length, 3);
     await rec.fit(ex, { epochs: scale.baselineEpochs, quiet: true });

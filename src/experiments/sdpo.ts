@@ -48,6 +48,7 @@ import {
   sdpoExample,
   since,
   type Snapshot,
+  stage0SeedOf,
   subset,
 } from "./common.ts";
 import { BASELINE_NAMES, BASELINE_ROWS, baselineSdpoRow, baselinesFor } from "./baselines.ts";
@@ -558,7 +559,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
-    const s0 = seed % Math.max(1, scale.stage0Seeds);
+    const s0 = stage0SeedOf(scale, seed);
     log(
       `[sdpo] seed ${seed}: SFT (${sftKind}, ${scale.baseSteps} steps` +
         (s0 === seed || currentBaseModel() ? ")" : `; stage 0 of seed ${s0}, shared)`),
