@@ -1,5 +1,5 @@
 /**
- * `deno task pretrain`: pretrain the base LM on the synthetic world's selection exercises
+ * `deno task pretrain`: pretrain the base LM on the synthetic world's selection and copy exercises
  * (src/experiments/base_lm.ts) and save it in `models/base-lm/` (Hugging Face layout plus
  * `recipe.json`). Resumable: run the same command again after an interruption.
  *

@@ -239,12 +239,14 @@ const SDPO_NOTES = [
   "held-out test users. Ranking: the 20 candidates ranked by the summed log-prob of title + " +
   "EOS. Generation: greedy, invalid answers count as misses in HR@1 (gen, all).",
   "SFT = stage 0: the base LM (a Llama-style LM, dim 64, 2 layers, 4 heads, ffn 192, " +
-  "pretrained on the world's selection exercises: models/base-lm, docs/world-design.md; a " +
+  "pretrained on the world's selection and copy exercises: models/base-lm, " +
+  "docs/world-design.md; a " +
   "random init with --base-lm none) fully fine-tuned on the train prompts (prompt → positive " +
   "title + EOS). At small, one SFT model (seed 0) is shared by all seeds, which vary the " +
   "preference stages (LoRA init, batch order, negative draws): the SFT row is the same on " +
   "every seed, and the CIs hold the preference stages' and the test rows' variation, not " +
-  "SFT's. The classic baselines are trained for the first two seeds.",
+  "SFT's. The classic baselines are trained for the first seed only, so their rows have no " +
+  "spread.",
   "SFT-cont, DPO (K=1), S-DPO (K=3): a fresh LoRA adapter (r 8, α 16, no dropout, all seven " +
   "projections) on the SFT model, the same steps and lr each; β = 1; reference = the frozen " +
   "SFT model; each preference prompt keeps a fixed seeded pool of 8 of its 19 other candidates " +
@@ -267,7 +269,8 @@ const DMPO_NOTES = [
   "Base LM = stage 0 (shared with the S-DPO experiment and by all seeds: the pretrained base " +
   "LM fine-tuned on S-DPO prompts only). " +
   "SFT = full fine-tuning of the base LM on the chosen responses (200 steps at small, lr " +
-  "1e-3), over ceil(n / train users) draws per train user. Arms: fresh LoRA adapters, same " +
+  "1e-3), over ceil(n / train users) draws per train user; at small one SFT model (seed 0) " +
+  "is shared by all seeds, which vary the arms only. Arms: fresh LoRA adapters, same " +
   "steps each. DMPO K=3 uses the prompt's negative plus two more popularity-drawn items " +
   "outside the prompt; DMPO-only starts from the base LM.",
   "β = 1 for the paper form, 0.1 (the released code's default, kept) with γ = 1 for the " +

@@ -40,6 +40,27 @@ export function worldSdpoPrompt(
     `${sample.candidates.join(", ")}. Answer:`;
 }
 
+/**
+ * The base LM's copy exercise (not a paper prompt): a user's history as in the S-DPO prompt,
+ * then some titles to be given back, all of them, in order; the answer is `titles.join(", ")`.
+ * Every answer token is a copy from the list and none from the history, which is what teaches
+ * a small LM to name a listed title (src/experiments/base_lm.ts).
+ *
+ * @param history The user's history titles (the distractors).
+ * @param titles The listed titles.
+ * @param domain Domain wording.
+ * @returns The prompt.
+ */
+export function worldCopyPrompt(
+  history: readonly string[],
+  titles: readonly string[],
+  domain: DomainInfo,
+): string {
+  return `This person has ${domain.past} ${history.join(", ")} recently. ` +
+    `Repeat the following ${titles.length} ${domain.noun} titles in order: ` +
+    `${titles.join(", ")}. Answer:`;
+}
+
 /** A DMPO prompt with its responses. */
 export interface WorldDmpoText {
   /** The instruction (DMPO §2.1 spacing, byte for byte with the domain words). */

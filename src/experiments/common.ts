@@ -18,7 +18,7 @@ import { LLAMA_PROJECTIONS, type LoraConfig } from "../lora.ts";
 import { scoreGroups, train, type TrainExample } from "../train.ts";
 import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { dmpoSamples, makeWorld, type SdpoSample, type World } from "../data/world.ts";
-import { worldDmpoPrompt, worldSdpoPrompt } from "../data/world_text.ts";
+import { worldCopyPrompt, worldDmpoPrompt, worldSdpoPrompt } from "../data/world_text.ts";
 import { Rng } from "../rng.ts";
 import { ensureDir } from "../io.ts";
 import { readSafetensors, writeSafetensors } from "../safetensors.ts";
@@ -77,8 +77,13 @@ export interface Scale {
   ablKs: number[];
   /** Ablations: β values of the S-DPO sweep. */
   ablBetas: number[];
-  /** Ablations: DMPO negatives 1..n. */
+  /** Ablations: DMPO negatives 1..n (the popularity-drawn negatives, as in the paper). */
   ablDmpoNegs: number[];
+  /**
+   * Ablations: the K values of the DMPO negatives sweep for the other samplers (uniform,
+   * same-genre, model-hard); a subset of `ablDmpoNegs` holding its smallest and largest K.
+   */
+  ablSamplerNegs: number[];
   /** Ablations: DMPO few-shot train sizes. */
   ablFewShot: number[];
   /**
@@ -117,6 +122,7 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablKs: [1, 2],
     ablBetas: [0.5, 1, 2],
     ablDmpoNegs: [1, 2],
+    ablSamplerNegs: [1, 2],
     ablFewShot: [16],
     stage0Seeds: 1,
     baselineSeeds: 1,
@@ -145,6 +151,7 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablKs: [1, 3, 8],
     ablBetas: [0.1, 1, 5],
     ablDmpoNegs: [1, 3],
+    ablSamplerNegs: [1, 3],
     ablFewShot: [64, 256],
     stage0Seeds: 1,
     baselineSeeds: 1,
@@ -163,7 +170,7 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     prefBatch: 8,
     negPool: 8,
     sdpoTest: 400,
-    sdpoGenTest: 100,
+    sdpoGenTest: 200,
     dmpoTrain: 5600,
     dmpoSftSteps: 200,
     dmpoPrefSteps: 40,
@@ -173,9 +180,10 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablKs: [1, 2, 3, 4, 8],
     ablBetas: [0.1, 0.5, 1, 2, 5],
     ablDmpoNegs: [1, 2, 3, 4, 5],
+    ablSamplerNegs: [1, 3, 5],
     ablFewShot: [64, 256, 1024],
     stage0Seeds: 1,
-    baselineSeeds: 2,
+    baselineSeeds: 1,
   },
 };
 
@@ -190,8 +198,9 @@ export function buildWorld(): World {
 }
 
 /**
- * The word tokenizer: every item title plus one S-DPO and one DMPO text (the templates), so
- * it is the same for both papers and independent of the scale.
+ * The word tokenizer: every item title plus one text of each template (S-DPO, DMPO, the base
+ * LM's copy exercise) and the counts 1–20 a prompt can list, so it is the same for both
+ * papers and independent of the scale.
  */
 export function buildTokenizer(world: World, sdpoExample: SdpoSample): WordTokenizer {
   const dm = dmpoSamples(world, "train", { numNegatives: 1 })[0];
@@ -201,6 +210,8 @@ export function buildTokenizer(world: World, sdpoExample: SdpoSample): WordToken
     worldSdpoPrompt(sdpoExample, world.domains[0]),
     dt.prompt,
     dt.chosen,
+    worldCopyPrompt(sdpoExample.history, sdpoExample.candidates, world.domains[0]),
+    Array.from({ length: 20 }, (_, i) => String(i + 1)).join(" "),
   ]);
 }
 

@@ -40,6 +40,7 @@ import {
   type ScaleName,
   since,
   type Snapshot,
+  stage0SeedOf,
   subset,
 } from "./common.ts";
 import type { DmpoAblations } from "./dmpo_ablations.ts";
@@ -381,9 +382,11 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     // SFT: full fine-tuning of the base LM on the chosen responses.
     const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
     const sftSteps = real?.sftSteps ?? scale.dmpoSftSteps;
-    log(`[dmpo] seed ${seed}: SFT (${sftKind}, ${sftSteps} steps)`);
-    const sftR = await dmpoSft(config, base.snap, train1, scale, seed, {
-      label: `dmpo/SFT s${seed}`,
+    // Seeds share the SFT model beyond scale.stage0Seeds, as they share stage 0.
+    const sftSeed = stage0SeedOf(scale, seed);
+    log(`[dmpo] seed ${seed}: SFT (${sftKind}, ${sftSteps} steps, seed ${sftSeed})`);
+    const sftR = await dmpoSft(config, base.snap, train1, scale, sftSeed, {
+      label: `dmpo/SFT s${sftSeed}`,
       progress,
     }, sftSteps);
     const sft = sftR.snap;
@@ -452,15 +455,17 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       world: world?.config ?? null,
       model: config,
       lora: loraConfig(0),
-      base: "stage 0 = full fine-tuning of a random LM on the S-DPO train prompts (shared " +
-        "with the S-DPO experiment); the Base LM row",
+      base: "stage 0 = the S-DPO experiment's SFT model (full fine-tuning on the S-DPO " +
+        "train prompts, shared with it); the Base LM row",
       response: response === "title"
         ? "the liked item's tagged title + EOS (rejected: each negative's title)"
         : "DMPO's ranking <Title:A>, <Title:B> + EOS",
       train_prompts: `${trainSamples.length} (ceil(${trainSamples.length} / train users) ` +
         "draws per train user, 3 negatives each)",
       sft: `full fine-tuning of the base LM on the chosen responses, ${scale.dmpoSftSteps} ` +
-        `steps, lr ${DMPO_SFT_LR}, batch ${scale.batchSize}; the reference of the SFT+ arms`,
+        `steps, lr ${DMPO_SFT_LR}, batch ${scale.batchSize}; the reference of the SFT+ arms; ` +
+        `${scale.stage0Seeds} distinct SFT model(s): seed s uses the one of seed ` +
+        `s % ${scale.stage0Seeds}, so further seeds vary the preference stages only`,
       dmpo_only: "DMPO (paper form, K=3) on the base LM, whose frozen weights are its reference",
       beta: { "dmpo-paper": 1, "dmpo-released": 0.1 },
       gamma_released: 1,

@@ -2,9 +2,10 @@
  * DMPO ablations on the synthetic world (one seed):
  *
  * - **negatives**: SFT+DMPO with K = 1 … n negatives (`scale.ablDmpoNegs`) from one SFT model,
- *   for each negative sampler of src/experiments/negatives.ts (popularity-drawn, uniform,
- *   same-genre, model-mined hard): the item the prompt names is the first negative, the
- *   sampler draws the K − 1 extra ones; every arm trains on the same fixed prompts;
+ *   for each negative sampler of src/experiments/negatives.ts (popularity-drawn over every K;
+ *   uniform, same-genre, model-mined hard over `scale.ablSamplerNegs`): the item the prompt
+ *   names is the first negative, the sampler draws the K − 1 extra ones; every arm trains on
+ *   the same fixed prompts;
  * - **few-shot**: SFT+DMPO vs DMPO-only (no SFT) trained on `n` prompts for each `n` of
  *   `scale.ablFewShot` (world `fewShot` subsets of the train prompts);
  * - **cross-domain**: the SFT and SFT+DMPO models trained on domain 0 ("movie") evaluated on
@@ -30,6 +31,7 @@ import {
   disposeSnapshot,
   fromSnapshot,
   recordStage,
+  type Scale,
   SCALE_PRESETS,
   type ScaleName,
   scoreResponses,
@@ -104,6 +106,11 @@ const K_MID = 3;
 
 /** Model-mined hard negatives: uniform candidates per prompt that the SFT model scores. */
 export const MINE_FROM = 19;
+
+/** The K values the negatives sweep trains for `sampler` (popularity: all of them). */
+export function samplerKs(scale: Scale, sampler: AblationSampler): number[] {
+  return sampler === "popularity" ? scale.ablDmpoNegs : scale.ablSamplerNegs;
+}
 
 /** Row name of a negatives-sweep arm (K = 1 and the popularity sampler keep the plain name). */
 export function negativesArmName(k: number, sampler: AblationSampler): string {
@@ -268,7 +275,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     const runs: [AblationSampler, number][] = [
       ...ks.map((k) => ["popularity", k] as [AblationSampler, number]),
       ...ABLATION_SAMPLERS.filter((x) => x !== "popularity").flatMap((x) =>
-        scale.ablDmpoNegs.filter((k) => k > 1).map((k) => [x, k] as [AblationSampler, number])
+        samplerKs(scale, x).filter((k) => k > 1).map((k) => [x, k] as [AblationSampler, number])
       ),
     ];
     for (const [sampler, k] of runs) {
@@ -278,7 +285,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       await arm(negativesArmName(k, sampler), sft.snap, sets[sampler], k, extra);
     }
     for (const sampler of ABLATION_SAMPLERS) {
-      for (const k of scale.ablDmpoNegs) {
+      for (const k of samplerKs(scale, sampler)) {
         const method = negativesArmName(k, sampler);
         const row = methods[method];
         k_sweep.push({
@@ -334,6 +341,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       `seed ${seed}, ${all.length} train prompts (${kMax} negatives each), ${test.length} ` +
       `test pairs per domain, response form "${DMPO_RESPONSE}"`,
       `negatives sweep: SFT+DMPO (paper form, β = 1) with K = ${scale.ablDmpoNegs.join(", ")} ` +
+      `(popularity-weighted) and K = ${scale.ablSamplerNegs.join(", ")} (the other samplers) ` +
       `from one SFT model, ${scale.dmpoPrefSteps} LoRA steps each, every arm on the same ` +
       `${sweepBase.length} train prompts (one epoch); negative 1 = the item the prompt names, ` +
       `the K − 1 extra ones drawn per sampler from the items outside the history: ` +
@@ -402,7 +410,9 @@ export function dmpoAblationFindings(
   };
   const oneK = ks.length < 2 ? "the negatives sweep has a single K" : undefined;
   for (const sampler of ABLATION_SAMPLERS) {
-    const hi = negativesArmName(kHi, sampler), lo = negativesArmName(kLo, sampler);
+    const own = a ? a.k_sweep.filter((r) => r.sampler === sampler).map((r) => r.k) : [];
+    const sHi = own.length ? Math.max(...own) : kHi;
+    const hi = negativesArmName(sHi, sampler), lo = negativesArmName(kLo, sampler);
     add(
       spec(
         moreNegativesClaimId(sampler),

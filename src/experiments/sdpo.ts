@@ -209,7 +209,7 @@ export interface SdpoAblations {
   sampler_k_sweep: { sampler: string; k: number; row: AblationRow }[];
   /** Mean S-DPO softmax weight of a negative by its rank under the reference (1 = hardest). */
   neg_weights: { ref_rank: number; weight: number; uniform: number }[];
-  /** Ablation rows by name, for the claims ("S-DPO K=8", "β best interior", ...). */
+  /** Ablation rows by name, for the claims ("S-DPO K=8", "S-DPO β=0.1", ...). */
   methods: Record<string, AblationRow>;
   /** Notes on how dynamic rows were chosen. */
   notes: string[];
@@ -740,18 +740,6 @@ async function runAblations(
     methods[`S-DPO β=${beta}`] = row;
   }
   const notes: string[] = [];
-  if (betaSweep.length >= 3) {
-    const ends = [betaSweep[0], betaSweep.at(-1)!];
-    const interior = betaSweep.slice(1, -1);
-    const bestI = interior.reduce((a, b) => (b.row.hr1_rank > a.row.hr1_rank ? b : a));
-    const bestE = ends.reduce((a, b) => (b.row.hr1_rank > a.row.hr1_rank ? b : a));
-    methods["β best interior"] = bestI.row;
-    methods["β best endpoint"] = bestE.row;
-    notes.push(
-      `β interior optimum: best interior β = ${bestI.beta} vs best endpoint β = ${bestE.beta} ` +
-        "(chosen by mean HR@1 on the same test rows, so the comparison favours the interior)",
-    );
-  }
   // Negative samplers.
   const t0 = performance.now();
   const prefScores = scoreResponses(

@@ -116,6 +116,15 @@ export const CLAIMS: ClaimSpec[] = [
     b: "DPO",
   },
   {
+    id: "sdpo.sdpo_gt_sft.gen_hr1",
+    paper: "sdpo",
+    text: "S-DPO > SFT on HR@1 (generation, invalid = miss; the paper's Table 1 metric)",
+    metric: "gen_hits",
+    metricLabel: "generation HR@1",
+    a: "S-DPO",
+    b: "SFT",
+  },
+  {
     id: "sdpo.sdpo_gt_sft.valid_ratio",
     paper: "sdpo",
     text: "S-DPO > SFT on ValidRatio",

@@ -2,41 +2,52 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../../src/backend.ts";
 import {
   BASE_LM_RECIPE,
+  baseLmExercises,
   baseLmHash,
   baseLmSetting,
   loadBaseLm,
   pretrainBaseLm,
-  selectionExercises,
 } from "../../src/experiments/base_lm.ts";
 import { sdpoSamples } from "../../src/data/world.ts";
 
 await initBackend(undefined, { quiet: true });
 
-Deno.test("selectionExercises: train users only, the answer is one of the listed titles", () => {
+Deno.test("baseLmExercises: train users only; selection answers a listed title, copy all in order", () => {
   const { world, tok, samples } = baseLmSetting();
-  const recipe = { minCandidates: 3, maxCandidates: 7, seed: 1 };
-  const ex = selectionExercises(world, tok, samples, 300, recipe);
+  const recipe = { minCandidates: 3, maxCandidates: 7, copyShare: 0.3, seed: 1 };
+  const ex = baseLmExercises(world, tok, samples, 300, recipe);
   assert.equal(ex.length, 300);
   const trainUsers = new Set(world.splits.train);
   assert.ok(samples.every((s) => trainUsers.has(s.user)));
   const counts = new Set<number>();
+  let copies = 0;
   for (const e of ex) {
     const prompt = tok.decode(e.prompt, { skipSpecial: true });
     const answer = tok.decode(e.chosen, { skipSpecial: true }).trim();
-    // The count (2–19) is not in the word tokenizer's vocabulary (only the template's 20 is),
-    // so it decodes as <unk>, which skipSpecial drops.
-    const m = prompt.match(/following (?:\d+ )?movie titles: (.*)\. Answer:$/);
+    assert.ok(!e.prompt.includes(tok.unkId) && !e.chosen.includes(tok.unkId), prompt);
+    const sel = prompt.match(/following (\d+) movie titles: (.*)\. Answer:$/);
+    const copy = prompt.match(
+      / recently\. Repeat the following (\d+) movie titles in order: (.*)\. Answer:$/,
+    );
+    const m = copy ?? sel;
     assert.ok(m, prompt);
-    const listed = m[1].split(", ");
+    const listed = m[2].split(", ");
+    assert.equal(Number(m[1]), listed.length, "the count says how many are listed");
     counts.add(listed.length);
-    assert.ok(listed.includes(answer), `${answer} not in ${listed}`);
     assert.ok(listed.length >= 3 && listed.length <= 7);
+    if (copy) {
+      copies++;
+      assert.equal(answer, listed.join(", "));
+    } else {
+      assert.ok(listed.includes(answer), `${answer} not in ${listed}`);
+    }
   }
   assert.ok(counts.size >= 4, "candidate counts vary");
+  assert.ok(copies > 60 && copies < 120, `about 30 % copy exercises: ${copies}`);
   // Seeded: the same recipe gives the same exercises, another seed others.
-  const again = selectionExercises(world, tok, samples, 300, recipe);
+  const again = baseLmExercises(world, tok, samples, 300, recipe);
   assert.deepEqual(again.map((e) => e.chosen), ex.map((e) => e.chosen));
-  const other = selectionExercises(world, tok, samples, 300, { ...recipe, seed: 2 });
+  const other = baseLmExercises(world, tok, samples, 300, { ...recipe, seed: 2 });
   assert.notDeepEqual(other.map((e) => e.prompt), ex.map((e) => e.prompt));
   // Test users never appear: their histories are not the exercises' histories.
   const testHist = new Set(

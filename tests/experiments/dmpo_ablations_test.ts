@@ -10,8 +10,13 @@ import {
   encodePrompt,
   encodeResponse,
   modelConfig,
+  SCALE_PRESETS,
 } from "../../src/experiments/common.ts";
-import { candidateScores, moreNegativesClaimId } from "../../src/experiments/dmpo_ablations.ts";
+import {
+  candidateScores,
+  moreNegativesClaimId,
+  samplerKs,
+} from "../../src/experiments/dmpo_ablations.ts";
 import {
   ABLATION_SAMPLERS,
   extraNegativePool,
@@ -250,4 +255,18 @@ Deno.test("candidateScores (model-hard mining) equals scorePairs on each prompt 
   } finally {
     model.dispose();
   }
+});
+
+Deno.test("DMPO negatives sweep: every sampler's K values hold K = 1 and the largest K", () => {
+  for (const scale of Object.values(SCALE_PRESETS)) {
+    const all = scale.ablDmpoNegs;
+    for (const sampler of ABLATION_SAMPLERS) {
+      const ks = samplerKs(scale, sampler);
+      assert.ok(ks.every((k) => all.includes(k)), `${scale.name} ${sampler}: ${ks} within ${all}`);
+      assert.ok(ks.includes(Math.min(...all)), `${scale.name} ${sampler} has the smallest K`);
+      assert.ok(ks.includes(Math.max(...all)), `${scale.name} ${sampler} has the largest K`);
+    }
+  }
+  assert.deepEqual(samplerKs(SCALE_PRESETS.small, "popularity"), [1, 2, 3, 4, 5]);
+  assert.deepEqual(samplerKs(SCALE_PRESETS.small, "uniform"), [1, 3, 5]);
 });
