@@ -424,9 +424,7 @@ export async function main(args: string[]): Promise<string[]> {
       }) + plots;
       findingsTitle = `S-DPO (${datasetLabel(opts.dataset).replace(/^the /, "")})`;
       findingsNotes = (prep?.notes ?? SDPO_NOTES).slice(0, 3);
-      ablationNote = abl
-        ? `Same rule, on the ablation rows of seed ${abl.seed} (${abl.notes.join("; ")}).`
-        : "";
+      ablationNote = abl ? `Same rule, on the ablation rows of seed ${abl.seed}.` : "";
     } else {
       const prep = real.dmpo;
       const r = await dmpo.run({ scale: opts.scale, seeds, data: prep?.data });

@@ -14,8 +14,8 @@
  *   lower that loss is to put the probability on the listed titles; no preference is taught
  *   (the target is uniform), so what SFT and the preference stages learn afterwards is theirs.
  * - *copy*: the same history and titles, and all the titles asked back in order
- *   (`worldCopyPrompt`). Every answer token is a copy from the list, none from the history: a dense signal for the attention circuit that
- *   copies (an "induction head"). Selection alone supervises 3–4 tokens per prompt and reached
+ *   (`worldCopyPrompt`). Every answer token is a copy from the list, none from the history:
+ *   a dense signal for the attention circuit that copies (an "induction head"). Selection alone supervises 3–4 tokens per prompt and reached
  *   a validity of 0.56 after 3,000 steps; the whole next title's tokens come from memory of the
  *   catalogue instead of the list (every wrong answer was a real title, not a listed one).
  *

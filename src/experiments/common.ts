@@ -199,8 +199,8 @@ export function buildWorld(): World {
 
 /**
  * The word tokenizer: every item title plus one text of each template (S-DPO, DMPO, the base
- * LM's copy exercise) and the counts 1–20 a prompt can list, so it is the same for both
- * papers and independent of the scale.
+ * LM's copy exercise) and every count a prompt can list (1 to the candidates per prompt), so
+ * it is the same for both papers and independent of the scale.
  */
 export function buildTokenizer(world: World, sdpoExample: SdpoSample): WordTokenizer {
   const dm = dmpoSamples(world, "train", { numNegatives: 1 })[0];
@@ -211,7 +211,7 @@ export function buildTokenizer(world: World, sdpoExample: SdpoSample): WordToken
     dt.prompt,
     dt.chosen,
     worldCopyPrompt(sdpoExample.history, sdpoExample.candidates, world.domains[0]),
-    Array.from({ length: 20 }, (_, i) => String(i + 1)).join(" "),
+    sdpoExample.candidates.map((_, i) => String(i + 1)).join(" "),
   ]);
 }
 

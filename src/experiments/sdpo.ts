@@ -211,8 +211,6 @@ export interface SdpoAblations {
   neg_weights: { ref_rank: number; weight: number; uniform: number }[];
   /** Ablation rows by name, for the claims ("S-DPO K=8", "S-DPO β=0.1", ...). */
   methods: Record<string, AblationRow>;
-  /** Notes on how dynamic rows were chosen. */
-  notes: string[];
 }
 
 /** The arms, in table order. */
@@ -739,7 +737,6 @@ async function runAblations(
     betaSweep.push({ beta, row });
     methods[`S-DPO β=${beta}`] = row;
   }
-  const notes: string[] = [];
   // Negative samplers.
   const t0 = performance.now();
   const prefScores = scoreResponses(
@@ -804,6 +801,5 @@ async function runAblations(
     sampler_k_sweep: samplerK,
     neg_weights: negWeights,
     methods,
-    notes,
   };
 }
