@@ -274,15 +274,18 @@ export function evaluateDmpo(
   world: World,
   test: DmpoSample[],
   response: DmpoResponse = DMPO_RESPONSE,
-): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
+): DmpoEval {
   return evaluateDmpoExamples(model, test.map((s) => dmpoExample(tok, s, world, 1, response)));
 }
+
+/** What evaluating one model gives: a method's row without its training numbers. */
+export type DmpoEval = Omit<DmpoMethodResult, "train_seconds" | "final_loss">;
 
 /** Evaluate a model on encoded test pairs (`rejected[0]` = the wrong response). */
 export function evaluateDmpoExamples(
   model: LlamaModel,
   ex: readonly DmpoExample[],
-): Omit<DmpoMethodResult, "train_seconds" | "final_loss"> {
+): DmpoEval {
   const t0 = performance.now();
   const scores = scorePairs(
     model,
@@ -348,6 +351,18 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   log(`[dmpo] ${train3.length} train prompts (3 negatives), ${numTest} test pairs`);
   const references = real?.references ?? dmpoReferenceRows(world!, test);
   const perSeed: DmpoSeedResult[] = [];
+  // Seeds that share the stage-0 snapshot (and the SFT seed) share the Base LM and SFT models:
+  // each is evaluated once (evaluation is deterministic) and its row reused, eval_seconds 0.
+  const sharedEvals = new WeakMap<Snapshot, Map<string, DmpoEval>>();
+  const evalShared = (base: Snapshot, key: string, run: () => DmpoEval): DmpoEval => {
+    let byKey = sharedEvals.get(base);
+    if (!byKey) sharedEvals.set(base, byKey = new Map());
+    const hit = byKey.get(key);
+    if (hit) return { ...hit, eval_seconds: 0 };
+    const ev = run();
+    byKey.set(key, ev);
+    return ev;
+  };
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const methods: Record<string, DmpoMethodResult> = {};
@@ -375,7 +390,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       }
     };
     methods["Base LM"] = {
-      ...evalSnap(base.snap),
+      ...evalShared(base.snap, "base", () => evalSnap(base.snap)),
       train_seconds: base.reused ? 0 : base.seconds,
       final_loss: base.finalLoss,
     };
@@ -391,7 +406,11 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     }, sftSteps);
     const sft = sftR.snap;
     recordStage("dmpo", "SFT" + sourceNote(sftR), seed, sftR.wallSeconds);
-    methods.SFT = { ...evalSnap(sft), train_seconds: sftR.seconds, final_loss: sftR.finalLoss };
+    methods.SFT = {
+      ...evalShared(base.snap, `sft s${sftSeed}`, () => evalSnap(sft)),
+      train_seconds: sftR.seconds,
+      final_loss: sftR.finalLoss,
+    };
     log(`[dmpo] seed ${seed}: SFT AUC ${methods.SFT.auc_released.toFixed(3)}`);
     const arms: {
       name: string;

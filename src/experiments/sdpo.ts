@@ -554,6 +554,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const curves: CurvePoint[] = [];
   const curveEvery = Math.max(1, Math.floor(scale.prefSteps / 20));
   let ablations: SdpoAblations | undefined;
+  const sftEvals = new WeakMap<Snapshot, ReturnType<typeof evaluateSdpo>>();
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
@@ -576,9 +577,13 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     const sft = base.snap;
     const sftModel = fromSnapshot(config, sft);
     const methods: Record<string, SdpoMethodResult> = {};
-    const { scores: sftScores, ...sftEval } = evaluateSdpo(sftModel, tok, text, test, numGen);
+    // Seeds sharing the stage-0 snapshot share its (deterministic) evaluation: done once.
+    const shared = sftEvals.get(sft);
+    const full = shared ?? evaluateSdpo(sftModel, tok, text, test, numGen);
+    if (!shared) sftEvals.set(sft, full);
+    const { scores: sftScores, ...sftEval } = shared ? { ...full, eval_seconds: 0 } : full;
     methods.SFT = { ...sftEval, train_seconds: base.seconds, final_loss: base.finalLoss };
-    recordStage("sdpo", "eval/SFT", seed, sftEval.eval_seconds);
+    recordStage("sdpo", shared ? "eval/SFT (reused)" : "eval/SFT", seed, sftEval.eval_seconds);
     log(`[sdpo] seed ${seed}: SFT HR@1 ${methods.SFT.hr1_rank.toFixed(3)}`);
     const scoresBy: Record<string, number[][]> = { SFT: sftScores };
     for (const arm of ARMS) {

@@ -157,3 +157,36 @@ Deno.test("verdictOf follows the CI", () => {
   assert.equal(verdictOf({ lo: -0.1, hi: 0.1 }), "inconclusive");
   assert.equal(verdictOf({ lo: 0, hi: 0 }), "inconclusive");
 });
+
+Deno.test("seeds sharing stage 0 reuse its evaluation: the rows equal a fresh evaluation", async () => {
+  const { run: runSdpo } = await import("../../src/experiments/sdpo.ts");
+  const { run: runDmpo } = await import("../../src/experiments/dmpo.ts");
+  const { clearBaseCache } = await import("../../src/experiments/common.ts");
+  const common = { scale: "test" as const, progress: false, baselines: false };
+  const drop = (row: Record<string, unknown>) => {
+    const { eval_seconds: _e, train_seconds: _t, ...rest } = row;
+    return rest;
+  };
+  try {
+    clearBaseCache();
+    const two = await runSdpo({ ...common, seeds: [0, 1] });
+    const dmpoTwo = await runDmpo({ ...common, seeds: [0, 1] });
+    // Seed 1 alone, nothing cached: its SFT / Base LM rows are evaluated afresh.
+    clearBaseCache();
+    const one = await runSdpo({ ...common, seeds: [1] });
+    const dmpoOne = await runDmpo({ ...common, seeds: [1] });
+    const reused = two.per_seed[1].methods.SFT;
+    assert.equal(reused.eval_seconds, 0);
+    assert.ok(two.per_seed[0].methods.SFT.eval_seconds > 0);
+    assert.deepEqual(drop({ ...reused }), drop({ ...one.per_seed[0].methods.SFT }));
+    for (const m of ["Base LM", "SFT"]) {
+      const r = dmpoTwo.per_seed[1].methods[m];
+      assert.equal(r.eval_seconds, 0, m);
+      assert.deepEqual(drop({ ...r }), drop({ ...dmpoOne.per_seed[0].methods[m] }), m);
+    }
+    // The arms trained per seed are still evaluated per seed.
+    assert.ok(two.per_seed[1].methods["S-DPO"].eval_seconds > 0);
+  } finally {
+    clearBaseCache();
+  }
+});
