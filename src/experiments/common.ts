@@ -525,6 +525,27 @@ export async function baseSnapshot(
   return out;
 }
 
+/**
+ * The evaluation of a model several seeds share (the stage-0 snapshot, or a model trained from
+ * it with a shared seed), run once per (snapshot, key) of `memo` and then reused with
+ * `eval_seconds` 0: evaluation is deterministic, so a rerun would give the same row. `memo`
+ * lives for one experiment run.
+ */
+export function evalOnce<T extends { eval_seconds: number }>(
+  memo: WeakMap<Snapshot, Map<string, T>>,
+  snap: Snapshot,
+  key: string,
+  evaluate: () => T,
+): { row: T; reused: boolean } {
+  let byKey = memo.get(snap);
+  if (!byKey) memo.set(snap, byKey = new Map());
+  const hit = byKey.get(key);
+  if (hit) return { row: { ...hit, eval_seconds: 0 }, reused: true };
+  const row = evaluate();
+  byKey.set(key, row);
+  return { row, reused: false };
+}
+
 /** Free every cached stage-0 snapshot. */
 export function clearBaseCache(): void {
   for (const b of baseCache.values()) disposeSnapshot(b.snap);

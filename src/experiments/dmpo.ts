@@ -32,6 +32,7 @@ import {
   disposeSnapshot,
   encodePrompt,
   encodeResponse,
+  evalOnce,
   fromSnapshot,
   loraConfig,
   recordStage,
@@ -351,18 +352,9 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   log(`[dmpo] ${train3.length} train prompts (3 negatives), ${numTest} test pairs`);
   const references = real?.references ?? dmpoReferenceRows(world!, test);
   const perSeed: DmpoSeedResult[] = [];
-  // Seeds that share the stage-0 snapshot (and the SFT seed) share the Base LM and SFT models:
-  // each is evaluated once (evaluation is deterministic) and its row reused, eval_seconds 0.
+  // Seeds that share the stage-0 snapshot (and the SFT seed) share the Base LM and SFT models,
+  // so each is evaluated once (evalOnce).
   const sharedEvals = new WeakMap<Snapshot, Map<string, DmpoEval>>();
-  const evalShared = (base: Snapshot, key: string, run: () => DmpoEval): DmpoEval => {
-    let byKey = sharedEvals.get(base);
-    if (!byKey) sharedEvals.set(base, byKey = new Map());
-    const hit = byKey.get(key);
-    if (hit) return { ...hit, eval_seconds: 0 };
-    const ev = run();
-    byKey.set(key, ev);
-    return ev;
-  };
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const methods: Record<string, DmpoMethodResult> = {};
@@ -390,7 +382,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
       }
     };
     methods["Base LM"] = {
-      ...evalShared(base.snap, "base", () => evalSnap(base.snap)),
+      ...evalOnce(sharedEvals, base.snap, "Base LM", () => evalSnap(base.snap)).row,
       train_seconds: base.reused ? 0 : base.seconds,
       final_loss: base.finalLoss,
     };
@@ -407,7 +399,7 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     const sft = sftR.snap;
     recordStage("dmpo", "SFT" + sourceNote(sftR), seed, sftR.wallSeconds);
     methods.SFT = {
-      ...evalShared(base.snap, `sft s${sftSeed}`, () => evalSnap(sft)),
+      ...evalOnce(sharedEvals, base.snap, `SFT s${sftSeed}`, () => evalSnap(sft)).row,
       train_seconds: sftR.seconds,
       final_loss: sftR.finalLoss,
     };

@@ -37,6 +37,7 @@ import {
   buildWorld,
   encodePrompt,
   encodeResponse,
+  evalOnce,
   fromSnapshot,
   loraConfig,
   modelConfig,
@@ -554,7 +555,8 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const curves: CurvePoint[] = [];
   const curveEvery = Math.max(1, Math.floor(scale.prefSteps / 20));
   let ablations: SdpoAblations | undefined;
-  const sftEvals = new WeakMap<Snapshot, ReturnType<typeof evaluateSdpo>>();
+  // Seeds sharing the stage-0 snapshot share its evaluation (evalOnce).
+  const sftEvals = new WeakMap<Snapshot, Map<string, ReturnType<typeof evaluateSdpo>>>();
   for (const seed of cfg.seeds) {
     const ts = performance.now();
     const sftKind = currentBaseModel() ? "LoRA SFT merged into the base model" : "full fine-tuning";
@@ -577,13 +579,15 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     const sft = base.snap;
     const sftModel = fromSnapshot(config, sft);
     const methods: Record<string, SdpoMethodResult> = {};
-    // Seeds sharing the stage-0 snapshot share its (deterministic) evaluation: done once.
-    const shared = sftEvals.get(sft);
-    const full = shared ?? evaluateSdpo(sftModel, tok, text, test, numGen);
-    if (!shared) sftEvals.set(sft, full);
-    const { scores: sftScores, ...sftEval } = shared ? { ...full, eval_seconds: 0 } : full;
+    const { row, reused } = evalOnce(
+      sftEvals,
+      sft,
+      "SFT",
+      () => evaluateSdpo(sftModel, tok, text, test, numGen),
+    );
+    const { scores: sftScores, ...sftEval } = row;
     methods.SFT = { ...sftEval, train_seconds: base.seconds, final_loss: base.finalLoss };
-    recordStage("sdpo", shared ? "eval/SFT (reused)" : "eval/SFT", seed, sftEval.eval_seconds);
+    recordStage("sdpo", reused ? "eval/SFT (reused)" : "eval/SFT", seed, sftEval.eval_seconds);
     log(`[sdpo] seed ${seed}: SFT HR@1 ${methods.SFT.hr1_rank.toFixed(3)}`);
     const scoresBy: Record<string, number[][]> = { SFT: sftScores };
     for (const arm of ARMS) {
