@@ -9,26 +9,56 @@
  * deno run -A src/cli/notebooks.ts --out /tmp/nb   # executed copies elsewhere
  * ```
  *
- * Exits 1 when a notebook fails (a cell error), 2 on a bad flag or a missing Jupyter / Deno
- * kernel (with how to install them).
+ * `--help` lists the flags. Exits 1 when a notebook fails (a cell error), 2 on a bad flag or
+ * a missing Jupyter / Deno kernel (with how to install them).
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { ensureDir } from "../io.ts";
 import { executeNotebook, jupyterStatus, listNotebooks } from "../notebook_check.ts";
+import {
+  choiceFlag,
+  type FlagTable,
+  helpText,
+  numberFlag,
+  parseFlags,
+  runMain,
+  UsageError,
+} from "./_args.ts";
 
-const USAGE = "usage: notebooks [--html] [--out DIR] [--scale tiny|test] [--timeout SECONDS] " +
-  "[names…]\n" +
-  "  names: notebook file names or prefixes (e.g. 01 or 01-sdpo); default: every notebook\n" +
-  "  --html     also write an HTML export of each executed notebook\n" +
-  "  --out      write the executed notebooks (and HTML) to DIR instead of in place\n" +
-  "  --scale    RECALIGN_NOTEBOOK_SCALE for the training runs (default tiny)\n" +
-  "  --timeout  per-cell timeout in seconds (default 900)";
+/** The flags of `deno task notebooks`. */
+export const NOTEBOOKS_FLAGS = {
+  html: { type: "boolean", help: "also write an HTML export of each executed notebook" },
+  out: {
+    type: "string",
+    value: "DIR",
+    defaultText: "in place (notebooks/)",
+    help: "write the executed notebooks (and HTML) to DIR",
+  },
+  scale: {
+    type: "string",
+    value: "tiny|test|small",
+    default: "tiny",
+    help: "scale of the notebooks' training runs (RECALIGN_NOTEBOOK_SCALE)",
+  },
+  timeout: {
+    type: "string",
+    value: "SECONDS",
+    default: "900",
+    help: "per-cell timeout",
+  },
+} as const satisfies FlagTable;
 
-function fail(msg: string, code = 2): never {
-  console.error(`notebooks: ${msg}`);
-  Deno.exit(code);
+const HELP = helpText(NOTEBOOKS_FLAGS, {
+  usage: "deno task notebooks [flags] [names…]",
+  about: "Execute the notebooks through Jupyter's Deno kernel, writing the executed copies " +
+    "(with their outputs) in place or to --out. names: notebook file names or prefixes (e.g. " +
+    "01 or 01-sdpo); default: every notebook. Needs jupyter and the Deno kernel " +
+    "(`deno jupyter --install`).",
+});
+
+function fail(msg: string): never {
+  throw new UsageError(`notebooks: ${msg}`);
 }
 
 /** Parsed options. */
@@ -40,55 +70,24 @@ export interface NotebooksOptions {
   names: string[];
 }
 
-/** Parse argv; exits 2 with a one-line message on a bad flag or value. */
-export function parseOptions(args: string[]): NotebooksOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        html: { type: "boolean", default: false },
-        out: { type: "string" },
-        scale: { type: "string", default: "tiny" },
-        timeout: { type: "string", default: "900" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    // One line naming the flag and the allowed ones (`--help` prints the usage).
-    const msg = (e as Error).message;
-    const flag = msg.match(/'(-[^' ]*)/)?.[1] ?? "?";
-    const allowed = "--html, --out, --scale, --timeout, --help";
-    if (/Unknown option/i.test(msg)) fail(`unknown flag ${flag}; allowed: ${allowed}`);
-    if (/argument missing/i.test(msg)) fail(`${flag} needs a value`);
-    if (/does not take an argument/i.test(msg)) fail(`${flag} takes no value`);
-    if (/ambiguous/i.test(msg)) fail(`${flag}: write a value starting with "-" as ${flag}=VALUE`);
-    fail(`${msg.split("\n")[0]} (allowed: ${allowed})`);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  if (!["tiny", "test", "small"].includes(values.scale!)) {
-    fail(`--scale must be tiny, test or small, got "${values.scale}"`);
-  }
-  const timeout = Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 1) {
-    fail(`--timeout must be a positive integer (seconds), got "${values.timeout}"`);
-  }
+/**
+ * Parse argv; undefined for `--help`.
+ *
+ * @throws {UsageError} one line naming a bad flag or value (exit status 2).
+ */
+export function parseOptions(args: string[]): NotebooksOptions | undefined {
+  const { values, positionals, help } = parseFlags("notebooks", NOTEBOOKS_FLAGS, args, true);
+  if (help) return undefined;
   return {
-    html: values.html!,
+    html: values.html ?? false,
     out: values.out?.replace(/\/+$/, ""),
-    scale: values.scale!,
-    timeout,
+    scale: choiceFlag("notebooks", "scale", values.scale!, ["tiny", "test", "small"]),
+    timeout: numberFlag("notebooks", "timeout", values.timeout, { integer: true, min: 1 })!,
     names: positionals,
   };
 }
 
-/** The notebooks selected by `names` (all when empty); exits 2 on a name that matches none. */
+/** The notebooks selected by `names` (all when empty); a name that matches none: UsageError. */
 export function selectNotebooks(all: string[], names: string[]): string[] {
   if (names.length === 0) return all;
   const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
@@ -107,6 +106,10 @@ export function selectNotebooks(all: string[], names: string[]): string[] {
 /** Run; returns the number of failed notebooks. */
 export async function main(args: string[]): Promise<number> {
   const opts = parseOptions(args);
+  if (!opts) {
+    console.log(HELP);
+    return 0;
+  }
   const status = await jupyterStatus();
   if (!status.ok) fail(`cannot execute notebooks: ${status.reason}`);
   const notebooks = selectNotebooks(await listNotebooks(), opts.names);
@@ -137,14 +140,6 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  let failed = 0;
-  try {
-    failed = await main(Deno.args);
-  } catch (err) {
-    // One line, never a bare stack trace (RECALIGN_DEBUG=1 shows it).
-    if (Deno.env.get("RECALIGN_DEBUG")) console.error(err);
-    const e = err as Error;
-    fail(`${e?.name ?? "Error"}: ${String(e?.message).replace(/\s*\n\s*/g, " ")}`, 1);
-  }
-  if (failed > 0) Deno.exit(1);
+  // Exit 1 when a notebook failed, 2 on a bad flag or a missing Jupyter / Deno kernel.
+  await runMain("notebooks", async (args) => (await main(args)) > 0 ? 1 : 0);
 }

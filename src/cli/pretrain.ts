@@ -4,7 +4,7 @@
  * `recipe.json`). Resumable: run the same command again after an interruption.
  *
  * ```sh
- * deno task pretrain [--out models/base-lm] [--steps N]
+ * deno task pretrain [--out models/base-lm] [--steps N] [--backend auto|wasm|cpu|tensorflow]
  * ```
  *
  * `--steps` overrides the recipe's step count (for studies); reproduce only uses a base LM
@@ -12,44 +12,50 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { initBackend } from "../backend.ts";
+import { ConfigError } from "../errors.ts";
 import { BASE_LM_DIR, BASE_LM_RECIPE, pretrainBaseLm } from "../experiments/base_lm.ts";
+import { type FlagTable, helpText, numberFlag, parseFlags, runMain } from "./_args.ts";
 
-const USAGE = "usage: pretrain [--out models/base-lm] [--steps N] [--backend wasm|cpu|tensorflow]";
+/** The flags of `deno task pretrain`. */
+export const PRETRAIN_FLAGS = {
+  out: {
+    type: "string",
+    value: "DIR",
+    default: BASE_LM_DIR,
+    help: "where to save the base LM (config.json, model.safetensors, the tokenizer, " +
+      "recipe.json) and its checkpoints while it trains",
+  },
+  steps: {
+    type: "string",
+    value: "N",
+    default: String(BASE_LM_RECIPE.steps),
+    help: "pretraining steps; another count than the recipe's makes a base LM that " +
+      "`deno task reproduce` uses only when named with --base-lm",
+  },
+  backend: {
+    type: "string",
+    value: "auto|wasm|cpu|tensorflow",
+    defaultText: "$RECALIGN_BACKEND, else auto",
+    help: "TensorFlow.js backend",
+  },
+} as const satisfies FlagTable;
 
-function fail(msg: string): never {
-  console.error(`pretrain: ${msg}`);
-  Deno.exit(2);
-}
+const HELP = helpText(PRETRAIN_FLAGS, {
+  usage: "deno task pretrain [flags]",
+  about: "Pretrain the small base LM (a Llama-style LM, dim 64, 2 layers) on the synthetic " +
+    "world's selection and copy exercises, the model every stage 0 of `deno task reproduce` " +
+    "starts from. Resumable: run the same command again after an interruption.",
+});
 
-if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      options: {
-        out: { type: "string", default: BASE_LM_DIR },
-        steps: { type: "string" },
-        backend: { type: "string" },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    fail(
-      `${(e as Error).message.split("\n")[0]}; allowed flags: --out, --steps, --backend, --help`,
-    );
+/** Run the CLI; returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const { values, help } = parseFlags("pretrain", PRETRAIN_FLAGS, args);
+  if (help) {
+    console.log(HELP);
+    return 0;
   }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const steps = values.steps === undefined ? BASE_LM_RECIPE.steps : Number(values.steps);
-  if (!Number.isInteger(steps) || steps < 1) {
-    fail(`--steps must be a positive integer, got "${values.steps}"`);
-  }
+  const steps = numberFlag("pretrain", "steps", values.steps, { integer: true, min: 1 })!;
   const backend = await initBackend(values.backend, { quiet: true });
   console.error(`[pretrain] backend ${backend.backend}, ${steps} steps → ${values.out}/`);
   const info = await pretrainBaseLm(values.out!, { ...BASE_LM_RECIPE, steps });
@@ -57,4 +63,7 @@ if (import.meta.main) {
     `[pretrain] done in ${info.seconds} s: loss ${info.final_loss.toFixed(3)}, ` +
       `validity probe ${info.probe_valid_ratio}`,
   );
+  return 0;
 }
+
+if (import.meta.main) await runMain("pretrain", main, [ConfigError]);

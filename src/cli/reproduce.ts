@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { type FlagTable, helpText, numberFlag, parseFlags, runMain, UsageError } from "./_args.ts";
 import { BASE_LM_DIR, loadBaseLm, pretrainBaseLm } from "../experiments/base_lm.ts";
 import { initBackend } from "../backend.ts";
 import { ensureDir, removeStaleTempFiles, writeFileAtomic, writeJsonAtomic } from "../io.ts";
@@ -59,13 +59,14 @@ import {
   useBaseModel,
 } from "../experiments/pretrained.ts";
 import { setRunFolders } from "../experiments/runs.ts";
-import { CheckpointError, ConfigError, RecalignError } from "../errors.ts";
+import { CheckpointError, ConfigError } from "../errors.ts";
 import {
   clearDatasetBaselines,
   DatasetError,
   datasetLabel,
   type DatasetName,
   DATASETS,
+  DEFAULT_DATA_DIR,
   defaultDataRoot,
   notApplicable,
   PAPER_DATASETS,
@@ -86,28 +87,97 @@ import {
   writeSdpoPlots,
 } from "../report/table.ts";
 
-const FLAGS = [
-  "--paper",
-  "--scale",
-  "--seeds",
-  "--backend",
-  "--out",
-  "--ablations",
-  "--no-ablations",
-  "--no-cache",
-  "--dataset",
-  "--data",
-  "--model",
-  "--base-lm",
-  "--help",
-];
-const USAGE = `usage: reproduce [--paper sdpo|dmpo|dpo4rec|all] [--scale tiny|small] [--seeds N] ` +
-  `[--backend wasm|cpu|tensorflow] [--out results/] [--ablations|--no-ablations] [--no-cache] ` +
-  `[--dataset ${DATASETS.join("|")}] [--data <dir>] [--model <hf-model-folder>]`;
+/** The flags of `deno task reproduce` (parser, `--help` and error messages). */
+export const REPRODUCE_FLAGS = {
+  paper: {
+    type: "string",
+    value: "sdpo|dmpo|dpo4rec|all",
+    default: "all",
+    help: "which paper's experiments to run; `all` skips the papers that do not run on --dataset",
+  },
+  scale: {
+    type: "string",
+    value: SCALES.join("|"),
+    default: "small",
+    help: "model, steps and test sizes: `test` checks the plumbing in seconds, `tiny` runs in " +
+      "about 2 minutes, `small` is the committed results (about 13 minutes on 2 cores)",
+  },
+  seeds: {
+    type: "string",
+    value: "N",
+    defaultText: "5 for S-DPO and DMPO, 2 for DPO4Rec at small; 1 at test and tiny",
+    help: "seeds per paper (the preference stages, and stage 0 where the scale gives each seed " +
+      "its own)",
+  },
+  backend: {
+    type: "string",
+    value: "auto|wasm|cpu|tensorflow",
+    defaultText: "$RECALIGN_BACKEND, else auto (tensorflow when tfjs-node is installed, else wasm)",
+    help: "TensorFlow.js backend",
+  },
+  out: {
+    type: "string",
+    value: "DIR",
+    default: "results",
+    help: "where to write <paper>/<dataset>/{metrics.json,table.md,findings.md}, run folders " +
+      "and the stage-0 cache (.cache/); use another folder to leave the committed results alone",
+  },
+  ablations: {
+    type: "boolean",
+    defaultText: "on at test and tiny, off at small",
+    help: "also run the S-DPO ablations (K and beta sweeps, negative samplers, negative weights)",
+  },
+  "no-ablations": {
+    type: "boolean",
+    help: "skip the ablations of both papers (the DMPO ablations run at every scale otherwise)",
+  },
+  "no-cache": {
+    type: "boolean",
+    help: "retrain every stage: neither reuse nor keep the stage-0 cache and finished run folders",
+  },
+  dataset: {
+    type: "string",
+    value: DATASETS.join("|"),
+    default: "synthetic",
+    help: "the embedded synthetic world, or a released data set (lastfm: S-DPO; ml-1m and " +
+      "amazon-movie: DMPO; fetch them with `deno task data fetch`)",
+  },
+  data: {
+    type: "string",
+    value: "DIR",
+    defaultText: `$RECALIGN_DATA, else ${DEFAULT_DATA_DIR}/`,
+    help: "folder holding the released files (sdpo-lastfm/, dmpo/ml-1m/, dmpo/amazon-movie/)",
+  },
+  model: {
+    type: "string",
+    value: "DIR",
+    defaultText: `$${MODEL_ENV}, else none`,
+    help: "a Hugging Face Llama / Qwen2 / Qwen3 folder (config.json, model.safetensors, " +
+      "tokenizer.json) as the base LM instead of the small one; synthetic world only",
+  },
+  "base-lm": {
+    type: "string",
+    value: "DIR|none",
+    default: BASE_LM_DIR,
+    help: "the pretrained small base LM stage 0 starts from (pretrained into DIR first when " +
+      "missing or stale, except at --scale test); `none` = a random init",
+  },
+} as const satisfies FlagTable;
+
+const HELP = helpText(REPRODUCE_FLAGS, {
+  usage: "deno task reproduce [flags]",
+  about: "Run the S-DPO, DMPO and DPO4Rec experiments (SFT, the preference arms, classic " +
+    "baselines, ablations), then write metrics.json, table.md and findings.md per paper and " +
+    "data set, and an index <out>/README.md. Interrupted runs resume: rerun the same command. " +
+    "Progress goes to stderr (a bar per stage and an overall line with an ETA), tables to stdout.",
+  after: "examples:\n" +
+    "  deno task reproduce --scale tiny --out runs/tiny      # about 2 minutes, results/ untouched\n" +
+    "  deno task reproduce                                    # the committed results (small)\n" +
+    "  deno task reproduce --paper sdpo --dataset lastfm      # after `deno task data fetch`",
+});
 
 function fail(msg: string): never {
-  console.error(`reproduce: ${msg}`);
-  Deno.exit(2);
+  throw new UsageError(`reproduce: ${msg}`);
 }
 
 /** Parsed options. */
@@ -148,45 +218,14 @@ export const DEFAULT_SEEDS: Record<ScaleName, Record<"sdpo" | "dmpo" | "dpo4rec"
   small: { sdpo: 5, dmpo: 5, dpo4rec: 2 },
 };
 
-/** Parse argv; exits 2 with a one-line message on a bad flag or value. */
-export function parseOptions(args: string[]): ReproduceOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        paper: { type: "string", default: "all" },
-        scale: { type: "string", default: "small" },
-        seeds: { type: "string" },
-        backend: { type: "string" },
-        out: { type: "string", default: "results" },
-        ablations: { type: "boolean" },
-        "no-ablations": { type: "boolean" },
-        "no-cache": { type: "boolean", default: false },
-        dataset: { type: "string", default: "synthetic" },
-        data: { type: "string" },
-        model: { type: "string" },
-        "base-lm": { type: "string" },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    const msg = (e as Error).message;
-    const flag = msg.match(/'(-[^']*)'/)?.[1];
-    if (/Unknown option/i.test(msg)) {
-      fail(`unknown flag ${flag ?? "?"}; allowed: ${FLAGS.join(", ")}`);
-    }
-    if (/Unexpected argument/i.test(msg)) {
-      fail(`unexpected argument ${flag ?? msg}; allowed flags: ${FLAGS.join(", ")}`);
-    }
-    fail(`${msg.split("\n")[0]} (allowed flags: ${FLAGS.join(", ")})`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+/**
+ * Parse argv; undefined for `--help`.
+ *
+ * @throws {UsageError} one line naming a bad flag or value (exit status 2).
+ */
+export function parseOptions(args: string[]): ReproduceOptions | undefined {
+  const { values, help } = parseFlags("reproduce", REPRODUCE_FLAGS, args);
+  if (help) return undefined;
   const paper = values.paper!;
   if (!["sdpo", "dmpo", "dpo4rec", "all"].includes(paper)) {
     fail(`--paper must be sdpo, dmpo, dpo4rec or all, got "${paper}"`);
@@ -214,10 +253,7 @@ export function parseOptions(args: string[]): ReproduceOptions {
     fail(`--model runs on the synthetic world only, got --dataset ${dataset}`);
   }
   // 0 = each paper's default for the scale (DEFAULT_SEEDS).
-  const seeds = values.seeds === undefined ? 0 : Number(values.seeds);
-  if (!Number.isInteger(seeds) || seeds < 1 && values.seeds !== undefined) {
-    fail(`--seeds must be a positive integer, got "${values.seeds}"`);
-  }
+  const seeds = numberFlag("reproduce", "seeds", values.seeds, { integer: true, min: 1 }) ?? 0;
   return {
     papers: [...all],
     scale,
@@ -315,11 +351,19 @@ function jsonSafe(x: unknown): unknown {
 /** Run everything; returns the written directories. */
 export async function main(args: string[]): Promise<string[]> {
   const opts = parseOptions(args);
+  if (!opts) {
+    console.log(HELP);
+    return [];
+  }
   for (const why of opts.skipped) console.error(`[reproduce] skipped: ${why}`);
   // Released data: checked and read before anything runs (a bad folder: one line, exit 2).
   const real = await loadOrFail(() =>
     prepareDataset(opts.papers, opts.dataset, SCALE_PRESETS[opts.scale], opts.dataRoot)
   );
+  // Which released rows train (S-DPO's own LastFM train file when fetched, else the fallback).
+  if (real.sdpo) {
+    console.error(`[reproduce] ${opts.dataset} train: ${real.sdpo.data.describe.train}`);
+  }
   const backend = await initBackend(opts.backend, { quiet: true });
   // The base LM: a Hugging Face folder (--model), or none (the synthetic world's random LM).
   try {
@@ -635,15 +679,7 @@ async function loadOrFail<T>(f: () => Promise<T>): Promise<T> {
 }
 
 if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (err) {
-    // One line, never a bare stack trace (RECALIGN_DEBUG=1 shows it): a bad value (e.g.
-    // --backend) exits 2, anything else 1.
-    if (Deno.env.get("RECALIGN_DEBUG")) console.error(err);
-    const e = err as Error;
-    const msg = err instanceof RecalignError ? e.message : `${e?.name ?? "Error"}: ${e?.message}`;
-    console.error(`reproduce: ${String(msg).replace(/\s*\n\s*/g, " ")}`);
-    Deno.exit(err instanceof ConfigError ? 2 : 1);
-  }
+  // One line, never a bare stack trace (RECALIGN_DEBUG=1 shows it): a bad flag or value (e.g.
+  // --backend) exits 2, anything else 1.
+  await runMain("reproduce", main, [ConfigError]);
 }

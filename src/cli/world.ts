@@ -4,8 +4,13 @@
  * one-knob variants, with uniform and same-genre candidates, and how often a uniform
  * negative shares the positive's genre. Markdown on stdout.
  *
+ * ```sh
+ * deno task world [--prompts 800]
+ * ```
+ *
  * @module
  */
+import { type FlagTable, helpText, numberFlag, parseFlags, runMain } from "./_args.ts";
 import {
   historyBayesScores,
   makeWorld,
@@ -59,4 +64,32 @@ export function worldDesignTable(n = 800): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) console.log(worldDesignTable());
+/** The flags of `deno task world`. */
+export const WORLD_FLAGS = {
+  prompts: {
+    type: "string",
+    value: "N",
+    default: "800",
+    help: "test prompts per world variant and candidate sampler",
+  },
+} as const satisfies FlagTable;
+
+const HELP = helpText(WORLD_FLAGS, {
+  usage: "deno task world [flags]",
+  about: "Print the world-design table of docs/world-design.md (markdown on stdout): HR@1 of " +
+    "the oracle, history-Bayes and popularity references on test prompts of the default " +
+    "synthetic world and of one-knob variants, with uniform and same-genre candidates, and " +
+    "how often a uniform negative shares the positive's genre. No model is trained.",
+});
+
+/** Run the CLI; returns the exit status. */
+export function main(args: string[]): Promise<number> {
+  const { values, help } = parseFlags("world", WORLD_FLAGS, args);
+  if (help) console.log(HELP);
+  else {console.log(
+      worldDesignTable(numberFlag("world", "prompts", values.prompts, { integer: true, min: 1 })),
+    );}
+  return Promise.resolve(0);
+}
+
+if (import.meta.main) await runMain("world", main);

@@ -6,9 +6,10 @@
  * losses and metrics are the experiments' own; only the rows, the prompts, the tokenizer,
  * the reference rows and the classic baselines come from here.
  *
- * - `lastfm` (S-DPO): the released `lastfm-val.json` / `lastfm-test.json`. There is no train
- *   file, so the val file (122 users) is the training set and the test file (122 other
- *   users) the test set; prompts exactly as FORMATS.md §1.2 / §1.5 (a seeded template draw
+ * - `lastfm` (S-DPO): the released `lastfm-train.json` (when fetched: `deno task data fetch`),
+ *   `lastfm-val.json` and `lastfm-test.json`. With the train file the kit trains on it as
+ *   released; without it the val file (122 users) is the training set. The test file (122
+ *   other users) is the test set; prompts exactly as FORMATS.md §1.2 / §1.5 (a seeded template draw
  *   per row), answers and validity as §1.3 / §1.5 (in the word tokenizer's normal form).
  * - `ml-1m`, `amazon-movie` (DMPO): the released sft / `dpo_ranking_k` / eval files;
  *   instructions and responses as FORMATS.md §2.1 in the title or ranking form of
@@ -19,6 +20,7 @@
  * @module
  */
 import { DataFormatError, RecalignError } from "../errors.ts";
+import { DATA_ENV, DEFAULT_DATA_DIR, defaultDataRoot } from "../data/download.ts";
 import { readSdpoFile, type SdpoSample as FileSdpoSample } from "../data/sdpo.ts";
 import {
   DMPO_FILES,
@@ -122,11 +124,22 @@ export function datasetLabel(dataset: DatasetName): string {
 
 /** The files each released data set needs, relative to the data root, and where they come from. */
 export const DATASET_SOURCES: Readonly<
-  Record<RealDataset, { folder: string; files: readonly string[]; origin: string }>
+  Record<
+    RealDataset,
+    {
+      folder: string;
+      /** Files the data set needs. */
+      files: readonly string[];
+      /** Files used when present (S-DPO's LastFM train file). */
+      optional?: readonly string[];
+      origin: string;
+    }
+  >
 > = {
   lastfm: {
     folder: "sdpo-lastfm",
     files: ["lastfm-val.json", "lastfm-test.json"],
+    optional: ["lastfm-train.json"],
     origin: "the released S-DPO sample data (github.com/chenyuxin1999/S-DPO, " +
       "sample_data/lastfm-sft-cans20/)",
   },
@@ -158,20 +171,9 @@ export class DatasetError extends RecalignError {
   }
 }
 
-/**
- * The default data root: `$RECALIGN_DATA` when set, else `shared/data` beside the repository
- * (`<repo>/../shared/data`).
- */
-export function defaultDataRoot(): string {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("RECALIGN_DATA");
-  } catch {
-    env = undefined; // no --allow-env
-  }
-  if (env) return env.replace(/\/+$/, "");
-  return decodeURIComponent(new URL("../../../shared/data", import.meta.url).pathname);
-}
+// The default data root lives with the downloads (a light module: `deno task data` loads no
+// TensorFlow.js); re-exported here, where `--dataset` reads it.
+export { DATA_ENV, DEFAULT_DATA_DIR, defaultDataRoot };
 
 /**
  * Check that a data set's files exist under `root`; returns its folder.
@@ -196,8 +198,9 @@ export async function datasetFolder(dataset: RealDataset, root: string): Promise
     throw new DatasetError(
       `--dataset ${dataset}: ${
         missing.length === src.files.length ? "no data" : `missing ${missing.join(", ")}`
-      } in ${folder}; put the files of ${src.origin} there (${src.files.join(", ")}), or pass ` +
-        `--data <folder holding ${src.folder}/>`,
+      } in ${folder}; run \`deno task data fetch\` to download the files of ${src.origin} ` +
+        `(${src.files.join(", ")}), or pass --data <folder holding ${src.folder}/> ` +
+        `(or set ${DATA_ENV})`,
     );
   }
   return folder;
@@ -307,6 +310,17 @@ export interface Prepared<T> {
 // ---------------------------------------------------------------------------------------
 // S-DPO on LastFM
 
+/** S-DPO's LastFM training file, used as released when it is in the data folder. */
+export const LASTFM_TRAIN_FILE = "lastfm-train.json";
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** Seeds of the template draws (FORMATS.md §1.2: the original uses Python's random, seed 1958). */
 export const LASTFM_TEMPLATE_SEEDS = { train: 1958, test: 1959 } as const;
 
@@ -328,7 +342,9 @@ export function lastfmUsers(rows: readonly FileSdpoSample[]): number[] {
 /**
  * S-DPO data from the released LastFM files (`<root>/sdpo-lastfm/`).
  *
- * Train = `lastfm-val.json` without its one exact duplicate row and without the rows whose
+ * Train = `lastfm-train.json` as released when it is in the folder (S-DPO's own training
+ * file: every row kept, duplicates and rows that also occur in the test file counted in the
+ * notes); otherwise `lastfm-val.json` without its one exact duplicate row and without the rows whose
  * (history, answer) also occurs in the test file; test = `lastfm-test.json` (all rows,
  * duplicate included, as the original evaluation counts them), a seeded subset of
  * `scale.sdpoTest` rows, the first `scale.sdpoGenTest` of them generated. Each row gets one
@@ -347,7 +363,10 @@ export async function lastfmSdpo(
   const folder = await datasetFolder("lastfm", root);
   const read = (f: string) =>
     guarded("lastfm", () => readSdpoFile(`${folder}/${f}`, { onSummary: () => {} }));
-  const valRows = await read("lastfm-val.json");
+  // S-DPO's own train file when fetched, else the val file stands in for it.
+  const released = await isFile(`${folder}/${LASTFM_TRAIN_FILE}`);
+  const fitFile = released ? LASTFM_TRAIN_FILE : "lastfm-val.json";
+  const valRows = await read(fitFile);
   const testRows = await read("lastfm-test.json");
   const key = (r: FileSdpoSample) => JSON.stringify([r.history, r.positive]);
   const rowKey = (r: FileSdpoSample) => JSON.stringify([r.history, r.candidates, r.positive]);
@@ -358,16 +377,12 @@ export async function lastfmSdpo(
   let duplicates = 0, overlap = 0;
   const trainIdx: number[] = [];
   valRows.forEach((r, i) => {
-    if (seen.has(rowKey(r))) {
-      duplicates++;
-      return;
-    }
+    const dup = seen.has(rowKey(r));
     seen.add(rowKey(r));
-    if (testKeys.has(key(r))) {
-      overlap++;
-      return;
-    }
-    trainIdx.push(i);
+    if (dup) duplicates++;
+    else if (testKeys.has(key(r))) overlap++;
+    // As released: every row of the train file; the val stand-in drops both kinds.
+    if (released || (!dup && !testKeys.has(key(r)))) trainIdx.push(i);
   });
   // Item ids (for the baselines) over every name of both files.
   const names = new Set<string>();
@@ -480,19 +495,22 @@ export async function lastfmSdpo(
       trainRecs("lastfm", ids.size, recExamples, sc, seed, progress),
     describe: {
       dataset: "lastfm",
-      files: DATASET_SOURCES.lastfm.files.map((f) => `${folder}/${f}`),
-      train:
-        `lastfm-val.json: ${valRows.length} rows, ${
+      files: [fitFile, "lastfm-test.json"].map((f) => `${folder}/${f}`),
+      train: released
+        ? `${LASTFM_TRAIN_FILE} as released: ${valRows.length} rows, ${trainUsers} users, all ` +
+          `kept (${duplicates} exact duplicate rows, ${overlap} whose (history, answer) also ` +
+          "occurs in the test file)"
+        : `lastfm-val.json (no ${LASTFM_TRAIN_FILE}): ${valRows.length} rows, ${
           new Set(valUsers).size
         } users; kept ${train.length} (dropped ${duplicates} exact duplicate, ${overlap} whose ` +
-        `(history, answer) also occurs in the test file); ${trainUsers} users`,
+          `(history, answer) also occurs in the test file); ${trainUsers} users`,
       test:
-        `lastfm-test.json: ${testRows.length} rows, ${
-          new Set(testUsers).size
-        } users (disjoint from the val users); a seeded subset of ${test.length} (seed 11), ` +
+        `lastfm-test.json: ${testRows.length} rows, ${new Set(testUsers).size} users${
+          released ? "" : " (disjoint from the val users)"
+        }; a seeded subset of ${test.length} (seed 11), ` +
         `the first ${gen} generated`,
       prompts: "FORMATS.md §1.2: one of the 10 music templates per row, drawn with " +
-        `Rng(${LASTFM_TEMPLATE_SEEDS.train}) over the val rows and Rng(${LASTFM_TEMPLATE_SEEDS.test}) ` +
+        `Rng(${LASTFM_TEMPLATE_SEEDS.train}) over the ${fitFile} rows and Rng(${LASTFM_TEMPLATE_SEEDS.test}) ` +
         'over the test rows; training prompts end "Answer: ", evaluation prompts "Answer:"',
       tokenizer: lm
         ? `the base model's (${lm.folder})`
@@ -511,12 +529,19 @@ export async function lastfmSdpo(
     },
   };
   const notes = [
-    `Released S-DPO LastFM files (20 candidates per row). There is no train file, so the ` +
-    `val file is the training set: ${train.length} of its ${valRows.length} rows ` +
-    `(${trainUsers} users; dropped: ${duplicates} exact duplicate row, ${overlap} rows whose ` +
-    `(history, answer) also occurs in the test file). Test: a seeded subset of ` +
-    `${test.length} of the ${testRows.length} test rows (${new Set(testUsers).size} users, none ` +
-    `shared with the val file); generation on the first ${gen}.`,
+    (released
+      ? `Released S-DPO LastFM files (20 candidates per row). Training set: S-DPO's own ` +
+        `${LASTFM_TRAIN_FILE} as released, all ${train.length} rows (${trainUsers} users; ` +
+        `it holds ${duplicates} exact duplicate rows and ${overlap} rows whose (history, ` +
+        "answer) also occurs in the test file, kept as the original training keeps them). "
+      : `Released S-DPO LastFM files (20 candidates per row). There is no train file (\`deno ` +
+        "task data fetch` downloads it), so the val file is the training set: " +
+        `${train.length} of its ${valRows.length} rows (${trainUsers} users; dropped: ` +
+        `${duplicates} exact duplicate row, ${overlap} rows whose (history, answer) also ` +
+        "occurs in the test file). ") +
+    `Test: a seeded subset of ` +
+    `${test.length} of the ${testRows.length} test rows (${new Set(testUsers).size} users` +
+    `${released ? "" : ", none shared with the val file"}); generation on the first ${gen}.`,
     "Prompts exactly as FORMATS.md §1.2 (one of the 10 music templates per row, seeded draw; " +
     'training prompts end "Answer: ", evaluation prompts "Answer:"); SFT target = answer + ' +
     "EOS; preference pairs = answer vs K other candidates. Word tokenizer of the templates and " +
