@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { errorLine, type FlagTable, helpText, parseFlags } from "../src/cli/_args.ts";
 import { initBackend, tf } from "../src/backend.ts";
 import { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
@@ -24,28 +24,67 @@ import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
 import { barChart, writePlot } from "../src/report/plot.ts";
 
+/** The flags of `deno task bench` (parser, `--help` and error messages). */
 const BENCH_OPTIONS = {
-  vocab: { type: "string", default: "4096" },
-  dim: { type: "string", default: "256" },
-  layers: { type: "string", default: "4" },
-  heads: { type: "string", default: "4" },
-  ffn: { type: "string", default: "688" },
-  seq: { type: "string", default: "128" },
-  batch: { type: "string", default: "8" },
-  rank: { type: "string", default: "8" },
-  alpha: { type: "string", default: "16" },
-  "n-rejected": { type: "string", default: "3" },
-  iters: { type: "string", default: "5" },
-  warmup: { type: "string", default: "2" },
-  backend: { type: "string", default: "available" },
-  workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
-  "micro-batch": { type: "string", default: "16" },
-  out: { type: "string", default: "results/bench" },
-  "compare-torch": { type: "boolean", default: false },
-  "torch-script": { type: "string" },
-  python: { type: "string", default: "/usr/bin/python3" },
-  help: { type: "boolean", default: false },
-} as const;
+  vocab: { type: "string", value: "N", default: "4096", help: "vocabulary size" },
+  dim: { type: "string", value: "N", default: "256", help: "hidden size" },
+  layers: { type: "string", value: "N", default: "4", help: "transformer layers" },
+  heads: { type: "string", value: "N", default: "4", help: "attention heads" },
+  ffn: { type: "string", value: "N", default: "688", help: "feed-forward size" },
+  seq: { type: "string", value: "N", default: "128", help: "tokens per sequence" },
+  batch: { type: "string", value: "N", default: "8", help: "sequences (prompts) per step" },
+  rank: { type: "string", value: "N", default: "8", help: "LoRA rank" },
+  alpha: { type: "string", value: "X", default: "16", help: "LoRA alpha" },
+  "n-rejected": {
+    type: "string",
+    value: "K",
+    default: "3",
+    help: "rejected responses per prompt in sdpo_step",
+  },
+  iters: { type: "string", value: "N", default: "5", help: "timed iterations per workload" },
+  warmup: { type: "string", value: "N", default: "2", help: "untimed iterations first" },
+  backend: {
+    type: "string",
+    value: "available|all|LIST",
+    default: "available",
+    help: "backends to time: `available` = wasm plus tensorflow when tfjs-node is installed, " +
+      "`all` = those plus the slow pure-JS cpu, or a comma list of wasm, cpu, tensorflow",
+  },
+  workloads: {
+    type: "string",
+    value: "LIST",
+    default: "fwd_logp,sft_step,sdpo_step",
+    help: "comma list of workloads",
+  },
+  "micro-batch": {
+    type: "string",
+    value: "N",
+    default: "16",
+    help: "sequences per forward/backward pass inside a step",
+  },
+  out: {
+    type: "string",
+    value: "DIR",
+    default: "results/bench",
+    help: "appends bench.jsonl (and compare.jsonl) and writes tokens_per_sec.svg there",
+  },
+  "compare-torch": {
+    type: "boolean",
+    help: "also time the same workloads in PyTorch (--torch-script) and write compare.jsonl",
+  },
+  "torch-script": {
+    type: "string",
+    value: "FILE",
+    defaultText: "../shared/bench/torch_step.py",
+    help: "the PyTorch step script of --compare-torch",
+  },
+  python: {
+    type: "string",
+    value: "FILE",
+    default: "/usr/bin/python3",
+    help: "a Python with torch, for --compare-torch",
+  },
+} as const satisfies FlagTable;
 
 /** A bad flag or value: one line on stderr naming it and what is allowed, exit status 2. */
 function usageError(msg: string): never {
@@ -53,31 +92,23 @@ function usageError(msg: string): never {
   Deno.exit(2);
 }
 
-function parseFlags() {
+function parseBenchFlags() {
   try {
-    return parseArgs({ args: Deno.args, options: BENCH_OPTIONS, strict: true }).values;
+    return parseFlags("bench", BENCH_OPTIONS, Deno.args);
   } catch (e) {
-    const msg = (e as Error).message;
-    const flag = msg.match(/'(-[^' ]*)/)?.[1] ?? "?";
-    const allowed = Object.keys(BENCH_OPTIONS).map((k) => `--${k}`).join(", ");
-    if (/Unknown option/i.test(msg)) usageError(`unknown flag ${flag}; allowed: ${allowed}`);
-    if (/argument missing/i.test(msg)) usageError(`${flag} needs a value`);
-    if (/does not take an argument/i.test(msg)) usageError(`${flag} takes no value`);
-    if (/ambiguous/i.test(msg)) {
-      usageError(`${flag}: write a value starting with "-" as ${flag}=VALUE`);
-    }
-    usageError(`${msg.split("\n")[0]} (allowed: ${allowed})`);
+    usageError(errorLine(e).replace(/^bench: /, ""));
   }
 }
-const flags = parseFlags();
+const { values: flags, help } = parseBenchFlags();
 
-if (flags.help) {
-  console.log(
-    "deno task bench [--vocab 4096 --dim 256 --layers 4 --heads 4 --ffn 688 --seq 128 --batch 8]\n" +
-      "  [--rank 8 --alpha 16 --n-rejected 3 --iters 5 --warmup 2 --micro-batch 16]\n" +
-      "  [--backend available|all|wasm,cpu,tensorflow] [--workloads fwd_logp,sft_step,sdpo_step] [--out results/bench]\n" +
-      "  [--compare-torch [--torch-script ../shared/bench/torch_step.py] [--python /usr/bin/python3]]",
-  );
+if (help) {
+  console.log(helpText(BENCH_OPTIONS, {
+    usage: "deno task bench [flags]",
+    about: "Training-speed benchmark: tokens per second of fwd_logp (forward + summed response " +
+      "log-probs), sft_step (one LoRA SFT step) and sdpo_step (one LoRA S-DPO step with K " +
+      "rejected responses, reference log-probs live) per backend, one JSON line each on stdout " +
+      "and in --out.",
+  }));
   Deno.exit(0);
 }
 
