@@ -532,7 +532,8 @@ export async function lastfmSdpo(
     (released
       ? `Released S-DPO LastFM files (20 candidates per row). Training set: S-DPO's own ` +
         `${LASTFM_TRAIN_FILE} as released, all ${train.length} rows (${trainUsers} users; ` +
-        `it holds ${duplicates} exact duplicate rows and ${overlap} rows whose (history, ` +
+        `it holds ${duplicates} exact duplicate row${duplicates === 1 ? "" : "s"} and ` +
+        `${overlap} row${overlap === 1 ? "" : "s"} whose (history, ` +
         "answer) also occurs in the test file, kept as the original training keeps them). "
       : `Released S-DPO LastFM files (20 candidates per row). There is no train file (\`deno ` +
         "task data fetch` downloads it), so the val file is the training set: " +

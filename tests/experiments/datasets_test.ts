@@ -1,7 +1,8 @@
 /**
  * `deno task reproduce --dataset …`: the released data sets as experiment inputs
  * (src/experiments/datasets.ts). Tests that read the released files (never copied into the
- * project) are ignored, visibly, when `../shared/data` is absent.
+ * project) read them from `$RECALIGN_DATA`, else the default data root (`data/raw/`, filled by
+ * `deno task data fetch`), else `../shared/data`, and are ignored, visibly, when none has them.
  */
 import assert from "node:assert/strict";
 import { initBackend } from "../../src/backend.ts";
@@ -21,14 +22,17 @@ import { readSdpoFile } from "../../src/data/sdpo.ts";
 import { main } from "../../src/cli/reproduce.ts";
 
 const CLI = new URL("../../src/cli/reproduce.ts", import.meta.url).pathname;
-const ROOT = defaultDataRoot();
-const has = (rel: string) => {
+const isFile = (path: string) => {
   try {
-    return Deno.statSync(`${ROOT}/${rel}`).isFile;
+    return Deno.statSync(path).isFile;
   } catch {
     return false;
   }
 };
+const SHARED = new URL("../../../shared/data", import.meta.url).pathname;
+const ROOT = Deno.env.get("RECALIGN_DATA") ||
+  (isFile(`${defaultDataRoot()}/sdpo-lastfm/lastfm-test.json`) ? defaultDataRoot() : SHARED);
+const has = (rel: string) => isFile(`${ROOT}/${rel}`);
 const HAVE_LASTFM = has("sdpo-lastfm/lastfm-test.json") && has("sdpo-lastfm/lastfm-val.json");
 const HAVE_ML1M = has("dmpo/ml-1m/rec_data_ml_1m_eval_ranking.json");
 const HAVE_AMAZON = has("dmpo/amazon-movie/rec_Amazon_Movie_eval_ranking.json");
@@ -73,6 +77,7 @@ Deno.test("reproduce: a missing data folder exits 2 naming the path and what to 
     assert.ok(last.includes(`${dir}/dmpo/ml-1m`), last);
     assert.match(last, /github\.com\/BZX667\/DMPO/);
     assert.match(last, /--data/);
+    assert.match(last, /run `deno task data fetch`/);
     assert.ok(!/at .*\.ts:\d+/.test(r.err), "no stack trace");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -114,7 +119,14 @@ Deno.test({
   }`,
   ignore: !HAVE_LASTFM,
   fn: async () => {
-    const { data, notes, tableReferences } = await lastfmSdpo(SCALE_PRESETS.tiny, ROOT);
+    // Val and test only (a fetched train file in ROOT would replace the val stand-in).
+    const root = await Deno.makeTempDir({ prefix: "recalign-lastfm-" });
+    await Deno.mkdir(`${root}/sdpo-lastfm`);
+    for (const f of ["lastfm-val.json", "lastfm-test.json"]) {
+      await Deno.copyFile(`${ROOT}/sdpo-lastfm/${f}`, `${root}/sdpo-lastfm/${f}`);
+    }
+    const { data, notes, tableReferences } = await lastfmSdpo(SCALE_PRESETS.tiny, root)
+      .finally(() => Deno.remove(root, { recursive: true }));
     const val = await readSdpoFile(`${ROOT}/sdpo-lastfm/lastfm-val.json`, { onSummary: () => {} });
     const test = await readSdpoFile(`${ROOT}/sdpo-lastfm/lastfm-test.json`, {
       onSummary: () => {},
@@ -148,6 +160,60 @@ Deno.test({
     assert.equal(data.config.hidden_size, 64);
     for (const e of data.prefExamples) assert.equal(e.rejected!.length, 8);
   },
+});
+
+/** A LastFM-format folder of made-up rows: `users` users × `rows` sliding-window rows each. */
+async function fakeLastfm(root: string, files: Record<string, number>): Promise<void> {
+  await Deno.mkdir(`${root}/sdpo-lastfm`, { recursive: true });
+  const names = Array.from(
+    { length: 60 },
+    (_, i) => `Band ${String.fromCharCode(65 + (i % 26))}${i}`,
+  );
+  let offset = 0;
+  for (const [file, users] of Object.entries(files)) {
+    const rows = [];
+    for (let u = 0; u < users; u++) {
+      const seq = Array.from({ length: 8 }, (_, j) => names[(offset + u * 7 + j * 3) % 60]);
+      for (let t = 3; t < 8; t++) {
+        const answer = seq[t];
+        const others = names.filter((n) => !seq.includes(n)).slice(u % 10, (u % 10) + 19);
+        const items = [...others.slice(0, t), answer, ...others.slice(t)];
+        rows.push({
+          historyList: seq.slice(0, t).join("::"),
+          itemList: items,
+          trueSelection: answer,
+        });
+      }
+    }
+    if (file === "lastfm-train.json") rows.push(rows[0]); // one exact duplicate, kept as released
+    offset += 17;
+    await Deno.writeTextFile(`${root}/sdpo-lastfm/${file}`, JSON.stringify(rows, null, 4));
+  }
+}
+
+Deno.test("lastfmSdpo: S-DPO's lastfm-train.json, when present, is the training set as released", async () => {
+  const root = await Deno.makeTempDir({ prefix: "recalign-lastfm-train-" });
+  try {
+    await fakeLastfm(root, { "lastfm-val.json": 4, "lastfm-test.json": 4 });
+    const without = await lastfmSdpo(SCALE_PRESETS.test, root);
+    assert.equal(without.data.trainExamples.length, 4 * 5); // the val rows
+    assert.ok(without.notes.some((n) => /There is no train file .*deno task data fetch/.test(n)));
+    await fakeLastfm(root, { "lastfm-train.json": 6 });
+    const withTrain = await lastfmSdpo(SCALE_PRESETS.test, root);
+    // Every train row, its duplicate too (4 val rows stay out of training).
+    assert.equal(withTrain.data.trainExamples.length, 6 * 5 + 1);
+    assert.match(String(withTrain.data.describe.train), /^lastfm-train\.json as released: 31 rows/);
+    assert.ok(
+      withTrain.notes[0].includes("S-DPO's own lastfm-train.json as released, all 31 rows"),
+    );
+    assert.ok(
+      withTrain.notes[0].includes("1 exact duplicate row and 0 rows whose"),
+      withTrain.notes[0],
+    );
+    assert.ok(!withTrain.notes.some((n) => /no train file/i.test(n)));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 Deno.test({
