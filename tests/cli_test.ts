@@ -79,7 +79,7 @@ Deno.test("reproduce --help names --base-lm, the test scale and each default", a
     if (def === undefined) continue;
     const at = out.search(new RegExp(`\\n  --${name}(?=[ \\n])`));
     assert.ok(at >= 0, name);
-    const block = out.slice(at + 3).split(/\n  -/)[0].replace(/\s+/g, " ");
+    const block = out.slice(at + 3).split(/\n {2}-/)[0].replace(/\s+/g, " ");
     assert.ok(block.includes(`(default: ${def.replace(/\s+/g, " ")})`), `${name}: ${block}`);
   }
 });
