@@ -768,6 +768,8 @@ export interface FetchReleasedOptions {
   root: string;
   /** Which repositories (default both). */
   only?: readonly (keyof typeof RELEASED_REPOS)[];
+  /** The files (default {@link RELEASED_FILES}; tests pass their own). */
+  files?: readonly ReleasedFile[];
   /** Base URL (default {@link RAW_GITHUB}); a mirror must have GitHub's raw layout. */
   base?: string;
   /** Retries per file after a dropped connection (default 3). */
@@ -801,7 +803,7 @@ export interface FetchedFile extends DownloadResult {
  */
 export async function fetchReleased(options: FetchReleasedOptions): Promise<FetchedFile[]> {
   const only = options.only ?? (Object.keys(RELEASED_REPOS) as (keyof typeof RELEASED_REPOS)[]);
-  const files = RELEASED_FILES.filter((f) => only.includes(f.source));
+  const files = (options.files ?? RELEASED_FILES).filter((f) => only.includes(f.source));
   const out: FetchedFile[] = [];
   for (const [i, f] of files.entries()) {
     options.onFile?.(f, i, files.length);
