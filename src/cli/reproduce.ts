@@ -26,6 +26,7 @@
  * @module
  */
 import { type FlagTable, helpText, numberFlag, parseFlags, runMain, UsageError } from "./_args.ts";
+import { planReproduce, RunProgress } from "./_progress.ts";
 import { BASE_LM_DIR, loadBaseLm, pretrainBaseLm } from "../experiments/base_lm.ts";
 import { initBackend } from "../backend.ts";
 import { ensureDir, removeStaleTempFiles, writeFileAtomic, writeJsonAtomic } from "../io.ts";
@@ -33,6 +34,7 @@ import {
   clearBaseCache,
   disposeSnapshot,
   gitHead,
+  onStage,
   SCALE_PRESETS,
   type ScaleName,
   SCALES,
@@ -385,6 +387,8 @@ export async function main(args: string[]): Promise<string[]> {
   // Temp files a killed earlier run left half-written (their pid is gone).
   await removeStaleTempFiles(opts.out, { recursive: true }).catch(() => []);
   setDiskCache(opts.cache ? `${opts.out}/.cache` : undefined);
+  // Overall progress: a line per finished stage with an ETA (src/cli/_progress.ts).
+  const progress = startProgress(opts, args);
   const numbers = await readPaperNumbers();
   const head = await gitHead();
   const written: string[] = [];
@@ -416,7 +420,9 @@ export async function main(args: string[]): Promise<string[]> {
     });
     const started = new Date().toISOString();
     if (paper === "dpo4rec") {
+      const t4 = performance.now();
       const r = await dpo4rec.run({ scale: opts.scale, seeds });
+      progress.block("dpo4rec", (performance.now() - t4) / 1000, seeds.length);
       await dpo4rec.writeDpo4recResults(r, dir, provenance(started));
       console.error(`[reproduce] dpo4rec: wrote ${dir}/ (${r.seconds} s)`);
       console.log(dpo4rec.dpo4recTable(r));
@@ -547,6 +553,7 @@ export async function main(args: string[]): Promise<string[]> {
     console.log(table);
     written.push(dir);
   }
+  progress.stop();
   clearBaseCache();
   if (baseLm) disposeSnapshot(baseLm.snap);
   setBaseLm(undefined);
@@ -583,6 +590,37 @@ async function baseLmFor(opts: ReproduceOptions) {
   const again = await loadBaseLm(opts.baseLm);
   if (!("snap" in again)) fail(`base LM: ${again.reason}`);
   return again;
+}
+
+/**
+ * The overall progress line of a run (stderr): planned from the options, fed by every
+ * recorded stage; printed at most every 2 s, and always for the last stage.
+ */
+function startProgress(opts: ReproduceOptions, args: string[]) {
+  const scale = SCALE_PRESETS[opts.scale];
+  const seeds = (p: "sdpo" | "dmpo" | "dpo4rec") => opts.seeds || DEFAULT_SEEDS[opts.scale][p];
+  const plan = planReproduce({
+    papers: opts.papers,
+    scale,
+    seeds: { sdpo: seeds("sdpo"), dmpo: seeds("dmpo"), dpo4rec: seeds("dpo4rec") },
+    sdpoAblations: opts.ablations,
+    dmpoAblations: !args.includes("--no-ablations"),
+    synthetic: opts.dataset === "synthetic",
+  });
+  const run = new RunProgress(plan, scale);
+  let last = -Infinity;
+  const show = (line: string) => {
+    const now = performance.now();
+    if (now - last >= 2000 || run.finished >= plan.length) {
+      last = now;
+      console.error(line);
+    }
+  };
+  onStage((s) => show(run.stage(s.experiment, s.stage, s.seconds)));
+  return {
+    block: (name: string, seconds: number, n: number) => show(run.stage(name, name, seconds, n)),
+    stop: () => onStage(undefined),
+  };
 }
 
 /** results/README.md: an index of what is there. */

@@ -392,6 +392,7 @@ export interface StageTime {
 }
 
 const stageTimes: StageTime[] = [];
+let stageListener: ((s: StageTime) => void) | undefined;
 
 /** Record a stage's wall time (read back with {@link takeStageTimes}). */
 export function recordStage(
@@ -400,7 +401,14 @@ export function recordStage(
   seed: number | null,
   seconds: number,
 ): void {
-  stageTimes.push({ experiment, stage, seed, seconds: Math.round(seconds * 10) / 10 });
+  const s = { experiment, stage, seed, seconds: Math.round(seconds * 10) / 10 };
+  stageTimes.push(s);
+  stageListener?.(s);
+}
+
+/** Call `f` on every recorded stage as it finishes (the CLI's overall progress); undefined = stop. */
+export function onStage(f: ((s: StageTime) => void) | undefined): void {
+  stageListener = f;
 }
 
 /** The stage times recorded since the last call, then cleared. */

@@ -3,9 +3,15 @@ import { initBackend } from "../../src/backend.ts";
 import { LlamaModel } from "../../src/model.ts";
 import { scorePairs } from "../../src/train.ts";
 import { aucPaired, pairedBootstrapCI } from "../../src/eval/metrics.ts";
-import { modelConfig, scoreResponses, scoreResponsesKv } from "../../src/experiments/common.ts";
+import {
+  modelConfig,
+  SCALE_PRESETS,
+  scoreResponses,
+  scoreResponsesKv,
+} from "../../src/experiments/common.ts";
 import { CLAIMS, verdictOf } from "../../src/report/findings.ts";
 import { main } from "../../src/cli/reproduce.ts";
+import { planReproduce } from "../../src/cli/_progress.ts";
 import { BASELINE_ROWS } from "../../src/experiments/baselines.ts";
 
 await initBackend("wasm", { quiet: true });
@@ -46,6 +52,18 @@ Deno.test("reproduce --scale test writes parseable artefacts with sane metrics a
       assert.equal(m.paper, paper);
       assert.ok(typeof m.backend.backend === "string");
       assert.deepEqual(m.seeds, [0]);
+      // The overall progress line planned exactly the stages this run recorded.
+      const planned = planReproduce({
+        papers: ["sdpo", "dmpo", "dpo4rec"],
+        scale: SCALE_PRESETS.test,
+        seeds: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
+        sdpoAblations: true,
+        dmpoAblations: true,
+        synthetic: true,
+      }).filter((s) =>
+        s.experiment.startsWith(paper) || (paper === "sdpo" && s.experiment === "baselines")
+      );
+      assert.equal(m.stage_seconds.length, planned.length, `${paper}: stages recorded vs planned`);
       const unit = paper === "sdpo"
         ? ["hr1_rank", "ndcg5_rank", "hr1_gen_all", "valid_ratio"]
         : ["auc_released", "auc_paired"];

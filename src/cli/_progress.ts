@@ -1,0 +1,275 @@
+/**
+ * Overall progress of `deno task reproduce`: one line per finished stage on stderr,
+ *
+ * ```
+ * [reproduce] stage 12/40 · 5m10s elapsed · ETA 8m
+ * ```
+ *
+ * How the ETA is estimated:
+ *
+ * 1. **Plan.** {@link planReproduce} lists the stages the run will record (the same
+ *    enumeration the experiments follow: per seed stage 0, SFT, the arms and their
+ *    evaluations; the classic baselines; each ablation arm), each with a *kind* and a prior
+ *    cost in seconds from a cost model per kind: a fixed overhead plus a per-step cost times
+ *    the scale's steps × batch (`SCALE_PRESETS`), with constants measured on 2 cores at
+ *    `--scale small` and `test`. DPO4Rec records no stages: it is one planned block.
+ * 2. **Refine.** Each finished stage is classified by its recorded name ({@link stageKind});
+ *    the ratio measured / prior of the finished stages of a kind rescales that kind's remaining
+ *    stages (kinds not seen yet use the ratio over all finished stages). Stages loaded from a
+ *    run folder or cache are not used to refine.
+ * 3. **Overhead.** Wall time spent outside the timed stages (evaluations of baselines, plots,
+ *    tables) is carried as the ratio of wall time to the stages' seconds since the first stage
+ *    finished (between 1 and 2).
+ *
+ * Only the CLI prints this line: the notebooks call the experiment functions directly.
+ *
+ * @module
+ */
+import type { Scale } from "../experiments/common.ts";
+
+/** Kinds of stages, each with its own cost model. */
+export type StageKind =
+  | "stage0"
+  | "sdpo-eval"
+  | "sdpo-arm"
+  | "baseline"
+  | "score"
+  | "dmpo-sft"
+  | "dmpo-arm"
+  | "few-shot-sft"
+  | "mining"
+  | "reused"
+  | "dpo4rec";
+
+/** One planned stage. */
+export interface PlannedStage {
+  /** The experiment it belongs to (as `recordStage` names it). */
+  experiment: string;
+  /** Its kind. */
+  kind: StageKind;
+  /** Prior cost in seconds. */
+  seconds: number;
+}
+
+/** The baselines `recordStage` times, in order, with their prior seconds. */
+const BASELINE_PRIOR = [0, 9, 5, 13];
+
+/**
+ * Prior seconds of a stage of `kind` at `scale` (n = the few-shot size of a few-shot SFT, the
+ * seed count of a DPO4Rec block). Constants measured on 2 cores: S-DPO stage 0 183 s for 450
+ * steps × 64 (small) and 4 s for 12 × 8 (test); an arm 6–10 s for 120 steps × 8; DMPO's SFT
+ * 17 s for 200 steps; DPO4Rec 67 s a seed at small, 27 s at test.
+ */
+export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
+  switch (kind) {
+    case "stage0":
+      return 2 + 0.0063 * scale.baseSteps * scale.sftBatch;
+    case "sdpo-eval":
+      return 0.3 + 0.005 * scale.sdpoTest;
+    case "sdpo-arm":
+      return 0.7 + 0.0085 * scale.prefSteps * scale.prefBatch;
+    case "baseline":
+      return 7;
+    case "score":
+      return 0.2 + 0.001 * scale.prefPrompts;
+    case "dmpo-sft":
+      return 1 + 0.08 * scale.dmpoSftSteps;
+    case "dmpo-arm":
+      return 0.8 + 0.07 * scale.dmpoPrefSteps;
+    case "few-shot-sft":
+      return 0.5 + 0.012 * n;
+    case "mining":
+      return 1.5;
+    case "reused":
+      return 0.1;
+    case "dpo4rec":
+      return n * (25 + 0.35 * scale.prefSteps);
+  }
+}
+
+/** What a run does, as far as the plan needs it. */
+export interface PlanInput {
+  /** Papers, in run order. */
+  papers: readonly ("sdpo" | "dmpo" | "dpo4rec")[];
+  /** The scale preset. */
+  scale: Scale;
+  /** Seeds per paper. */
+  seeds: Readonly<Record<"sdpo" | "dmpo" | "dpo4rec", number>>;
+  /** The S-DPO ablations run. */
+  sdpoAblations: boolean;
+  /** The DMPO ablations run. */
+  dmpoAblations: boolean;
+  /** The synthetic world (false: a released data set). */
+  synthetic: boolean;
+}
+
+/** The stages a run will record, in order, with their prior costs. */
+export function planReproduce(p: PlanInput): PlannedStage[] {
+  const s = p.scale;
+  const out: PlannedStage[] = [];
+  const add = (experiment: string, kind: StageKind, n = 1) =>
+    out.push({ experiment, kind, seconds: priorSeconds(kind, s, n) });
+  const baselines = (seed: number) => {
+    if (seed >= s.baselineSeeds) return;
+    BASELINE_PRIOR.forEach((sec) =>
+      out.push({ experiment: "baselines", kind: "baseline", seconds: sec })
+    );
+  };
+  for (const paper of p.papers) {
+    const seeds = p.seeds[paper];
+    if (paper === "dpo4rec") {
+      add("dpo4rec", "dpo4rec", seeds);
+      continue;
+    }
+    if (paper === "sdpo") {
+      for (let seed = 0; seed < seeds; seed++) {
+        const own = seed < Math.max(1, s.stage0Seeds);
+        add("sdpo", own ? "stage0" : "reused");
+        add("sdpo", own ? "sdpo-eval" : "reused");
+        for (let arm = 0; arm < 3; arm++) {
+          add("sdpo", "sdpo-arm");
+          add("sdpo", "sdpo-eval");
+        }
+        baselines(seed);
+        if (seed === 0 && p.sdpoAblations && p.synthetic) {
+          const nK = s.ablKs.filter((k) => k !== 1 && k !== 3).length;
+          const nBeta = s.ablBetas.filter((b) => b !== 1).length;
+          for (let i = 0; i < nK + nBeta; i++) add("sdpo-ablations", "sdpo-arm");
+          add("sdpo-ablations", "score");
+          // Samplers (same-genre, model-hard) × (DPO, S-DPO), then the K sweep per sampler:
+          // popularity at every K, the others at the K not trained already.
+          for (let i = 0; i < 4 + s.ablKs.length + 2 * nK; i++) add("sdpo-ablations", "sdpo-arm");
+        }
+      }
+    } else {
+      // Stage 0 is shared with S-DPO's when both run on the synthetic world.
+      const shared = p.synthetic && p.papers.includes("sdpo");
+      for (let seed = 0; seed < seeds; seed++) {
+        const own = seed < Math.max(1, s.stage0Seeds);
+        add("dmpo", own && !shared ? "stage0" : "reused");
+        add("dmpo", own ? "dmpo-sft" : "reused");
+        for (let arm = 0; arm < 5; arm++) add("dmpo", "dmpo-arm");
+        // On the synthetic world the baselines are S-DPO's (same world), trained once.
+        if (!p.synthetic || !p.papers.includes("sdpo")) baselines(seed);
+      }
+      if (p.dmpoAblations && p.synthetic) {
+        add("dmpo-abl", "dmpo-sft");
+        add("dmpo-abl", "mining");
+        const ks = new Set([...s.ablDmpoNegs, 3]).size;
+        // uniform, same-genre and model-hard at each K > 1 of ablSamplerNegs.
+        const others = 3 * s.ablSamplerNegs.filter((k) => k > 1).length;
+        for (let i = 0; i < ks + others; i++) add("dmpo-abl", "dmpo-arm");
+        for (const n of s.ablFewShot) {
+          add("dmpo-abl", "few-shot-sft", n);
+          add("dmpo-abl", "dmpo-arm");
+          add("dmpo-abl", "dmpo-arm");
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** The kind of a recorded stage, from its experiment and name (as `recordStage` gets them). */
+export function stageKind(experiment: string, stage: string): StageKind {
+  if (/\(reused\)|from run folder|from disk cache/.test(stage)) return "reused";
+  if (experiment === "baselines") return "baseline";
+  if (experiment === "dpo4rec") return "dpo4rec";
+  if (experiment === "sdpo") {
+    if (/^SFT($| \()/.test(stage)) return "stage0";
+    return stage.startsWith("eval/") ? "sdpo-eval" : "sdpo-arm";
+  }
+  if (experiment === "sdpo-ablations") return stage.startsWith("score") ? "score" : "sdpo-arm";
+  if (experiment === "dmpo" && stage.startsWith("Base LM")) return "stage0";
+  if (/^SFT n=/.test(stage)) return "few-shot-sft";
+  if (/^SFT($| \()/.test(stage)) return "dmpo-sft";
+  if (/mining/.test(stage)) return "mining";
+  return "dmpo-arm";
+}
+
+/** `5m10s`, `45s`, `1h02m`. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** `8m`, `40s`, `1h05m`: an ETA, rounded to what an estimate can say. */
+export function formatEta(seconds: number): string {
+  const s = Math.max(0, seconds);
+  if (s < 60) return `${Math.max(5, Math.round(s / 5) * 5)}s`;
+  if (s < 3600) return `${Math.round(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** The overall progress of a run: feed it each finished stage; it says where the run is. */
+export class RunProgress {
+  private done = 0;
+  private readonly measured = new Map<StageKind, { seconds: number; prior: number }>();
+  /** Wall clock when the first stage finished, and the stage seconds recorded since. */
+  private first: number | undefined;
+  private secondsSinceFirst = 0;
+
+  /**
+   * @param plan The planned stages ({@link planReproduce}).
+   * @param scale The scale (prior costs of recorded stages).
+   * @param now Wall clock in seconds (tests pass their own).
+   */
+  constructor(
+    readonly plan: PlannedStage[],
+    private readonly scale: Scale,
+    private readonly now: () => number = () => performance.now() / 1000,
+    private readonly start = now(),
+  ) {}
+
+  /** Stages finished so far. */
+  get finished(): number {
+    return this.done;
+  }
+
+  /** Record a finished stage (its experiment, name and seconds); returns the progress line. */
+  stage(experiment: string, stage: string, seconds: number, n = 1): string {
+    const kind = stageKind(experiment, stage);
+    if (kind === "few-shot-sft") n = Number(/n=(\d+)/.exec(stage)?.[1] ?? n);
+    if (kind !== "reused") {
+      const m = this.measured.get(kind) ?? { seconds: 0, prior: 0 };
+      m.seconds += seconds;
+      m.prior += priorSeconds(kind, this.scale, n);
+      this.measured.set(kind, m);
+    }
+    if (this.first === undefined) this.first = this.now();
+    else this.secondsSinceFirst += seconds;
+    this.done++;
+    return this.line();
+  }
+
+  /** Estimated seconds left: the remaining planned stages, rescaled as measured so far. */
+  etaSeconds(): number {
+    let all = { seconds: 0, prior: 0 };
+    for (const m of this.measured.values()) {
+      all = { seconds: all.seconds + m.seconds, prior: all.prior + m.prior };
+    }
+    const global = all.prior > 0 ? all.seconds / all.prior : 1;
+    let left = 0;
+    for (const st of this.plan.slice(this.done)) {
+      const m = this.measured.get(st.kind);
+      left += st.seconds * (m && m.prior > 0 ? m.seconds / m.prior : global);
+    }
+    // Wall time outside the timed stages (evaluations, plots, tables) as a share of the stages'
+    // time, measured from the first finished stage on (set-up before it does not recur).
+    const wall = this.first === undefined ? 0 : this.now() - this.first;
+    const overhead = this.secondsSinceFirst >= 5
+      ? Math.min(2, Math.max(1, wall / this.secondsSinceFirst))
+      : 1;
+    return left * overhead;
+  }
+
+  /** `[reproduce] stage 12/40 · 5m10s elapsed · ETA 8m` (no ETA once every stage is done). */
+  line(): string {
+    const total = Math.max(this.plan.length, this.done);
+    const elapsed = formatDuration(this.now() - this.start);
+    const head = `[reproduce] stage ${this.done}/${total} · ${elapsed} elapsed`;
+    return this.done >= total ? head : `${head} · ETA ${formatEta(this.etaSeconds())}`;
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The overall progress of `deno task reproduce` (src/cli/_progress.ts): the plan counts the
+ * stages real runs recorded (the committed `results/*` metrics.json), and the ETA follows the
+ * measured costs.
+ */
+import assert from "node:assert/strict";
+import { SCALE_PRESETS } from "../src/experiments/common.ts";
+import {
+  formatDuration,
+  formatEta,
+  planReproduce,
+  priorSeconds,
+  RunProgress,
+  stageKind,
+} from "../src/cli/_progress.ts";
+
+const RESULTS = new URL("../results/", import.meta.url).pathname;
+
+interface Metrics {
+  scale: "test" | "tiny" | "small";
+  seeds: number[];
+  stage_seconds: { experiment: string; stage: string; seed: number | null; seconds: number }[];
+}
+
+async function metrics(rel: string): Promise<Metrics | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${RESULTS}${rel}`));
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("planReproduce counts the stages the committed runs recorded, kind by kind", async () => {
+  const cases = [
+    // The default run (S-DPO without ablations, then DMPO with its ablations, sharing stage 0).
+    { rel: "sdpo/synthetic/metrics.json", paper: "sdpo", sdpoAbl: false, withSdpo: true },
+    { rel: "dmpo/synthetic/metrics.json", paper: "dmpo", sdpoAbl: false, withSdpo: true },
+    // The S-DPO ablation run.
+    { rel: "ablations/sdpo/synthetic/metrics.json", paper: "sdpo", sdpoAbl: true, withSdpo: true },
+  ] as const;
+  let checked = 0;
+  for (const c of cases) {
+    const m = await metrics(c.rel);
+    if (!m) continue;
+    const n = m.seeds.length;
+    const plan = planReproduce({
+      papers: c.paper === "dmpo" && c.withSdpo ? ["sdpo", "dmpo"] : [c.paper],
+      scale: SCALE_PRESETS[m.scale],
+      seeds: { sdpo: n, dmpo: n, dpo4rec: 1 },
+      sdpoAblations: c.sdpoAbl,
+      dmpoAblations: true,
+      synthetic: true,
+    }).filter((s) =>
+      c.paper === "sdpo"
+        ? ["sdpo", "sdpo-ablations", "baselines"].includes(s.experiment)
+        : s.experiment.startsWith("dmpo")
+    );
+    const got = m.stage_seconds.map((s) => stageKind(s.experiment, s.stage));
+    assert.equal(plan.length, got.length, c.rel);
+    // Same kinds in the same order, where the run did not load a stage it had already trained.
+    plan.forEach((p, i) => {
+      if (got[i] !== "reused" && p.kind !== "reused") {
+        assert.equal(p.kind, got[i], `${c.rel} #${i}`);
+      }
+    });
+    checked++;
+  }
+  assert.ok(checked >= 2, "the committed results hold the runs this test reads");
+});
+
+Deno.test("planReproduce: seeds, papers and ablations change the plan as the runs do", () => {
+  const s = SCALE_PRESETS.test;
+  const plan = (o: Partial<Parameters<typeof planReproduce>[0]>) =>
+    planReproduce({
+      papers: ["sdpo", "dmpo", "dpo4rec"],
+      scale: s,
+      seeds: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
+      sdpoAblations: true,
+      dmpoAblations: true,
+      synthetic: true,
+      ...o,
+    });
+  // test scale: S-DPO 8 + 4 baselines + 12 ablations, DMPO 7 + 11 ablations, DPO4Rec 1 block:
+  // the counts a `--scale test` run records (24 and 18 stages).
+  assert.equal(plan({}).length, 24 + 18 + 1);
+  assert.equal(plan({ sdpoAblations: false, dmpoAblations: false }).length, 12 + 7 + 1);
+  // A second seed: 8 more S-DPO stages (two of them reused), 7 more DMPO stages.
+  const two = plan({ seeds: { sdpo: 2, dmpo: 2, dpo4rec: 1 } });
+  assert.equal(two.length, 43 + 8 + 7);
+  assert.equal(two.filter((x) => x.kind === "reused").length, 2 + 1 + 2);
+  // DMPO alone trains its own stage 0 and baselines.
+  const dmpo = plan({ papers: ["dmpo"], dmpoAblations: false });
+  assert.deepEqual(dmpo.map((x) => x.kind).slice(0, 2), ["stage0", "dmpo-sft"]);
+  assert.equal(dmpo.filter((x) => x.kind === "baseline").length, 4);
+  // Released data: no ablations.
+  assert.equal(plan({ papers: ["sdpo"], synthetic: false }).length, 12);
+});
+
+Deno.test("stageKind reads the names recordStage is given", () => {
+  const cases: [string, string, string][] = [
+    ["sdpo", "SFT", "stage0"],
+    ["sdpo", "SFT (reused)", "reused"],
+    ["sdpo", "SFT (stage 0, from disk cache)", "reused"],
+    ["sdpo", "eval/S-DPO", "sdpo-eval"],
+    ["sdpo", "SFT-cont", "sdpo-arm"],
+    ["sdpo-ablations", "score pref prompts (model-hard)", "score"],
+    ["sdpo-ablations", "S-DPO K=2 (popularity)", "sdpo-arm"],
+    ["baselines", "train/sasrec", "baseline"],
+    ["dmpo", "Base LM", "stage0"],
+    ["dmpo", "SFT (from run folder)", "reused"],
+    ["dmpo", "SFT", "dmpo-sft"],
+    ["dmpo", "SFT+DMPO K=3", "dmpo-arm"],
+    ["dmpo-abl", "SFT n=256", "few-shot-sft"],
+    ["dmpo-abl", "negative samplers (model-hard mining)", "mining"],
+  ];
+  for (const [e, s, k] of cases) assert.equal(stageKind(e, s), k, `${e} ${s}`);
+});
+
+Deno.test("RunProgress: the ETA rescales the remaining stages by the measured/prior ratio", () => {
+  const scale = SCALE_PRESETS.small;
+  const arm = priorSeconds("sdpo-arm", scale);
+  const evalPrior = priorSeconds("sdpo-eval", scale);
+  const plan = [
+    { experiment: "sdpo", kind: "sdpo-arm" as const, seconds: arm },
+    { experiment: "sdpo", kind: "sdpo-arm" as const, seconds: arm },
+    { experiment: "sdpo", kind: "sdpo-arm" as const, seconds: arm },
+    { experiment: "sdpo", kind: "sdpo-eval" as const, seconds: evalPrior },
+  ];
+  let t = 100;
+  const p = new RunProgress(plan, scale, () => t);
+  assert.equal(
+    p.line(),
+    "[reproduce] stage 0/4 · 0s elapsed · ETA " + formatEta(2 * arm + arm + evalPrior),
+  );
+  // The first arm takes twice its prior: the other arms are expected to as well, and the
+  // evaluation (no measurement of its kind yet) by the overall ratio, also 2.
+  t += 2 * arm;
+  p.stage("sdpo", "DPO", 2 * arm);
+  assert.ok(Math.abs(p.etaSeconds() - (2 * 2 * arm + 2 * evalPrior)) < 1e-9);
+  // Next arm at its prior: the kind's ratio is now (2 + 1) / 2 = 1.5; wall = stage time.
+  t += arm;
+  p.stage("sdpo", "S-DPO", arm);
+  assert.ok(Math.abs(p.etaSeconds() - (1.5 * arm + 1.5 * evalPrior)) < 1e-9);
+  // Wall time outside the stages (here 50 % more than the stages took) stretches the rest.
+  t += arm * 1.5;
+  p.stage("sdpo", "SFT-cont", arm);
+  assert.ok(Math.abs(p.etaSeconds() - (4 / 3) * evalPrior * 1.25) < 1e-9);
+  assert.match(p.line(), /^\[reproduce\] stage 3\/4 · \d+s elapsed · ETA \d+s$/);
+  p.stage("sdpo", "eval/SFT-cont", 1);
+  assert.match(p.line(), /^\[reproduce\] stage 4\/4 · \d+s elapsed$/);
+  // More stages than planned: the count grows, never "5/4".
+  assert.match(p.stage("sdpo", "extra", 1), /stage 5\/5/);
+});
+
+Deno.test("formatDuration / formatEta", () => {
+  assert.equal(formatDuration(310), "5m10s");
+  assert.equal(formatDuration(45.4), "45s");
+  assert.equal(formatDuration(3725), "1h02m");
+  assert.equal(formatEta(480), "8m");
+  assert.equal(formatEta(42), "40s");
+  assert.equal(formatEta(1), "5s");
+  assert.equal(formatEta(3900), "1h05m");
+});
