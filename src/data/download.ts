@@ -313,7 +313,10 @@ export async function downloadFile(
   }
   const size = await fileSize(part);
   if (!answered && lastError !== undefined) {
-    const why = String((lastError as Error)?.message ?? lastError).split("\n")[0];
+    const e = lastError as Error & { cause?: { message?: string } };
+    const why = [e?.message ?? String(lastError), e?.cause?.message]
+      .filter((x) => x && x !== "fetch failed").join(": ").split("\n")[0]
+      .replace(/error sending request for url \([^)]*\): /, "") || "fetch failed";
     throw new DownloadError(
       url,
       `cannot connect after ${requests} attempt(s) (no network?): ${why}`,
