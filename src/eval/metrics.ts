@@ -538,3 +538,127 @@ export function meanStd(values: readonly number[]): MeanStd {
   const ss = values.reduce((s, x) => s + (x - m) ** 2, 0);
   return { mean: m, std: n > 1 ? Math.sqrt(ss / (n - 1)) : NaN, n };
 }
+
+/** A {@link clusteredBootstrapCI} interval: mean, percentile bounds, and the bootstrap SE. */
+export interface ClusteredInterval extends ConfidenceInterval {
+  /** Standard deviation of the bootstrap replicates (the bootstrap SE of the mean). */
+  se: number;
+  /** Units (independently trained models or model pairs) in the data. */
+  units: number;
+  /** Distinct clusters (test prompts or users) in the data. */
+  clusters: number;
+  /** Whether units were resampled (two levels) or held fixed (clusters only). */
+  resampledUnits: boolean;
+}
+
+/** Options of {@link clusteredBootstrapCI}. */
+export interface ClusteredBootstrapOptions extends BootstrapOptions {
+  /**
+   * Resample the units too (two levels: units, then clusters; default: when there are 2 or
+   * more units). With `false` the units are held fixed and only the clusters are resampled.
+   */
+  resampleUnits?: boolean;
+}
+
+/**
+ * Bootstrap interval of a pooled mean over a crossed design: `values[u][r]` is row r of unit
+ * u (a unit is one independently trained model, or pair of models, e.g. a seed), and
+ * `clusters[r]` names the cluster of row r (a test prompt, or the test user whose prompts
+ * they are); every unit is scored on the same rows in the same order.
+ *
+ * One replicate draws `U` units with replacement (when units are resampled), then `C`
+ * clusters with replacement — one draw of clusters shared by every drawn unit, so the rows of
+ * one cluster move together across units — and takes the mean of every drawn unit's rows of
+ * every drawn cluster (a cluster drawn twice counts twice; all rows of a cluster go with it).
+ * This is the "pigeonhole" bootstrap of a crossed design (Owen 2007); its variance is
+ * `v/(UC) + (C−1)·v_u/(UC) + (U−1)·v_c/(UC)` for equal cluster sizes (`v`: variance of the
+ * cell means, `v_u`: of the unit means, `v_c`: of the cluster means), slightly conservative
+ * (it counts the cell noise up to three times). With one unit it is the plain cluster
+ * bootstrap. Random draws: per replicate, the units first (`rng.int(U)` × U), then the
+ * clusters (`rng.int(C)` × C).
+ *
+ * @example Usage
+ * ```ts
+ * import { clusteredBootstrapCI } from "./metrics.ts";
+ * // Two seeds × 4 rows; rows 0-1 and 2-3 are two prompts of one user each.
+ * const ci = clusteredBootstrapCI([[1, 0, 1, 1], [1, 1, 0, 1]], ["u1", "u1", "u2", "u2"]);
+ * console.assert(ci.mean === 0.75 && ci.lo <= 0.75 && ci.hi >= 0.75 && ci.clusters === 2);
+ * ```
+ * @param values Per unit, per row values (e.g. per-row differences A − B); equal lengths.
+ * @param clusters Cluster id of each row (same length as each unit's rows).
+ * @param options Resamples, α, rng, whether units are resampled.
+ * @returns Mean of all rows, percentile interval, bootstrap SE.
+ */
+export function clusteredBootstrapCI(
+  values: readonly (readonly number[])[],
+  clusters: readonly (string | number)[],
+  options: ClusteredBootstrapOptions = {},
+): ClusteredInterval {
+  const iters = options.iters ?? 2000, alpha = options.alpha ?? 0.05;
+  const U = values.length;
+  if (U === 0) throw new InputError("values", "expected at least one unit, got 0");
+  const n = clusters.length;
+  if (n === 0) throw new InputError("clusters", "expected at least one row, got 0");
+  values.forEach((v, u) => {
+    if (v.length !== n) {
+      throw new InputError(
+        "values",
+        `unit ${u + 1} has ${v.length} rows, expected ${n} (one per cluster id)`,
+      );
+    }
+    checkScores("values", v);
+  });
+  if (!Number.isInteger(iters) || iters < 2) {
+    throw new InputError("iters", `expected an integer >= 2, got ${iters}`);
+  }
+  if (!(alpha > 0 && alpha < 1)) throw new InputError("alpha", `expected (0, 1), got ${alpha}`);
+  const rng = options.rng ?? new Rng(0);
+  const resampleUnits = options.resampleUnits ?? U > 1;
+  // Cluster index of each row; per unit and cluster the row sum; per cluster the row count.
+  const index = new Map<string | number, number>();
+  const cOf = clusters.map((c) => {
+    let i = index.get(c);
+    if (i === undefined) index.set(c, i = index.size);
+    return i;
+  });
+  const C = index.size;
+  const count = new Float64Array(C);
+  for (const c of cOf) count[c]++;
+  const sums = values.map((v) => {
+    const s = new Float64Array(C);
+    v.forEach((x, r) => (s[cOf[r]] += x));
+    return s;
+  });
+  let total = 0;
+  for (const s of sums) for (const x of s) total += x;
+  const reps = new Array<number>(iters);
+  const colSum = new Float64Array(C);
+  const picked = new Array<number>(U);
+  for (let b = 0; b < iters; b++) {
+    for (let i = 0; i < U; i++) picked[i] = resampleUnits ? rng.int(U) : i;
+    colSum.fill(0);
+    for (const u of picked) {
+      const s = sums[u];
+      for (let c = 0; c < C; c++) colSum[c] += s[c];
+    }
+    let num = 0, den = 0;
+    for (let j = 0; j < C; j++) {
+      const c = rng.int(C);
+      num += colSum[c];
+      den += count[c];
+    }
+    reps[b] = num / (den * U);
+  }
+  const m = reps.reduce((a, x) => a + x, 0) / iters;
+  const se = Math.sqrt(reps.reduce((a, x) => a + (x - m) ** 2, 0) / (iters - 1));
+  reps.sort((a, b) => a - b);
+  return {
+    mean: total / (n * U),
+    lo: quantileSorted(reps, alpha / 2),
+    hi: quantileSorted(reps, 1 - alpha / 2),
+    se,
+    units: U,
+    clusters: C,
+    resampledUnits: resampleUnits,
+  };
+}
