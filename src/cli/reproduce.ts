@@ -544,6 +544,8 @@ export async function main(args: string[]): Promise<string[]> {
       // The tested claims of findings.json, in the shape these fields have always had.
       claims: legacyClaims(findings, "headline"),
       ablation_claims: legacyClaims(findings, "ablation"),
+      // The text around findings.md's table, so `deno task findings` re-renders it alone.
+      findings_text: { title: findingsTitle, notes: findingsNotes, ablation_note: ablationNote },
       result,
     };
     await writeJsonAtomic(`${dir}/metrics.json`, jsonSafe(metrics));

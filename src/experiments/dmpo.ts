@@ -17,17 +17,10 @@ import { tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { scorePairs, type TrainExample } from "../train.ts";
 import type { Tokenizer } from "../tokenizer.ts";
-import {
-  type DmpoSample,
-  dmpoSamples,
-  historyBayesScores,
-  oracleScores,
-  popularityScores,
-  type ReferenceScorer,
-  type World,
-} from "../data/world.ts";
+import { type DmpoSample, dmpoSamples, popularityScores, type World } from "../data/world.ts";
 import { worldDmpoPrompt } from "../data/world_text.ts";
 import { aucPaired, aucReleased } from "../eval/metrics.ts";
+import { dmpoHistoryPairPosterior, dmpoPairPosterior, historyGenreWeights } from "../eval/truth.ts";
 import {
   disposeSnapshot,
   encodePrompt,
@@ -122,6 +115,12 @@ export interface DmpoMethodResult {
   auc_paired: number;
   /** Per test pair: 1 / 0.5 / 0 (correct ranking scores higher / tie / lower). */
   pair_correct: number[];
+  /**
+   * Per test pair (synthetic world only): the true probability, given the user and the
+   * pair, that the item the model ranks first is the liked one (0.5 on a tie;
+   * src/eval/truth.ts, {@link dmpoPairPosterior}).
+   */
+  pair_expected?: number[];
   /** Per test pair: summed log-prob of the correct ranking. */
   chosen_logp: number[];
   /** Per test pair: summed log-prob of the reversed ranking. */
@@ -140,6 +139,8 @@ export interface DmpoSeedResult {
   seed: number;
   /** Method → numbers. */
   methods: Record<string, DmpoMethodResult>;
+  /** The seed whose stage-0 and SFT models this seed used (seeds with the same share them). */
+  stage0_seed: number;
   /** Seconds of the seed. */
   seconds: number;
 }
@@ -156,8 +157,13 @@ export interface DmpoResult {
   seeds: number[];
   /** Test pairs. */
   num_test: number;
-  /** Reference rows (AUC of true / history-Bayes / popularity scores of the two items). */
+  /** Reference rows (AUC of the true posterior given the taste / the history only, and of
+   * popularity, on the two items). */
   references: Record<string, { auc_released: number; auc_paired: number }>;
+  /** The test user of each test pair (synthetic world; rows of one user are one cluster). */
+  row_users?: number[];
+  /** Methods whose model is the seed's stage-0 model or its SFT (`per_seed[].stage0_seed`). */
+  stage0_methods: string[];
   /** Per seed. */
   per_seed: DmpoSeedResult[];
   /** Seconds of the run (src/cli/reproduce.ts adds the ablations' seconds). */
@@ -276,7 +282,16 @@ export function evaluateDmpo(
   test: DmpoSample[],
   response: DmpoResponse = DMPO_RESPONSE,
 ): DmpoEval {
-  return evaluateDmpoExamples(model, test.map((s) => dmpoExample(tok, s, world, 1, response)));
+  const ev = evaluateDmpoExamples(model, test.map((s) => dmpoExample(tok, s, world, 1, response)));
+  // The expected correctness under the world's law: P(liked | pair, user) of the item ranked
+  // first (the chosen response scores higher: the positive; lower: the negative).
+  const post = test.map((s) => dmpoPairPosterior(world, s, s.positiveId, s.negativeIds[0]));
+  return {
+    ...ev,
+    pair_expected: ev.pair_correct.map((c, i) =>
+      Math.round((c === 1 ? post[i] : c === 0 ? 1 - post[i] : 0.5) * 1e6) / 1e6
+    ),
+  };
 }
 
 /** What evaluating one model gives: a method's row without its training numbers. */
@@ -308,20 +323,41 @@ export function evaluateDmpoExamples(
   };
 }
 
-/** AUC of a reference scorer's scores of the positive vs the prompt's negative. */
+/**
+ * AUC of the reference rows on the test pairs: Oracle = the true posterior of the pair given
+ * the user's taste ({@link dmpoPairPosterior}: DMPO's negatives are drawn by popularity, so
+ * popularity cancels), History-Bayes = the same given the history only
+ * ({@link dmpoHistoryPairPosterior}), Popularity = the two items' popularity, Random = 0.5.
+ */
 export function dmpoReferenceRows(
   world: World,
   test: DmpoSample[],
 ): Record<string, { auc_released: number; auc_paired: number }> {
-  const row = (f: ReferenceScorer) => {
-    const sc = test.map((s) => f(world, s, [s.positiveId, s.negativeIds[0]]));
-    const c = sc.map((x) => x[0]), r = sc.map((x) => x[1]);
+  const row = (p: (s: DmpoSample) => number) => {
+    const c = test.map(p), r = c.map((x) => 1 - x);
     return { auc_released: aucReleased(c, r), auc_paired: aucPaired(c, r) };
   };
+  const weights = new Map<string, number[]>();
+  const hb = (s: DmpoSample) => {
+    const key = `${s.domain}:${s.historyIds.join(",")}`;
+    if (!weights.has(key)) weights.set(key, historyGenreWeights(world, s));
+    return dmpoHistoryPairPosterior(
+      world,
+      s,
+      s.positiveId,
+      s.negativeIds[0],
+      "popularity",
+      weights.get(key),
+    );
+  };
+  const pop = test.map((s) => popularityScores(world, s, [s.positiveId, s.negativeIds[0]]));
   return {
-    Oracle: row(oracleScores),
-    "History-Bayes": row(historyBayesScores),
-    Popularity: row(popularityScores),
+    Oracle: row((s) => dmpoPairPosterior(world, s, s.positiveId, s.negativeIds[0])),
+    "History-Bayes": row(hb),
+    Popularity: {
+      auc_released: aucReleased(pop.map((x) => x[0]), pop.map((x) => x[1])),
+      auc_paired: aucPaired(pop.map((x) => x[0]), pop.map((x) => x[1])),
+    },
     Random: { auc_released: 0.5, auc_paired: 0.5 },
   };
 }
@@ -456,7 +492,13 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
         };
       }
     }
-    perSeed.push({ seed, methods, seconds: since(ts) });
+    // With a base model (--model) every seed trains its own stage 0 (and so its own SFT).
+    perSeed.push({
+      seed,
+      methods,
+      stage0_seed: currentBaseModel() ? seed : sftSeed,
+      seconds: since(ts),
+    });
     log(`[dmpo] seed ${seed} done in ${since(ts)} s (tensors ${tf.memory().numTensors})`);
   }
   return {
@@ -488,6 +530,8 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
     seeds: cfg.seeds,
     num_test: numTest,
     references,
+    ...(real ? {} : { row_users: test.map((s) => s.user) }),
+    stage0_methods: ["Base LM", "SFT"],
     per_seed: perSeed,
     seconds: since(t0),
   };

@@ -37,14 +37,15 @@ import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { type SdpoSample, sdpoSamples, trueScores, type World } from "../data/world.ts";
 import { Sasrec } from "../baselines/sasrec.ts";
 import { trainingExamples } from "../baselines/mod.ts";
+import { bootstrapCI, type ConfidenceInterval, hitsAtK, ndcgsAtK } from "../eval/metrics.ts";
 import {
-  bootstrapCI,
-  type ConfidenceInterval,
-  hitsAtK,
-  ndcgsAtK,
-  pairedBootstrapCI,
-} from "../eval/metrics.ts";
-import { type ClaimSpec, specFindings, verdictOf, writeFindings } from "../report/findings.ts";
+  type ClaimSpec,
+  compareRows,
+  designOf,
+  specFindings,
+  type Verdict,
+  writeFindings,
+} from "../report/findings.ts";
 import { fmtMeanStd, seedTimings, summarize } from "../report/table.ts";
 import { barChart, lineChart, writePlot } from "../report/plot.ts";
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from "../io.ts";
@@ -501,7 +502,9 @@ export interface Dpo4recClaim {
   b_per_seed: number[];
   rows: number;
   diff: ConfidenceInterval;
-  verdict: "reproduced" | "not reproduced" | "inconclusive";
+  verdict: Verdict;
+  /** How the rows were resampled (src/report/findings.ts). */
+  resampling?: string;
 }
 
 /** What {@link run} returns. */
@@ -518,6 +521,8 @@ export interface Dpo4recResult {
   num_test: number;
   /** Distinct test users (summaries generated). */
   num_test_users: number;
+  /** The test user of each test row (`rank_hits`, `ndcg_rows`), in row order. */
+  row_users?: number[];
   /** Methods in table order. */
   methods: string[];
   /** Reference rows (no training): oracle, history-Bayes, popularity, random. */
@@ -1076,6 +1081,7 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
     seeds,
     num_test: test.length,
     num_test_users: testUsers.length,
+    row_users: test.map((s) => s.user),
     methods,
     references,
     per_seed: perSeed,
@@ -1167,22 +1173,31 @@ export function dpo4recClaimSpecs(result: Pick<Dpo4recResult, "scale">) {
   ];
 }
 
-/** Claims with verdicts from the per-row numbers (paired bootstrap over seeds × rows). */
+/**
+ * Claims with verdicts from the per-row numbers (src/report/findings.ts: seeds, then test
+ * users, resampled).
+ */
 export function dpo4recClaims(
-  result: Pick<Dpo4recResult, "scale" | "per_seed">,
+  result: Pick<Dpo4recResult, "scale" | "per_seed" | "row_users">,
 ): Dpo4recClaim[] {
   return dpo4recClaimSpecs(result).map((c) => {
     const a = result.per_seed.map((s) => s.methods[c.a][c.metric]);
     const b = result.per_seed.map((s) => s.methods[c.b][c.metric]);
-    const diff = pairedBootstrapCI(a.flat(), b.flat());
+    const r = compareRows(
+      { ...c, paper: "dpo4rec" },
+      a,
+      b,
+      designOf({ paper: "dpo4rec", ...result }, c.a, c.b, c.metric),
+    );
     return {
       ...c,
       paper: "dpo4rec" as const,
-      a_per_seed: a.map(mean),
-      b_per_seed: b.map(mean),
-      rows: a.flat().length,
-      diff,
-      verdict: verdictOf(diff),
+      a_per_seed: r.a_per_seed,
+      b_per_seed: r.b_per_seed,
+      rows: r.rows,
+      diff: r.diff,
+      verdict: r.verdict,
+      resampling: r.resampling?.description,
     };
   });
 }
@@ -1307,6 +1322,7 @@ export async function writeDpo4recResults(
       DPO4REC_FIELDS,
     ),
     claims,
+    findings_text: { title: "DPO4Rec (synthetic world)", notes: NOTES, ablation_note: "" },
     result,
   };
   await writeJsonAtomic(`${outDir}/metrics.json`, jsonSafe(metrics));
@@ -1314,10 +1330,10 @@ export async function writeDpo4recResults(
   // findings.json (the claims with MDE) and findings.md rendered from it.
   await writeFindings(
     outDir,
-    "DPO4Rec (synthetic world)",
+    metrics.findings_text.title,
     specFindings(
       dpo4recClaimSpecs(result).map((c): ClaimSpec => ({ ...c, paper: "dpo4rec" })),
-      { paper: "dpo4rec", per_seed: result.per_seed },
+      { paper: "dpo4rec", per_seed: result.per_seed, row_users: result.row_users },
       result.seeds,
     ),
     NOTES,

@@ -24,6 +24,7 @@ import {
   type World,
 } from "../data/world.ts";
 import { worldSdpoPrompt } from "../data/world_text.ts";
+import { sdpoExpectedHits } from "../eval/truth.ts";
 import {
   hitsAtK,
   ndcgsAtK,
@@ -113,6 +114,11 @@ export interface SdpoMethodResult {
   valid_ratio: number;
   /** Per test prompt: 1 if the positive ranked first. */
   rank_hits: number[];
+  /**
+   * Per test prompt (synthetic world only): the true probability, given the user and the
+   * 20 candidates, that the model's top-1 is the next item (src/eval/truth.ts).
+   */
+  rank_expected?: number[];
   /** Per generation prompt: 1 if a hit. */
   gen_hits: number[];
   /** Per generation prompt: 1 if valid. */
@@ -133,6 +139,8 @@ export interface SdpoSeedResult {
   seed: number;
   /** Method name → numbers. */
   methods: Record<string, SdpoMethodResult>;
+  /** The seed whose stage-0 (SFT) model this seed used (seeds with the same share it). */
+  stage0_seed: number;
   /** Wall-clock seconds of the seed. */
   seconds: number;
 }
@@ -161,6 +169,10 @@ export interface SdpoResult {
   num_gen_test: number;
   /** Reference rows. */
   references: Record<string, ReferenceRow>;
+  /** The test user of each test row, in row order (rows of one user are one cluster). */
+  row_users: number[];
+  /** Methods whose model is the seed's stage-0 model (`per_seed[].stage0_seed`). */
+  stage0_methods: string[];
   /** Per seed. */
   per_seed: SdpoSeedResult[];
   /** Training curves of the main DPO and S-DPO arms (every seed). */
@@ -282,6 +294,11 @@ export function evaluateSdpo(
     hr1_gen_valid: Number.isFinite(g.hr1_valid) ? g.hr1_valid : null,
     valid_ratio: g.valid_ratio,
     rank_hits: rankHits,
+    ...("items" in world
+      ? {
+        rank_expected: sdpoExpectedHits(world, test, scores).map((x) => Math.round(x * 1e6) / 1e6),
+      }
+      : {}),
     gen_hits: verdicts.map((v) => (v.hit ? 1 : 0)),
     gen_valid: verdicts.map((v) => (v.valid ? 1 : 0)),
     gen_examples: examplesOut,
@@ -644,7 +661,13 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       ablations = await runAblations(data, scale, seed, sft, sftModel, methods, scoresBy, progress);
     }
     sftModel.dispose();
-    perSeed.push({ seed, methods, seconds: since(ts) });
+    // With a base model (--model) every seed trains its own stage 0.
+    perSeed.push({
+      seed,
+      methods,
+      stage0_seed: currentBaseModel() ? seed : s0,
+      seconds: since(ts),
+    });
     log(`[sdpo] seed ${seed} done in ${since(ts)} s (tensors ${tf.memory().numTensors})`);
   }
   return {
@@ -676,6 +699,8 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     num_test: test.length,
     num_gen_test: numGen,
     references,
+    row_users: test.map((s) => s.user),
+    stage0_methods: ["SFT"],
     per_seed: perSeed,
     curves,
     ablations,

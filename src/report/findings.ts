@@ -1,28 +1,36 @@
 /**
- * The papers' claims as paired comparisons, with verdicts decided by the numbers: a paired
- * bootstrap CI (95 %) of the per-row difference A − B over all (seed, test row) rows —
- * CI above 0 → "reproduced", below 0 → "not reproduced", straddling 0 → "inconclusive".
- * A claim the run could not evaluate (its rows were not produced, e.g. ablations switched
- * off) is kept as "not tested" with the reason. Nothing here is hand-written per run.
+ * The papers' claims as paired comparisons, with verdicts decided by the numbers: a 95 %
+ * bootstrap CI of the mean per-row difference A − B that resamples what was sampled —
+ * test clusters (the test user whose prompts the rows are, or the prompt) with the rows of
+ * one cluster moving together across seeds, and, when the arms compared have models that
+ * differ by seed, the seeds first (two levels; {@link clusteredBootstrapCI}). Models that
+ * share a stage are one model: a seed whose A and B models are those of an earlier seed adds
+ * no unit (at scale small every seed's SFT row is the one shared stage-0 model). CI above 0 →
+ * "reproduced", below 0 → "contradicted", straddling 0 → "inconclusive". A claim the run
+ * could not evaluate (its rows were not produced, e.g. ablations switched off) is kept as
+ * "not tested" with the reason. Nothing here is hand-written per run.
  *
  * Each paper's run writes the list of {@link Finding}s as `findings.json`, and `findings.md`
  * is rendered from that list by {@link renderFindingsMarkdown} (and only there). Every
- * finding carries the design's minimum detectable effect ({@link mdePaired}).
+ * finding carries the resampling it used and the design's minimum detectable effect,
+ * 2.80 × the bootstrap SE of the same resampling ({@link mdeFromSe}).
  *
  * Claim ids are stable: `<paper>.<claim>.<metric>` (`sdpo.sdpo_gt_dpo.hr1`,
  * `dmpo.sft_dmpo_gt_dmpo_only.auc`, `dpo4rec.rm_gt_random.genre_precision`).
  *
  * @module
  */
-import { type ConfidenceInterval, pairedBootstrapCI } from "../eval/metrics.ts";
+import { clusteredBootstrapCI, type ConfidenceInterval } from "../eval/metrics.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io.ts";
 
 /** Per-row arrays a claim can compare. */
 export type RowMetric =
   | "rank_hits"
+  | "rank_expected"
   | "gen_hits"
   | "gen_valid"
   | "pair_correct"
+  | "pair_expected"
   | "pos_logp"
   | "precision_rows";
 
@@ -88,6 +96,23 @@ export const CLAIMS: ClaimSpec[] = [
     a: "S-DPO",
     b: "SFT-cont",
   },
+  // The same four comparisons on the expected hit (synthetic world only): per test prompt,
+  // the true probability under the world's law that the model's top-1 is the next item.
+  ...([
+    ["sdpo_gt_dpo", "S-DPO", "DPO", ""],
+    ["dpo_gt_sft", "DPO", "SFT", ""],
+    ["sdpo_gt_sft", "S-DPO", "SFT", ""],
+    ["sdpo_gt_sft_cont", "S-DPO", "SFT-cont", " (same extra steps of SFT)"],
+  ] as const).map(([claim, a, b, extra]): ClaimSpec => ({
+    id: `sdpo.${claim}.exp_hr1`,
+    paper: "sdpo",
+    text: `${a} > ${b}${extra} on expected HR@1 (ranking; the world's true probability that ` +
+      "the top-1 is the next item)",
+    metric: "rank_expected",
+    metricLabel: "expected ranking HR@1",
+    a,
+    b,
+  })),
   {
     id: "sdpo.sdpo_keeps_chosen_logp.logp",
     paper: "sdpo",
@@ -178,6 +203,24 @@ export const CLAIMS: ClaimSpec[] = [
     a: "SFT+DMPO-released K=3",
     b: "SFT",
   },
+  // The same comparisons on the expected correctness (synthetic world only): per test pair,
+  // the true probability, given the user and the pair, that the item ranked first is liked.
+  ...([
+    ["sft_dmpo_gt_sft", "SFT+DMPO K=3", "SFT", ""],
+    ["sft_dmpo_gt_dmpo_only", "SFT+DMPO K=3", "DMPO-only K=3", ""],
+    ["k3_gt_k1", "SFT+DMPO K=3", "SFT+DMPO K=1", ""],
+    ["sft_dmpo_gt_sft_cont", "SFT+DMPO K=3", "SFT-cont", " (same extra steps of SFT)"],
+    ["released_gt_sft", "SFT+DMPO-released K=3", "SFT", ""],
+  ] as const).map(([claim, a, b, extra]): ClaimSpec => ({
+    id: `dmpo.${claim}.exp_auc`,
+    paper: "dmpo",
+    text: `${a} > ${b}${extra} on expected paired AUC (the world's true probability that ` +
+      "the item ranked first is the liked one)",
+    metric: "pair_expected",
+    metricLabel: "expected paired AUC",
+    a,
+    b,
+  })),
   {
     id: "sdpo.more_negatives_help.hr1",
     paper: "sdpo-abl",
@@ -237,10 +280,31 @@ export const CLAIMS: ClaimSpec[] = [
 ];
 
 /** A verdict of a tested claim. */
-export type Verdict = "reproduced" | "not reproduced" | "inconclusive";
+export type Verdict = "reproduced" | "contradicted" | "inconclusive";
 
 /** A verdict in findings.json: a tested claim's, or "not tested" (with a reason). */
 export type FindingVerdict = Verdict | "not tested";
+
+/** How a claim's rows were resampled (findings.json's `resampling`). */
+export interface Resampling {
+  /**
+   * `"seeds, then test clusters"` (two levels: the arms compared have models that differ by
+   * seed) or `"test clusters"` (one level: one model pair, or one seed).
+   */
+  levels: "seeds, then test clusters" | "test clusters";
+  /** What a test cluster is: the test user (all their prompts) or the test prompt (row). */
+  cluster_by: "user" | "prompt";
+  /** Distinct test clusters. */
+  clusters: number;
+  /** Distinct seed units: seeds whose (A model, B model) pair is not an earlier seed's. */
+  seed_units: number;
+  /** Seeds of the run whose rows were dropped as copies of an earlier seed's models. */
+  shared_seeds: number;
+  /** Bootstrap resamples. */
+  iters: number;
+  /** The resampling in words. */
+  description: string;
+}
 
 /** A claim with its numbers. */
 export interface ClaimResult extends ClaimSpec {
@@ -248,20 +312,34 @@ export interface ClaimResult extends ClaimSpec {
   a_per_seed: number[];
   /** Mean of B's rows, per seed. */
   b_per_seed: number[];
-  /** Mean of A's rows pooled over seeds (default: mean of `a_per_seed`). */
+  /** Mean of A's rows over the distinct seed units (default: mean of `a_per_seed`). */
   a_mean?: number;
-  /** Mean of B's rows pooled over seeds. */
+  /** Mean of B's rows over the distinct seed units. */
   b_mean?: number;
-  /** Rows compared (seeds × test rows). */
+  /** Rows compared (distinct seed units × test rows). */
   rows: number;
-  /** Mean difference and its 95 % paired bootstrap CI. */
+  /** Mean difference and its 95 % bootstrap CI. */
   diff: ConfidenceInterval;
   /** The verdict. */
   verdict: Verdict;
-  /** Minimum detectable effect of the design ({@link mdePaired}); null with < 2 rows. */
+  /** Minimum detectable effect of the design ({@link mdeFromSe}); null when undefined. */
   mde?: number | null;
+  /** Bootstrap SE of the mean difference. */
+  se?: number;
+  /** How the rows were resampled. */
+  resampling?: Resampling;
   /** How a data-dependent comparison was chosen (the β claim). */
   note?: string;
+}
+
+/** One seed of an experiment result, as findings read it. */
+export interface SeedRows {
+  /** Seed. */
+  seed: number;
+  /** Method → per-row arrays (and other numbers). */
+  methods: Record<string, unknown>;
+  /** The seed whose stage-0 model this seed used (default: the seed itself). */
+  stage0_seed?: number;
 }
 
 /** What a claim needs from an experiment result. */
@@ -269,13 +347,24 @@ export interface ResultWithRows {
   /** Paper. */
   paper: string;
   /** Per seed: method → per-row arrays. */
-  per_seed: { seed: number; methods: Record<string, unknown> }[];
+  per_seed: SeedRows[];
+  /**
+   * The test user of each test row, in row order (the same for every seed and method; a
+   * metric with fewer rows covers the first ones, as generation does). Rows of one user
+   * are one cluster. Absent: every row is its own cluster (the test prompt).
+   */
+  row_users?: readonly (number | string)[];
+  /**
+   * Methods whose model is the stage-0 model of the seed's `stage0_seed` (shared by seeds
+   * with the same `stage0_seed`); every other method trains one model per seed.
+   */
+  stage0_methods?: readonly string[];
 }
 
 /** The verdict of a CI of A − B. */
 export function verdictOf(ci: { lo: number; hi: number }): Verdict {
   if (ci.lo > 0) return "reproduced";
-  if (ci.hi < 0) return "not reproduced";
+  if (ci.hi < 0) return "contradicted";
   return "inconclusive";
 }
 
@@ -286,11 +375,23 @@ export const Z_975 = 1.959963984540054;
 /** z_{0.8}: 80 % power. */
 export const Z_80 = 0.8416212335729143;
 
+/** Bootstrap resamples of every claim. */
+export const BOOTSTRAP_ITERS = 2000;
+
 /**
- * Minimum detectable effect of a paired design: the true mean difference that a two-sided
- * 5 % test on the mean of the per-row differences detects with 80 % power,
- * `(z_{0.975} + z_{0.8}) · sd(d) / √n` (normal approximation; sd with n − 1), where `d` are
- * the per-row differences A − B actually observed. Null with fewer than 2 rows.
+ * Minimum detectable effect from the standard error of the mean difference: the true
+ * difference that a two-sided 5 % test detects with 80 % power, `(z_{0.975} + z_{0.8}) · SE`
+ * ≈ 2.80 · SE (normal approximation). Null when the SE is not finite.
+ */
+export function mdeFromSe(se: number): number | null {
+  return Number.isFinite(se) ? (Z_975 + Z_80) * se : null;
+}
+
+/**
+ * Minimum detectable effect of `n` independent paired rows, `(z_{0.975} + z_{0.8}) · sd(d) /
+ * √n` (sd with n − 1), where `d` are the per-row differences A − B. Findings use
+ * {@link mdeFromSe} with the SE of their own resampling; this is its closed form when every
+ * row is its own cluster and there is one seed. Null with fewer than 2 rows.
  */
 export function mdePaired(diffs: readonly number[]): number | null {
   const n = diffs.length;
@@ -300,28 +401,106 @@ export function mdePaired(diffs: readonly number[]): number | null {
   return ((Z_975 + Z_80) * sd) / Math.sqrt(n);
 }
 
+/** How a comparison's rows are grouped: test clusters, and which seeds share models. */
+export interface RowDesign {
+  /**
+   * Cluster id of each test row (rows in test order, the same for every seed; a metric with
+   * fewer rows takes the first ids). Default: the row index (every row its own cluster).
+   */
+  clusters?: readonly (number | string)[];
+  /** What a cluster is (default: "user" when `clusters` is given, else "prompt"). */
+  clusterBy?: "user" | "prompt";
+  /** Model id of A on each seed (same id = the same model). Default: one model per seed. */
+  modelsA?: readonly string[];
+  /** Model id of B on each seed. */
+  modelsB?: readonly string[];
+  /** Bootstrap resamples (default {@link BOOTSTRAP_ITERS}). */
+  iters?: number;
+}
+
 /**
- * Compare A's and B's per-row values (one array per seed, same rows) under `spec`: paired
- * bootstrap CI of the pooled differences, verdict, per-seed means, MDE.
+ * Compare A's and B's per-row values (one array per seed, same rows) under `spec`. Seeds
+ * whose (A model, B model) pair repeats an earlier seed's are one unit (their rows averaged:
+ * the same model gives the same rows); the per-row differences are resampled by
+ * {@link clusteredBootstrapCI} — test clusters, and the seed units too when there are two or
+ * more. Verdict from the CI, MDE = 2.80 × its bootstrap SE.
  */
-export function compareRows(spec: ClaimSpec, a: number[][], b: number[][]): ClaimResult {
-  const af = a.flat(), bf = b.flat();
-  if (af.length !== bf.length || a.length !== b.length) {
-    throw new Error(
-      `claim ${spec.id}: ${spec.a} has ${af.length} rows, ${spec.b} has ${bf.length}`,
-    );
+export function compareRows(
+  spec: ClaimSpec,
+  a: number[][],
+  b: number[][],
+  design: RowDesign = {},
+): ClaimResult {
+  if (a.length !== b.length || a.length === 0) {
+    throw new Error(`claim ${spec.id}: ${spec.a} has ${a.length} seeds, ${spec.b} has ${b.length}`);
   }
-  const diff = pairedBootstrapCI(af, bf);
+  const n = a[0].length;
+  for (let s = 0; s < a.length; s++) {
+    if (a[s].length !== n || b[s].length !== n) {
+      throw new Error(
+        `claim ${spec.id}: seed ${s + 1}: ${spec.a} has ${a[s].length} rows, ${spec.b} has ` +
+          `${b[s].length} (expected ${n})`,
+      );
+    }
+  }
+  const S = a.length;
+  const ma = design.modelsA ?? a.map((_, s) => `seed ${s}`);
+  const mb = design.modelsB ?? b.map((_, s) => `seed ${s}`);
+  if (ma.length !== S || mb.length !== S) {
+    throw new Error(`claim ${spec.id}: expected one model id per seed (${S})`);
+  }
+  // Seed units: distinct (A model, B model) pairs, in seed order.
+  const unitOf = new Map<string, number[]>();
+  for (let s = 0; s < S; s++) {
+    const key = JSON.stringify([ma[s], mb[s]]);
+    unitOf.set(key, [...(unitOf.get(key) ?? []), s]);
+  }
+  const units = [...unitOf.values()];
+  const avg = (xs: number[][], seeds: number[]) =>
+    xs[seeds[0]].map((_, r) => mean(seeds.map((s) => xs[s][r])));
+  const ua = units.map((ss) => avg(a, ss)), ub = units.map((ss) => avg(b, ss));
+  const d = ua.map((row, u) => row.map((x, r) => x - ub[u][r]));
+  let clusters: readonly (number | string)[] = Array.from({ length: n }, (_, r) => r);
+  let clusterBy: "user" | "prompt" = "prompt";
+  if (design.clusters) {
+    if (design.clusters.length < n) {
+      throw new Error(
+        `claim ${spec.id}: ${n} rows but only ${design.clusters.length} cluster ids`,
+      );
+    }
+    clusters = design.clusters.slice(0, n);
+    clusterBy = design.clusterBy ?? "user";
+  }
+  const iters = design.iters ?? BOOTSTRAP_ITERS;
+  const ci = clusteredBootstrapCI(d, clusters, { iters });
+  const levels = ci.resampledUnits ? "seeds, then test clusters" : "test clusters";
+  const what = clusterBy === "user" ? "test users" : "test prompts";
+  const resampling: Resampling = {
+    levels,
+    cluster_by: clusterBy,
+    clusters: ci.clusters,
+    seed_units: units.length,
+    shared_seeds: S - units.length,
+    iters,
+    description:
+      (ci.resampledUnits
+        ? `${units.length} seeds, then ${ci.clusters} ${what}`
+        : `${ci.clusters} ${what}` + (S > 1 ? ` (one model pair: ${S} seeds share it)` : "")) +
+      (clusterBy === "user" ? ", all rows of a user together" : ""),
+  };
+  const diff = { mean: ci.mean, lo: ci.lo, hi: ci.hi };
   return {
     ...spec,
     a_per_seed: a.map(mean),
     b_per_seed: b.map(mean),
-    a_mean: mean(af),
-    b_mean: mean(bf),
-    rows: af.length,
+    a_mean: mean(ua.map(mean)),
+    b_mean: mean(ub.map(mean)),
+    rows: units.length * n,
     diff,
     verdict: verdictOf(diff),
-    mde: mdePaired(af.map((x, i) => x - bf[i])),
+    mde: mdeFromSe(ci.se),
+    se: ci.se,
+    resampling,
   };
 }
 
@@ -336,6 +515,10 @@ function rowsOrReason(
     const m = s.methods[method] as Record<string, unknown> | undefined;
     const rows = m?.[metric];
     if (!Array.isArray(rows) || rows.length === 0) {
+      if (metric === "rank_expected" || metric === "pair_expected") {
+        return `the run has no per-row "${metric}" for "${method}": the expected value ` +
+          "needs the synthetic world's law, and runs before it was recorded lack it";
+      }
       return `the run has no per-row "${metric}" for "${method}" (seed ${s.seed})`;
     }
     out.push(rows as number[]);
@@ -356,12 +539,13 @@ export function claimRows(result: ResultWithRows, method: string, metric: RowMet
  * with the highest mean (ties: the smallest such β). If β* is interior, the claim is compared against the endpoint whose
  * CI of (β* − endpoint) has the lower bound nearest 0 (the binding one): reproduced iff both
  * endpoint CIs are above 0. If β* is an endpoint, the best interior β is compared with it
- * (an interval below 0 → not reproduced). β* is chosen on the same rows, which favours the
+ * (an interval below 0 → contradicted). β* is chosen on the same rows, which favours the
  * claim when β* is interior; `note` says which comparison was made.
  */
 export function betaInteriorOptimum(
   spec: ClaimSpec,
   sweep: { beta: number; method: string; rows: number[][] }[],
+  design: RowDesign = {},
 ): ClaimResult {
   if (sweep.length < 3) {
     throw new Error(`claim ${spec.id}: needs ≥ 3 β values, got ${sweep.length}`);
@@ -375,7 +559,7 @@ export function betaInteriorOptimum(
   const as = (c: ClaimResult, note: string): ClaimResult => ({ ...c, note: `${means}; ${note}` });
   if (!ends.includes(best)) {
     const cs = ends.map((e) =>
-      compareRows({ ...spec, a: best.method, b: e.method }, best.rows, e.rows)
+      compareRows({ ...spec, a: best.method, b: e.method }, best.rows, e.rows, design)
     );
     const binding = cs[0].diff.lo <= cs[1].diff.lo ? cs[0] : cs[1];
     return as(
@@ -389,7 +573,7 @@ export function betaInteriorOptimum(
   const interior = s.slice(1, -1);
   const bestI = interior.reduce((a, b) => (m(b.rows) > m(a.rows) ? b : a));
   return as(
-    compareRows({ ...spec, a: bestI.method, b: best.method }, bestI.rows, best.rows),
+    compareRows({ ...spec, a: bestI.method, b: best.method }, bestI.rows, best.rows, design),
     `best β = ${best.beta} is an endpoint; the row compares the best interior β = ` +
       `${bestI.beta} with it`,
   );
@@ -415,17 +599,61 @@ function betaSweepOf(
   return out;
 }
 
+/**
+ * Per-row metrics whose rows are the test rows in order (or their first ones: generation),
+ * clustered by `row_users`; any other per-row metric (e.g. DPO4Rec's one row per test user)
+ * has every row its own cluster.
+ */
+export const TEST_ROW_METRICS: readonly string[] = [
+  "rank_hits",
+  "rank_expected",
+  "gen_hits",
+  "gen_valid",
+  "pos_logp",
+  "pair_correct",
+  "pair_expected",
+  "ndcg_rows",
+];
+
+/**
+ * The design of comparing `a` with `b` on `metric` of a result: its test clusters
+ * (`row_users`, for {@link TEST_ROW_METRICS}) and the model of each method on each seed (a
+ * stage-0 method: the stage-0 model of the seed's `stage0_seed`, shared by the seeds with
+ * that stage-0 seed; any other: its own seed's).
+ */
+export function designOf(
+  result: ResultWithRows,
+  a: string,
+  b: string,
+  metric: string,
+): RowDesign {
+  const shared = new Set(result.stage0_methods ?? []);
+  const models = (m: string) =>
+    result.per_seed.map((s) =>
+      shared.has(m) ? `${m} @ stage 0 of seed ${s.stage0_seed ?? s.seed}` : `${m} @ seed ${s.seed}`
+    );
+  return {
+    ...(result.row_users && TEST_ROW_METRICS.includes(metric)
+      ? { clusters: result.row_users, clusterBy: "user" as const }
+      : {}),
+    modelsA: models(a),
+    modelsB: models(b),
+  };
+}
+
 /** Evaluate one spec on a result, or say why it cannot be. */
 function evaluateSpec(spec: ClaimSpec, result: ResultWithRows): ClaimResult | string {
   if (spec.id === BETA_CLAIM_ID) {
     const sweep = betaSweepOf(result, spec.metric);
-    return typeof sweep === "string" ? sweep : betaInteriorOptimum(spec, sweep);
+    return typeof sweep === "string"
+      ? sweep
+      : betaInteriorOptimum(spec, sweep, designOf(result, spec.a, spec.b, spec.metric));
   }
   const a = rowsOrReason(result, spec.a, spec.metric);
   if (typeof a === "string") return a;
   const b = rowsOrReason(result, spec.b, spec.metric);
   if (typeof b === "string") return b;
-  return compareRows(spec, a, b);
+  return compareRows(spec, a, b, designOf(result, spec.a, spec.b, spec.metric));
 }
 
 /** Evaluate the claims of `result.paper` (throws when a claim's rows are missing). */
@@ -460,9 +688,9 @@ export interface Finding {
   ours_method: string | null;
   /** The arm it is compared with. */
   baseline_method: string | null;
-  /** Mean of `ours_method`'s rows pooled over seeds. */
+  /** Mean of `ours_method`'s rows pooled over the distinct seed units. */
   ours: number | null;
-  /** Mean of `baseline_method`'s rows pooled over seeds. */
+  /** Mean of `baseline_method`'s rows pooled over the distinct seed units. */
   baseline: number | null;
   /** Per-seed means of ours. */
   ours_per_seed: number[];
@@ -470,13 +698,20 @@ export interface Finding {
   baseline_per_seed: number[];
   /** Mean per-row difference ours − baseline. */
   effect: number | null;
-  /** 95 % paired bootstrap CI of the effect. */
+  /** 95 % bootstrap CI of the effect (percentile; resampling: `resampling`). */
   ci95: [number, number] | null;
-  /** Minimum detectable effect of the design (80 % power, two-sided 5 %). */
+  /** Bootstrap SE of the effect, from the same resampling. */
+  se: number | null;
+  /**
+   * Minimum detectable effect of the design (80 % power, two-sided 5 %): 2.80 × `se`
+   * ({@link mdeFromSe}).
+   */
   mde: number | null;
-  /** Seeds whose rows are pooled. */
+  /** How the rows were resampled (null when not tested). */
+  resampling: Resampling | null;
+  /** Seeds of the run whose rows enter (seeds sharing both models count once). */
   seeds: number[];
-  /** Rows compared (seeds × test rows). */
+  /** Rows compared (distinct seed units × test rows). */
   rows: number;
   /** Verdict from `ci95` ({@link verdictOf}), or "not tested". */
   verdict: FindingVerdict;
@@ -514,7 +749,9 @@ export function toFinding(
     baseline_per_seed: c.b_per_seed,
     effect: c.diff.mean,
     ci95: [c.diff.lo, c.diff.hi],
+    se: c.se ?? null,
     mde: c.mde ?? null,
+    resampling: c.resampling ?? null,
     seeds,
     rows: c.rows,
     verdict: c.verdict,
@@ -538,7 +775,9 @@ export function notTested(spec: ClaimSpec, seeds: number[], reason: string): Fin
     baseline_per_seed: [],
     effect: null,
     ci95: null,
+    se: null,
     mde: null,
+    resampling: null,
     seeds,
     rows: 0,
     verdict: "not tested",
@@ -573,8 +812,22 @@ export function claimFindings(
 /** What {@link sdpoFindings} reads of an S-DPO result. */
 export interface SdpoFindingsInput {
   seeds: number[];
-  per_seed: { seed: number; methods: Record<string, unknown> }[];
+  per_seed: SeedRows[];
+  /** Test user of each test row ({@link ResultWithRows.row_users}). */
+  row_users?: readonly (number | string)[];
+  /** Methods that are the seed's stage-0 model ({@link ResultWithRows.stage0_methods}). */
+  stage0_methods?: readonly string[];
   ablations?: { seed: number; methods: Record<string, unknown> };
+}
+
+/** The design fields of a result (clusters, shared stage-0 methods). */
+function designFields(
+  r: Pick<ResultWithRows, "row_users" | "stage0_methods">,
+): Pick<ResultWithRows, "row_users" | "stage0_methods"> {
+  return {
+    ...(r.row_users ? { row_users: r.row_users } : {}),
+    ...(r.stage0_methods ? { stage0_methods: r.stage0_methods } : {}),
+  };
 }
 
 /**
@@ -586,7 +839,11 @@ export function sdpoFindings(
   ablationsOff = "the S-DPO ablations did not run (off by default at scale small; " +
     "`--ablations` runs them)",
 ): Finding[] {
-  const head = claimFindings("sdpo", { paper: "sdpo", per_seed: r.per_seed }, r.seeds);
+  const head = claimFindings(
+    "sdpo",
+    { paper: "sdpo", per_seed: r.per_seed, ...designFields(r) },
+    r.seeds,
+  );
   const abl = r.ablations;
   const specs = CLAIMS.filter((c) => c.paper === "sdpo-abl");
   return [
@@ -595,6 +852,7 @@ export function sdpoFindings(
       ? claimFindings("sdpo-abl", {
         paper: "sdpo-abl",
         per_seed: [{ seed: abl.seed, methods: abl.methods }],
+        ...designFields(r),
       }, [abl.seed])
       : specs.map((c) => notTested(c, [], ablationsOff))),
   ];
@@ -602,9 +860,18 @@ export function sdpoFindings(
 
 /** The DMPO headline findings (the ablation findings: src/experiments/dmpo_ablations.ts). */
 export function dmpoFindings(
-  r: { seeds: number[]; per_seed: { seed: number; methods: Record<string, unknown> }[] },
+  r: {
+    seeds: number[];
+    per_seed: SeedRows[];
+    row_users?: readonly (number | string)[];
+    stage0_methods?: readonly string[];
+  },
 ): Finding[] {
-  return claimFindings("dmpo", { paper: "dmpo", per_seed: r.per_seed }, r.seeds);
+  return claimFindings(
+    "dmpo",
+    { paper: "dmpo", per_seed: r.per_seed, ...designFields(r) },
+    r.seeds,
+  );
 }
 
 /**
@@ -624,22 +891,50 @@ export function legacyClaims(findings: readonly Finding[], scope: Finding["scope
     diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
     verdict: f.verdict,
     mde: f.mde,
+    resampling: f.resampling?.description ?? null,
   }));
 }
 
 const f3 = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
 
-/** The sentence findings.md uses to explain the MDE column. */
-export const MDE_SENTENCE = "MDE is the minimum detectable effect of this design: the true " +
-  "mean difference that a two-sided 5 % test would detect with 80 % power, " +
-  "(z₀.₉₇₅ + z₀.₈) · sd(per-row A − B) / √rows ≈ 2.80 · sd / √rows, from the rows of this " +
-  "run; an inconclusive claim whose MDE is larger than the effect the paper reports was too " +
-  "small a test to decide it, and a true effect well below the MDE would mostly go unseen.";
+/** The sentences findings.md uses to explain the resampling, the verdicts and the MDE. */
+export const STATISTICS_TEXT = [
+  "Each claim compares per-row values (test prompts or pairs) of two methods. Rows are not " +
+  "independent, so the 95 % CI of mean(A − B) comes from a bootstrap (2,000 resamples, " +
+  "percentile) that resamples what was sampled: **test clusters** — the test user whose " +
+  "prompts the rows are (or the prompt, when the run recorded no users), all of a cluster's " +
+  "rows together and the same clusters for every seed, since every seed is scored on the " +
+  "same test prompts — and, where seeds train separate models for the arms compared, " +
+  "**the seeds first** (two levels: seeds, then clusters; Owen's pigeonhole bootstrap, a " +
+  "little conservative). Models that share a stage are one model: a seed whose two models " +
+  "are an earlier seed's adds nothing (at scale small every seed's SFT row is the one " +
+  "stage-0 model: SFT against a preference arm resamples the arm's seeds with SFT held " +
+  "fixed, and two shared models are compared on their rows once). The `resampled` column " +
+  "and `resampling` in `findings.json` say which was used per claim.",
+  "Verdict rule: CI above 0 → **reproduced**, CI entirely below 0 (a significant reversal) " +
+  "→ **contradicted**, straddling 0 → **inconclusive**.",
+  "MDE is the minimum detectable effect of this design: the true mean difference that a " +
+  "two-sided 5 % test would detect with 80 % power, (z₀.₉₇₅ + z₀.₈) · SE ≈ 2.80 · SE, where " +
+  "SE is the bootstrap standard error of mean(A − B) from the same resampling; an " +
+  "inconclusive claim whose MDE is larger than the effect the paper reports was too small " +
+  "a test to decide it, and a true effect well below the MDE would mostly go unseen.",
+];
+
+/** The MDE sentence of {@link STATISTICS_TEXT}. */
+export const MDE_SENTENCE = STATISTICS_TEXT[2];
 
 const TABLE_HEAD = [
-  "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | MDE | rows | verdict | claim_id |",
-  "|---|---|---|---|---|---|---|---|",
+  "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | MDE | rows | resampled | " +
+  "verdict | claim_id |",
+  "|---|---|---|---|---|---|---|---|---|",
 ];
+
+/** The `resampled` cell: "5 seeds × 312 users", "312 users", "400 prompts". */
+export function resampledCell(r: Resampling | null): string {
+  if (!r) return "–";
+  const c = `${r.clusters} ${r.cluster_by}s`;
+  return r.levels === "seeds, then test clusters" ? `${r.seed_units} seeds × ${c}` : c;
+}
 
 function findingRow(f: Finding): string {
   const seeds = (xs: number[]) => xs.map((x) => x.toFixed(3)).join(", ");
@@ -649,7 +944,7 @@ function findingRow(f: Finding): string {
     seeds(f.baseline_per_seed)
   } | ${f3(f.effect ?? NaN)} [${f3(ci[0])}, ${f3(ci[1])}]${note} | ${
     f.mde === null ? "–" : f.mde.toFixed(3)
-  } | ${f.rows} | **${f.verdict}** | \`${f.claim_id}\` |`;
+  } | ${f.rows} | ${resampledCell(f.resampling ?? null)} | **${f.verdict}** | \`${f.claim_id}\` |`;
 }
 
 /**
@@ -672,11 +967,8 @@ export function renderFindingsMarkdown(
     "",
     "Rendered from `findings.json` (written beside this file from the per-row numbers in " +
     "`metrics.json`) by `src/report/findings.ts`; no verdict is written by hand.",
-    "Each claim compares per-row values (test prompts or pairs) of two methods, pooled over",
-    "seeds. Verdict rule: 95 % paired bootstrap CI of mean(A − B) (2,000 resamples) above 0 →",
-    "**reproduced**, below 0 → **not reproduced**, straddling 0 → **inconclusive**.",
-    MDE_SENTENCE,
     "",
+    ...STATISTICS_TEXT.flatMap((t) => [t, ""]),
   ];
   if (head.length) lines.push(...TABLE_HEAD, ...head.map(findingRow));
   if (abl.length) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { initBackend } from "../../src/backend.ts";
-import { pairedBootstrapCI } from "../../src/eval/metrics.ts";
+import { clusteredBootstrapCI } from "../../src/eval/metrics.ts";
+import { findingsOfMetrics } from "../../src/cli/findings.ts";
 import { type Finding, verdictOf } from "../../src/report/findings.ts";
 import { main } from "../../src/cli/reproduce.ts";
 import { dmpoExample } from "../../src/experiments/dmpo.ts";
@@ -129,25 +130,25 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
       assert.equal(f.baseline_method, "SFT+DMPO K=1");
       const a = abl.methods[f.ours_method!].pair_correct as number[];
       const b = abl.methods[f.baseline_method!].pair_correct as number[];
-      const ci = pairedBootstrapCI(a, b);
+      // One seed, every test pair its own cluster.
+      const d = a.map((v, i) => v - b[i]);
+      const ci = clusteredBootstrapCI([d], d.map((_, i) => i));
       assert.ok(Math.abs(ci.mean - f.effect!) < 1e-12);
       assert.deepEqual(f.ci95, [ci.lo, ci.hi]);
       assert.equal(verdictOf(ci), f.verdict);
-      // MDE by hand: 2.8016 · sd(d) / √n.
-      const d = a.map((v, i) => v - b[i]);
+      // MDE = 2.8016 · bootstrap SE, near its closed form 2.8016 · sd(d) / √n.
       const md = d.reduce((s, v) => s + v, 0) / d.length;
       const sd = Math.sqrt(d.reduce((s, v) => s + (v - md) ** 2, 0) / (d.length - 1));
-      assert.ok(Math.abs(f.mde! - 2.801585218 * sd / Math.sqrt(d.length)) < 1e-8);
+      const closed = 2.801585218 * sd / Math.sqrt(d.length);
+      assert.ok(Math.abs(f.mde! - 2.801585218 * ci.se) < 1e-8);
+      assert.ok(Math.abs(f.mde! - closed) <= 0.25 * closed + 1e-9, `${f.mde} vs ${closed}`);
     }
-    // Headline verdicts re-derived from the per-seed rows.
-    for (const f of fj.filter((x) => x.scope === "headline")) {
-      const rows = (meth: string) =>
-        m.result.per_seed.flatMap((s: { methods: Record<string, { pair_correct: number[] }> }) =>
-          s.methods[meth].pair_correct
-        );
-      const ci = pairedBootstrapCI(rows(f.ours_method!), rows(f.baseline_method!));
-      assert.equal(verdictOf(ci), f.verdict, f.claim_id);
-    }
+    // Every verdict recomputed from metrics.json alone (`deno task findings`).
+    const again = findingsOfMetrics(m);
+    assert.deepEqual(
+      again.map((f) => [f.claim_id, f.verdict, f.ci95]),
+      fj.map((f) => [f.claim_id, f.verdict, f.ci95]),
+    );
     // findings.md: one row per finding with its id and verdict; metrics.json's claims agree.
     for (const f of fj) {
       const row = findings.split("\n").find((l) => l.includes(`\`${f.claim_id}\``));

@@ -20,12 +20,14 @@ const FINDING_KEYS = [
   "ours_method",
   "ours_per_seed",
   "paper",
+  "resampling",
   "rows",
   "scope",
+  "se",
   "seeds",
   "verdict",
 ];
-const VERDICTS = ["reproduced", "not reproduced", "inconclusive", "not tested"];
+const VERDICTS = ["reproduced", "contradicted", "inconclusive", "not tested"];
 
 /** Schema of one findings.json entry (also used by the DMPO pipeline test). */
 export function assertFindingSchema(f: Finding): void {
@@ -39,6 +41,7 @@ export function assertFindingSchema(f: Finding): void {
     assert.equal(f.effect, null);
     assert.equal(f.ci95, null);
     assert.equal(f.mde, null);
+    assert.equal(f.resampling, null);
   } else {
     assert.equal(f.reason, undefined);
     assert.ok(Number.isFinite(f.effect) && Number.isFinite(f.ours) && Number.isFinite(f.baseline));
@@ -46,6 +49,15 @@ export function assertFindingSchema(f: Finding): void {
     assert.ok(f.ci95![0] <= f.effect! + 1e-12 && f.effect! <= f.ci95![1] + 1e-12);
     assert.equal(f.verdict, verdictOf({ lo: f.ci95![0], hi: f.ci95![1] }));
     assert.ok(f.mde === null || (Number.isFinite(f.mde) && f.mde >= 0));
+    // The MDE is 2.80 × the bootstrap SE of the same resampling.
+    assert.ok(Number.isFinite(f.se) && f.se! >= 0);
+    assert.ok(Math.abs(f.mde! - 2.8016 * f.se!) < 1e-3 * Math.max(f.se!, 1e-9) + 1e-12);
+    const r = f.resampling!;
+    assert.ok(["seeds, then test clusters", "test clusters"].includes(r.levels), r.levels);
+    assert.ok(["user", "prompt"].includes(r.cluster_by));
+    assert.ok(r.clusters >= 1 && r.seed_units >= 1 && r.iters >= 2);
+    assert.equal(r.levels === "seeds, then test clusters", r.seed_units > 1);
+    assert.ok(typeof r.description === "string" && r.description.length > 0);
     assert.ok(typeof f.ours_method === "string" && typeof f.baseline_method === "string");
     assert.ok(f.rows > 0);
   }

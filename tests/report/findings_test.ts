@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { pairedBootstrapCI } from "../../src/eval/metrics.ts";
+import { clusteredBootstrapCI, pairedBootstrapCI } from "../../src/eval/metrics.ts";
 import {
   BETA_CLAIM_ID,
   betaInteriorOptimum,
@@ -36,6 +36,7 @@ function fakeSdpo(withAblations: boolean) {
   const logp = (m: number) => Array.from({ length: 50 }, () => m + rng.normal());
   const method = (p: number, lp: number) => ({
     rank_hits: row(p),
+    rank_expected: Array.from({ length: 50 }, () => p * (0.5 + rng.next())),
     gen_hits: row(p / 2),
     gen_valid: row(0.5),
     pos_logp: logp(lp),
@@ -92,9 +93,16 @@ Deno.test("sdpoFindings: schema, ids, means and effects by plain loops, verdict 
       plainMean((s.methods[f.ours_method!] as Record<string, number[]>)[f.metric])
     );
     assert.deepEqual(f.ours_per_seed, perSeed);
-    const ci = pairedBootstrapCI(a, b);
+    // Two seeds, each training its own models, rows their own clusters: seeds, then rows.
+    const d = r.per_seed.map((s) => {
+      const m = s.methods as Record<string, Record<string, number[]>>;
+      return m[f.ours_method!][f.metric].map((x, i) => x - m[f.baseline_method!][f.metric][i]);
+    });
+    const ci = clusteredBootstrapCI(d, d[0].map((_, i) => i));
     assert.deepEqual(f.ci95, [ci.lo, ci.hi]);
     assert.equal(f.verdict, verdictOf(ci));
+    assert.equal(f.resampling!.levels, "seeds, then test clusters");
+    assert.equal(f.resampling!.cluster_by, "prompt");
   }
   const byId = Object.fromEntries(fs.map((f) => [f.claim_id, f]));
   assert.equal(byId["sdpo.sdpo_gt_sft.hr1"].verdict, "reproduced"); // 0.6 vs 0.2 on 100 rows
@@ -146,7 +154,7 @@ Deno.test("a claim whose rows are missing is 'not tested', naming the method", (
   assert.match(f.reason!, /"Y"/);
 });
 
-Deno.test("betaInteriorOptimum: interior best beating both ends → reproduced; best at an end → not reproduced; flat → inconclusive", () => {
+Deno.test("betaInteriorOptimum: interior best beating both ends → reproduced; best at an end → contradicted; flat → inconclusive", () => {
   const spec = CLAIMS.find((c) => c.id === BETA_CLAIM_ID)!;
   const n = 200;
   const ones = (k: number) => Array.from({ length: n }, (_, i) => (i < k ? 1 : 0));
@@ -165,9 +173,9 @@ Deno.test("betaInteriorOptimum: interior best beating both ends → reproduced; 
   const r2 = betaInteriorOptimum(spec, sweep([40, 90, 120, 100, 118]));
   assert.equal(r2.verdict, "inconclusive");
   assert.equal(r2.b, "β=4");
-  // Best at the top end, far above every interior β → not reproduced.
+  // Best at the top end, far above every interior β → contradicted.
   const r3 = betaInteriorOptimum(spec, sweep([40, 50, 60, 70, 150]));
-  assert.equal(r3.verdict, "not reproduced");
+  assert.equal(r3.verdict, "contradicted");
   assert.equal(r3.a, "β=3");
   assert.equal(r3.b, "β=4");
   assert.match(r3.note!, /endpoint/);
@@ -195,10 +203,15 @@ Deno.test("mdePaired: hand computation and the z constants by numerical integrat
   };
   assert.ok(Math.abs(phi(Z_975) - 0.975) < 1e-9);
   assert.ok(Math.abs(phi(Z_80) - 0.8) < 1e-9);
-  // compareRows stores the MDE of the paired differences.
-  const a = [1, 1, 0, 1, 1, 1, 0, 1], b = [0, 1, 0, 0, 1, 0, 0, 0];
-  const c = compareRows({ ...CLAIMS[0] }, [a], [b]);
-  assert.equal(c.mde, mdePaired(a.map((x, i) => x - b[i])));
+  // compareRows: MDE = (z₀.₉₇₅ + z₀.₈) × the bootstrap SE, which for one seed and one row
+  // per cluster is sd·√((n−1)/n)/√n (the plug-in variance), i.e. mdePaired·√((n−1)/n).
+  const rng = new Rng(21);
+  const a = Array.from({ length: 300 }, () => (rng.next() < 0.4 ? 1 : 0));
+  const b = Array.from({ length: 300 }, () => (rng.next() < 0.3 ? 1 : 0));
+  const c = compareRows({ ...CLAIMS[0] }, [a], [b], { iters: 20000 });
+  const closed = mdePaired(a.map((x, i) => x - b[i]))! * Math.sqrt(299 / 300);
+  assert.ok(Math.abs(c.mde! / closed - 1) < 0.03, `${c.mde} vs ${closed}`);
+  assert.ok(Math.abs(c.mde! - (Z_975 + Z_80) * c.se!) < 1e-12);
 });
 
 Deno.test("MDE by brute-force simulation: at a true effect = MDE the verdict rule reproduces ~80 % of the time, at 0 ~2.5 %", () => {
@@ -299,4 +312,120 @@ Deno.test("validRatioByMethod: the summary's ValidRatio means, methods without o
     }),
     { SFT: 0.5, "S-DPO": 0.25 },
   );
+});
+
+// Two seeds × 6 rows (3 test users, 2 rows each); SFT is one stage-0 model on both seeds.
+function sharedSft() {
+  const sft = [1, 0, 0, 1, 0, 0];
+  return {
+    paper: "sdpo",
+    row_users: [7, 7, 8, 8, 9, 9],
+    stage0_methods: ["SFT"],
+    per_seed: [
+      {
+        seed: 0,
+        stage0_seed: 0,
+        methods: { SFT: { rank_hits: sft }, DPO: { rank_hits: [1, 1, 0, 1, 0, 1] } },
+      },
+      {
+        seed: 1,
+        stage0_seed: 0,
+        methods: { SFT: { rank_hits: sft }, DPO: { rank_hits: [1, 0, 1, 1, 1, 0] } },
+      },
+    ],
+  };
+}
+
+const SPEC: ClaimSpec = {
+  id: "sdpo.dpo_gt_sft.hr1",
+  paper: "sdpo",
+  text: "DPO > SFT",
+  metric: "rank_hits",
+  metricLabel: "HR@1",
+  a: "DPO",
+  b: "SFT",
+};
+
+Deno.test("findings resample seeds then test users, with a shared SFT model counted once: hand case and a plain loop", () => {
+  const r = sharedSft();
+  const [f] = specFindings([SPEC], r, [0, 1]);
+  // Means by hand: DPO 4/6 and 4/6, SFT 2/6 → effect 2/6.
+  assert.ok(Math.abs(f.effect! - 2 / 6) < 1e-12);
+  assert.ok(Math.abs(f.ours! - 4 / 6) < 1e-12 && Math.abs(f.baseline! - 2 / 6) < 1e-12);
+  assert.equal(f.resampling!.levels, "seeds, then test clusters");
+  assert.equal(f.resampling!.cluster_by, "user");
+  assert.equal(f.resampling!.clusters, 3);
+  assert.equal(f.resampling!.seed_units, 2);
+  assert.equal(f.rows, 12);
+  // The same interval by a plain loop over the same draws: per replicate, 2 seeds then 3 users.
+  const d = r.per_seed.map((s) =>
+    s.methods.DPO.rank_hits.map((x, i) => x - s.methods.SFT.rank_hits[i])
+  );
+  const rng = new Rng(0);
+  const reps: number[] = [];
+  for (let b = 0; b < 2000; b++) {
+    const seeds = [rng.int(2), rng.int(2)];
+    const users = [rng.int(3), rng.int(3), rng.int(3)];
+    let sum = 0, n = 0;
+    for (const s of seeds) {
+      for (const u of users) {
+        sum += d[s][2 * u] + d[s][2 * u + 1];
+        n += 2;
+      }
+    }
+    reps.push(sum / n);
+  }
+  reps.sort((x, y) => x - y);
+  const q = (p: number) => {
+    const pos = p * 1999, i = Math.floor(pos), fr = pos - i;
+    return reps[i] * (1 - fr) + reps[i + 1] * fr;
+  };
+  assert.ok(Math.abs(f.ci95![0] - q(0.025)) < 1e-12 && Math.abs(f.ci95![1] - q(0.975)) < 1e-12);
+  // SFT against itself-like shared arms: both models shared → one unit, users only.
+  const both = structuredClone(r);
+  both.stage0_methods = ["SFT", "DPO"];
+  both.per_seed[1].methods.DPO.rank_hits = both.per_seed[0].methods.DPO.rank_hits;
+  const [g] = specFindings([SPEC], both, [0, 1]);
+  assert.equal(g.resampling!.levels, "test clusters");
+  assert.equal(g.resampling!.seed_units, 1);
+  assert.equal(g.resampling!.shared_seeds, 1);
+  assert.equal(g.rows, 6);
+});
+
+Deno.test("property: copying a seed whose models are shared, or duplicating every seed's rows of the same users, cannot narrow a finding's interval", () => {
+  const r = sharedSft();
+  const [base] = specFindings([SPEC], r, [0, 1]);
+  // Rows of each seed twice, with their users: identical interval.
+  const dup = structuredClone(r);
+  dup.row_users = [...r.row_users, ...r.row_users];
+  for (const s of dup.per_seed) {
+    for (const m of Object.values(s.methods)) m.rank_hits = [...m.rank_hits, ...m.rank_hits];
+  }
+  const [f1] = specFindings([SPEC], dup, [0, 1]);
+  assert.deepEqual(f1.ci95, base.ci95);
+  // A one-model comparison (SFT vs a shared model) copied onto 5 seeds: same as on 1 seed.
+  const one = {
+    paper: "sdpo",
+    row_users: r.row_users,
+    stage0_methods: ["SFT", "DPO"],
+    per_seed: [0, 1, 2, 3, 4].map((seed) => ({ ...r.per_seed[0], seed })),
+  };
+  const [f5] = specFindings([SPEC], one, [0, 1, 2, 3, 4]);
+  const [f1s] = specFindings([SPEC], { ...one, per_seed: one.per_seed.slice(0, 1) }, [0]);
+  assert.deepEqual(f5.ci95, f1s.ci95);
+  assert.equal(f5.rows, 6);
+  // The old rule (pooled rows) narrows with every copy: the property can fail.
+  const pooled = (k: number) => {
+    const a = Array.from({ length: k }, () => r.per_seed[0].methods.DPO.rank_hits).flat();
+    const b = Array.from({ length: k }, () => r.per_seed[0].methods.SFT.rank_hits).flat();
+    const ci = pairedBootstrapCI(a, b);
+    return ci.hi - ci.lo;
+  };
+  assert.ok(pooled(5) < 0.6 * pooled(1));
+});
+
+Deno.test("verdicts: a CI entirely below 0 is contradicted", () => {
+  assert.equal(verdictOf({ lo: -0.2, hi: -0.01 }), "contradicted");
+  assert.equal(verdictOf({ lo: -0.2, hi: 0 }), "inconclusive");
+  assert.equal(verdictOf({ lo: 0.001, hi: 0.2 }), "reproduced");
 });
