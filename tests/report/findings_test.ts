@@ -6,6 +6,7 @@ import {
   CLAIMS,
   type ClaimSpec,
   compareRows,
+  evaluateClaims,
   type Finding,
   findingsMarkdown,
   legacyClaims,
@@ -428,4 +429,21 @@ Deno.test("verdicts: a CI entirely below 0 is contradicted", () => {
   assert.equal(verdictOf({ lo: -0.2, hi: -0.01 }), "contradicted");
   assert.equal(verdictOf({ lo: -0.2, hi: 0 }), "inconclusive");
   assert.equal(verdictOf({ lo: 0.001, hi: 0.2 }), "reproduced");
+});
+
+Deno.test("evaluateClaims skips the expected-hit claims on data without the world's law, and still refuses other missing rows", () => {
+  const r = fakeSdpo(false);
+  for (const s of r.per_seed) {
+    for (const m of Object.values(s.methods)) delete (m as Record<string, unknown>).rank_expected;
+  }
+  const cs = evaluateClaims({ paper: "sdpo", per_seed: r.per_seed });
+  const all = CLAIMS.filter((c) => c.paper === "sdpo");
+  assert.deepEqual(
+    cs.map((c) => c.id),
+    all.filter((c) => c.metric !== "rank_expected").map((c) => c.id),
+  );
+  for (const s of r.per_seed) {
+    for (const m of Object.values(s.methods)) delete (m as Record<string, unknown>).pos_logp;
+  }
+  assert.throws(() => evaluateClaims({ paper: "sdpo", per_seed: r.per_seed }), /pos_logp/);
 });
