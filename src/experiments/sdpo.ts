@@ -200,6 +200,8 @@ export interface AblationRow {
   ndcg5_rank: number;
   /** Per test prompt hits. */
   rank_hits: number[];
+  /** Per test prompt expected hit under the world's law (src/eval/truth.ts). */
+  rank_expected?: number[];
   /** Per test prompt positive log-prob. */
   pos_logp: number[];
   /** Training seconds (0 when the row reuses a main arm). */
@@ -461,6 +463,7 @@ function rankRow(
     hr1_rank: m(hits),
     ndcg5_rank: m(ndcgsAtK({ scores }, pos, 5)),
     rank_hits: hits,
+    rank_expected: sdpoExpectedHits(world, test, scores).map((x) => Math.round(x * 1e6) / 1e6),
     pos_logp: scores.map((r, i) => Math.round(r[pos[i]] * 1e4) / 1e4),
     train_seconds: trainSeconds,
   };
@@ -472,6 +475,7 @@ function rowOf(m: SdpoMethodResult): AblationRow {
     hr1_rank: m.hr1_rank,
     ndcg5_rank: m.ndcg5_rank,
     rank_hits: m.rank_hits,
+    ...(m.rank_expected ? { rank_expected: m.rank_expected } : {}),
     pos_logp: m.pos_logp,
     train_seconds: 0,
   };

@@ -240,6 +240,31 @@ export const CLAIMS: ClaimSpec[] = [
     a: `S-DPO K=max (${sampler})`,
     b: `S-DPO K=1 (${sampler})`,
   })),
+  // Ablation comparisons on the expected hit (synthetic world; see the headline ones above).
+  ...([
+    ["more_negatives_help", "S-DPO K=max", "S-DPO K=1", "More negatives help"],
+    [
+      "sdpo_gt_dpo_same_genre",
+      "S-DPO (same-genre)",
+      "DPO (same-genre)",
+      "With same-genre negatives",
+    ],
+    [
+      "sdpo_gt_dpo_model_hard",
+      "S-DPO (model-hard)",
+      "DPO (model-hard)",
+      "With model-hard negatives",
+    ],
+    ["model_hard_gt_uniform", "S-DPO (model-hard)", "S-DPO (uniform)", "Model-hard negatives help"],
+  ] as const).map(([claim, a, b, what]): ClaimSpec => ({
+    id: `sdpo.${claim}.exp_hr1`,
+    paper: "sdpo-abl",
+    text: `${what}: ${a} > ${b} on expected HR@1 (ranking)`,
+    metric: "rank_expected",
+    metricLabel: "expected ranking HR@1",
+    a,
+    b,
+  })),
   {
     id: BETA_CLAIM_ID,
     paper: "sdpo-abl",
