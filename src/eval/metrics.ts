@@ -662,3 +662,96 @@ export function clusteredBootstrapCI(
     resampledUnits: resampleUnits,
   };
 }
+
+/** Variance components of a crossed (unit × cluster) design, from {@link varianceComponents}. */
+export interface VarianceComponents {
+  /** Between-unit (seed) variance of the cell means. */
+  unit: number;
+  /** Between-cluster (prompt or user) variance of the cell means. */
+  cluster: number;
+  /** Interaction + residual variance of the cell means. */
+  residual: number;
+  /** Units. */
+  units: number;
+  /** Clusters. */
+  clusters: number;
+}
+
+/**
+ * Method-of-moments variance components of a crossed design (two-way random-effects ANOVA on
+ * the cell means `y[u][c]` = mean of unit u's rows of cluster c; components floored at 0):
+ * `y = μ + a_u + b_c + e_uc`. With them the standard error of the grand mean for U units and
+ * C clusters is `√(unit/U + cluster/C + residual/(UC))` ({@link projectedSe}), which plans a
+ * design before it runs; the pigeonhole bootstrap of {@link clusteredBootstrapCI} counts the
+ * residual about three times (`pigeonhole: true`).
+ *
+ * @param values Per unit, per row values (equal lengths).
+ * @param clusters Cluster id of each row.
+ * @returns The components, units and clusters.
+ */
+export function varianceComponents(
+  values: readonly (readonly number[])[],
+  clusters: readonly (string | number)[],
+): VarianceComponents {
+  const U = values.length;
+  const ids = [...new Set(clusters)];
+  const C = ids.length;
+  if (U < 2 || C < 2) {
+    throw new InputError("values", `needs at least 2 units and 2 clusters, got ${U} and ${C}`);
+  }
+  const at = new Map(ids.map((id, i) => [id, i]));
+  const y = values.map((v) => {
+    if (v.length !== clusters.length) {
+      throw new InputError("values", `expected ${clusters.length} rows per unit, got ${v.length}`);
+    }
+    const s = new Array<number>(C).fill(0), n = new Array<number>(C).fill(0);
+    v.forEach((x, r) => {
+      const c = at.get(clusters[r])!;
+      s[c] += x;
+      n[c]++;
+    });
+    return s.map((x, c) => x / n[c]);
+  });
+  const gm = y.flat().reduce((a, b) => a + b, 0) / (U * C);
+  const rowM = y.map((r) => r.reduce((a, b) => a + b, 0) / C);
+  const colM = ids.map((_, c) => y.reduce((a, r) => a + r[c], 0) / U);
+  const msU = (C * rowM.reduce((a, x) => a + (x - gm) ** 2, 0)) / (U - 1);
+  const msC = (U * colM.reduce((a, x) => a + (x - gm) ** 2, 0)) / (C - 1);
+  let sse = 0;
+  for (let u = 0; u < U; u++) {
+    for (let c = 0; c < C; c++) sse += (y[u][c] - rowM[u] - colM[c] + gm) ** 2;
+  }
+  const msE = sse / ((U - 1) * (C - 1));
+  return {
+    unit: Math.max(0, (msU - msE) / C),
+    cluster: Math.max(0, (msC - msE) / U),
+    residual: msE,
+    units: U,
+    clusters: C,
+  };
+}
+
+/**
+ * Standard error of the grand mean of a crossed design with `units` units and `clusters`
+ * clusters, from {@link varianceComponents}: `√(unit/U + cluster/C + residual/(UC))`, or with
+ * `pigeonhole` the SE that {@link clusteredBootstrapCI} reports on average for balanced data,
+ * `√((E v + (C−1)·E v_u + (U−1)·E v_c) / (UC))` with the expected plug-in variances
+ * `E v_u = (U−1)/U·(unit + residual/C)`, `E v_c = (C−1)/C·(cluster + residual/U)`,
+ * `E v = (U−1)/U·unit + (C−1)/C·cluster + (U−1)(C−1)/(UC)·residual` (about
+ * `unit/U + cluster/C + 3·residual/(UC)`); with one unit only the clusters are resampled.
+ */
+export function projectedSe(
+  vc: Pick<VarianceComponents, "unit" | "cluster" | "residual">,
+  units: number,
+  clusters: number,
+  pigeonhole = false,
+): number {
+  const U = units, C = clusters;
+  if (!pigeonhole) return Math.sqrt(vc.unit / U + vc.cluster / C + vc.residual / (U * C));
+  const ec = ((C - 1) / C) * (vc.cluster + vc.residual / U);
+  if (U === 1) return Math.sqrt(ec / C);
+  const eu = ((U - 1) / U) * (vc.unit + vc.residual / C);
+  const ev = ((U - 1) / U) * vc.unit + ((C - 1) / C) * vc.cluster +
+    (((U - 1) * (C - 1)) / (U * C)) * vc.residual;
+  return Math.sqrt((ev + (C - 1) * eu + (U - 1) * ec) / (U * C));
+}

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { clusteredBootstrapCI, pairedBootstrapCI } from "../../src/eval/metrics.ts";
+import {
+  clusteredBootstrapCI,
+  pairedBootstrapCI,
+  projectedSe,
+  varianceComponents,
+} from "../../src/eval/metrics.ts";
 import { Rng } from "../../src/rng.ts";
 
 /** The same bootstrap by plain loops: build each resampled grid row by row, then average. */
@@ -154,4 +159,24 @@ Deno.test("clusteredBootstrapCI: one-line errors naming the argument", () => {
   assert.throws(() => clusteredBootstrapCI([[1]], []), /clusters/);
   assert.throws(() => clusteredBootstrapCI([[NaN]], [0]), /NaN/);
   assert.throws(() => clusteredBootstrapCI([[1]], [0], { iters: 1 }), /iters/);
+});
+
+Deno.test("varianceComponents recovers simulated seed, prompt and residual variances; projectedSe matches both the true SE and the pigeonhole bootstrap", () => {
+  const rng = new Rng(13);
+  const U = 8, C = 300, sA = 0.02, sB = 0.3, sE = 0.5; // standard deviations
+  const a = Array.from({ length: U }, () => sA * rng.normal());
+  const b = Array.from({ length: C }, () => sB * rng.normal());
+  const values = a.map((au) => b.map((bc) => 0.1 + au + bc + sE * rng.normal()));
+  const ids = b.map((_, c) => c);
+  const vc = varianceComponents(values, ids);
+  assert.ok(Math.abs(vc.cluster / sB ** 2 - 1) < 0.2, `cluster ${vc.cluster}`);
+  assert.ok(Math.abs(vc.residual / sE ** 2 - 1) < 0.1, `residual ${vc.residual}`);
+  assert.ok(vc.unit < 5 * sA ** 2 + 0.002, `unit ${vc.unit}`);
+  // True SE of the grand mean at the simulated components.
+  const trueSe = Math.sqrt(sA ** 2 / U + sB ** 2 / C + sE ** 2 / (U * C));
+  assert.ok(Math.abs(projectedSe(vc, U, C) / trueSe - 1) < 0.15);
+  // The pigeonhole projection is what the bootstrap reports (within Monte Carlo error).
+  const boot = clusteredBootstrapCI(values, ids, { iters: 4000, rng: new Rng(3) });
+  assert.ok(Math.abs(boot.se / projectedSe(vc, U, C, true) - 1) < 0.05, `${boot.se}`);
+  assert.throws(() => varianceComponents([[1, 2]], [0, 1]), /2 units/);
 });
