@@ -63,6 +63,10 @@ export interface DmpoAblations {
   seed: number;
   /** Test pairs (domain 0; the cross-domain rows use as many domain-1 pairs). */
   num_test: number;
+  /** The test user of each domain-0 test pair (rows of one user are one cluster). */
+  row_users?: number[];
+  /** The test user of each domain-1 test pair (the rows of methods named `... @<domain>`). */
+  target_row_users?: number[];
   /** Row name → evaluation ("SFT+DMPO K=2", "DMPO-only n=64", "SFT+DMPO K=3 @game", ...). */
   methods: Record<string, DmpoAblationRow>;
   /** Negatives sweep: per sampler and K (K = 1 is one arm, shared by every sampler). */
@@ -331,6 +335,8 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     scale: cfg.scale,
     seed,
     num_test: test.length,
+    row_users: test.map((s) => s.user),
+    target_row_users: testTarget.map((s) => s.user),
     methods,
     k_sweep,
     samplers: [...ABLATION_SAMPLERS],
@@ -406,7 +412,9 @@ export function dmpoAblationFindings(
         notTested(sp, seeds, `the ablations have no rows for "${ar ? sp.b : sp.a}"`),
       );
     }
-    out.push(toFinding(compareRows(sp, [ar], [br]), seeds));
+    // Clusters: the test users of the domain the rows were scored on.
+    const users = /@/.test(sp.a) ? a.target_row_users : a.row_users;
+    out.push(toFinding(compareRows(sp, [ar], [br], users ? { clusters: users } : {}), seeds));
   };
   const oneK = ks.length < 2 ? "the negatives sweep has a single K" : undefined;
   for (const sampler of ABLATION_SAMPLERS) {

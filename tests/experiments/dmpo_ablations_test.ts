@@ -130,9 +130,10 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
       assert.equal(f.baseline_method, "SFT+DMPO K=1");
       const a = abl.methods[f.ours_method!].pair_correct as number[];
       const b = abl.methods[f.baseline_method!].pair_correct as number[];
-      // One seed, every test pair its own cluster.
+      // One seed; the test pairs of one test user are one cluster.
       const d = a.map((v, i) => v - b[i]);
-      const ci = clusteredBootstrapCI([d], d.map((_, i) => i));
+      assert.equal(abl.row_users.length, d.length);
+      const ci = clusteredBootstrapCI([d], abl.row_users);
       assert.ok(Math.abs(ci.mean - f.effect!) < 1e-12);
       assert.deepEqual(f.ci95, [ci.lo, ci.hi]);
       assert.equal(verdictOf(ci), f.verdict);
