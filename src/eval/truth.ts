@@ -226,7 +226,7 @@ function proposalDraws(a: number, counts: number[], draws: number, seed: number)
 export interface HistoryPosteriorOptions {
   /**
    * Importance draws (default 2048; on the default world's 400 DMPO test pairs, 4096 draws
-   * against 16384 change 4 of 400 pair decisions, all near 0.5, and the paired AUC not at
+   * against 16384 change 4 of 400 pair decisions and the paired AUC not at
    * three decimals; 2048 draws, about 5 s there, move it by about ±0.005).
    */
   draws?: number;
