@@ -936,9 +936,9 @@ export const STATISTICS_TEXT = [
   "prompts the rows are (or the prompt, when the run recorded no users), all of a cluster's " +
   "rows together and the same clusters for every seed, since every seed is scored on the " +
   "same test prompts — and, where seeds train separate models for the arms compared, " +
-  "**the seeds first** (two levels: seeds, then clusters; Owen's pigeonhole bootstrap, a " +
-  "little conservative). Models that share a stage are one model: a seed whose two models " +
-  "are an earlier seed's adds nothing (at scale small every seed's SFT row is the one " +
+  "**the seeds first** (two levels: seeds, then clusters; Owen's pigeonhole bootstrap, " +
+  "conservative: it counts the seed × prompt noise about three times). Models that share a " +
+  "stage are one model: a seed whose two models are an earlier seed's adds nothing (at scale small every seed's SFT row is the one " +
   "stage-0 model: SFT against a preference arm resamples the arm's seeds with SFT held " +
   "fixed, and two shared models are compared on their rows once). The `resampled` column " +
   "and `resampling` in `findings.json` say which was used per claim.",
