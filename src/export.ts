@@ -1,7 +1,9 @@
 /**
  * Export preference data for the reference trainers: TRL's DPO format (one JSON object per line
  * with `prompt`, `chosen`, `rejected`) and S-DPO's multi-negative format (`prompt`, `chosen`,
- * `rejected_1` … `rejected_K`, the names in shared/data/FORMATS.md §1.4).
+ * `rejected1` … `rejectedK`: the column names S-DPO's `softmax_dpo.py` builds and its trainer
+ * reads; a name with an underscore after `rejected` breaks that trainer, which splits column
+ * names on `_`).
  *
  * @module
  */
@@ -55,8 +57,11 @@ export function toTrlJsonl(rows: readonly PreferencePair[]): string {
 }
 
 /**
- * S-DPO multi-negative JSON lines: `{"prompt", "chosen", "rejected_1", …, "rejected_K"}`.
- * Every row must have the same K ≥ 1.
+ * S-DPO multi-negative JSON lines: `{"prompt", "chosen", "rejected1", …, "rejectedK"}`, the
+ * columns S-DPO's trainer reads (github.com/chenyuxin1999/S-DPO: `softmax_dpo.py` builds
+ * `rejected{i}`; the collator in `trainer/utils.py` takes every key starting with "rejected";
+ * `trainer/softmax_dpo_trainer.py` maps `rejected3_input_ids` to `concatenated_input_ids` by
+ * splitting on `_`). Every row must have the same K ≥ 1.
  *
  * @example Usage
  * ```ts
@@ -64,7 +69,7 @@ export function toTrlJsonl(rows: readonly PreferencePair[]): string {
  * import { toSdpoMultiNegJsonl } from "./export.ts";
  * assert.equal(
  *   toSdpoMultiNegJsonl([{ prompt: "p", chosen: "a", rejected: ["b", "c"] }]),
- *   '{"prompt":"p","chosen":"a","rejected_1":"b","rejected_2":"c"}\n',
+ *   '{"prompt":"p","chosen":"a","rejected1":"b","rejected2":"c"}\n',
  * );
  * ```
  *
@@ -89,7 +94,7 @@ export function toSdpoMultiNegJsonl(rows: readonly MultiNegativeRow[]): string {
     const obj: Record<string, string> = { prompt: r.prompt, chosen: r.chosen };
     r.rejected.forEach((s, j) => {
       checkString(i + 1, `rejected[${j}]`, s);
-      obj[`rejected_${j + 1}`] = s;
+      obj[`rejected${j + 1}`] = s;
     });
     return JSON.stringify(obj) + "\n";
   }).join("");

@@ -343,9 +343,9 @@ Deno.test("toTrlJsonl() and toSdpoMultiNegJsonl() write TRL / S-DPO JSON lines",
   assert.deepEqual(Object.keys(JSON.parse(sdpo)), [
     "prompt",
     "chosen",
-    "rejected_1",
-    "rejected_2",
-    "rejected_3",
+    "rejected1",
+    "rejected2",
+    "rejected3",
   ]);
   assert.throws(
     () =>

@@ -54,12 +54,12 @@ Deno.test("data export-trl writes the synthetic preference prompts the arms trai
     assert.deepEqual(Object.keys(r), [
       "prompt",
       "chosen",
-      "rejected_1",
-      "rejected_2",
-      "rejected_3",
+      "rejected1",
+      "rejected2",
+      "rejected3",
     ]);
     for (let j = 0; j < 3; j++) {
-      assert.deepEqual(enc(r[`rejected_${j + 1}`]), data.prefExamples[i].rejected![j]);
+      assert.deepEqual(enc(r[`rejected${j + 1}`]), data.prefExamples[i].rejected![j]);
     }
   });
   // More negatives than the pool holds, or an unknown format: an error naming the flag.
