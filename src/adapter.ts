@@ -29,7 +29,12 @@ export const PEFT_PREFIX = "base_model.model.";
 
 /** Options of {@link saveAdapter}. */
 export interface SaveAdapterOptions {
-  /** Written as `base_model_name_or_path` (default null). */
+  /**
+   * Written as `base_model_name_or_path`, which PEFT's `AutoPeftModelForCausalLM` loads the base
+   * from: a hub id or a model folder (default null: no base on disk, e.g. a random init). An
+   * adapter trained after a full or merged stage 0 (SFT) sits on that stage's weights, which
+   * are not a model folder: the name is then the model stage 0 started from.
+   */
   baseModelNameOrPath?: string;
   /** Storage dtype (default F32, which round-trips exactly). */
   dtype?: "F32" | "BF16";

@@ -383,7 +383,9 @@ export async function main(args: string[]): Promise<string[]> {
   const baseLm = opts.model || opts.dataset !== "synthetic" || opts.baseLm === "none"
     ? undefined
     : await baseLmFor(opts);
-  setBaseLm(baseLm ? { snap: baseLm.snap, hash: baseLm.info.hash } : undefined);
+  setBaseLm(
+    baseLm ? { snap: baseLm.snap, hash: baseLm.info.hash, folder: opts.baseLm } : undefined,
+  );
   // Temp files a killed earlier run left half-written (their pid is gone).
   await removeStaleTempFiles(opts.out, { recursive: true }).catch(() => []);
   setDiskCache(opts.cache ? `${opts.out}/.cache` : undefined);

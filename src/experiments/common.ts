@@ -333,15 +333,23 @@ export async function trainBase(
 // ---------------------------------------------------------------------------------------
 // The pretrained base LM (src/experiments/base_lm.ts) that stage 0 starts from
 
-let baseLm: { snap: Snapshot; hash: string } | undefined;
+let baseLm: { snap: Snapshot; hash: string; folder?: string } | undefined;
 
 /**
  * Start every stage 0 (the SFT model of S-DPO, the base of DMPO) from this pretrained base
  * LM; `undefined` = from a random init, as before the base-LM stage existed. The snapshot
- * belongs to the caller (dispose it after the run).
+ * belongs to the caller (dispose it after the run). `folder` (e.g. `models/base-lm`) is what
+ * adapters write as `base_model_name_or_path`.
  */
-export function setBaseLm(lm: { snap: Snapshot; hash: string } | undefined): void {
+export function setBaseLm(
+  lm: { snap: Snapshot; hash: string; folder?: string } | undefined,
+): void {
   baseLm = lm;
+}
+
+/** The base LM's folder when a model of `config` starts from it (undefined otherwise). */
+export function baseLmFolderFor(config: LlamaConfig): string | undefined {
+  return baseLm && sameShapes(baseLm.snap, config) ? baseLm.folder : undefined;
 }
 
 /** The base LM's hash, or null when stage 0 starts from a random init. */

@@ -31,7 +31,7 @@ import type { LoraConfig } from "../lora.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { readSafetensors } from "../safetensors.ts";
 import { type MetricsRow, train, type TrainConfig, type TrainExample } from "../train.ts";
-import { fromSnapshot, since, type Snapshot, snapshot } from "./common.ts";
+import { baseLmFolderFor, fromSnapshot, since, type Snapshot, snapshot } from "./common.ts";
 
 /** Where stages are kept. */
 export interface RunFolders {
@@ -178,7 +178,10 @@ export interface StageSpec {
   label: string;
   /** Print progress. */
   progress: boolean;
-  /** `base_model_name_or_path` written in adapter_config.json. */
+  /**
+   * `base_model_name_or_path` written in adapter_config.json; default the base LM folder set
+   * by `setBaseLm` (e.g. `models/base-lm`) when the stage's config starts from it.
+   */
   baseModelName?: string;
 }
 
@@ -388,7 +391,11 @@ export async function runStage(spec: StageSpec): Promise<StageResult> {
       if (spec.mode === "full") {
         model.freeze();
         await saveModel(model, dir);
-      } else await saveAdapter(model, dir, spec.lora!, { baseModelNameOrPath: spec.baseModelName });
+      } else {
+        await saveAdapter(model, dir, spec.lora!, {
+          baseModelNameOrPath: spec.baseModelName ?? baseLmFolderFor(spec.config),
+        });
+      }
     } catch (err) {
       model.dispose();
       throw err;
