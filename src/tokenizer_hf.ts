@@ -1,39 +1,40 @@
 /**
- * A Hugging Face `tokenizer.json` as a recalign {@link Tokenizer}, loaded fully offline through
- * `@huggingface/transformers` (`AutoTokenizer.from_pretrained` on a local folder, remote models
- * off, no file cache). The library is imported on first use, so modules that import this file
- * do not pay for it unless a tokenizer is actually loaded.
+ * A Hugging Face `tokenizer.json` as a recalign {@link Tokenizer}, read fully offline by
+ * `@huggingface/tokenizers` (tokenizers.js: pure JS, no dependencies; the tokenizer core that
+ * transformers.js itself runs). The library is imported on first use, so modules that import
+ * this file do not pay for it unless a tokenizer is actually loaded.
  *
- * Special ids come from the tokenizer (`tokenizer_config.json` and `tokenizer.json`'s added
- * tokens). Tokenizers without a BOS token (Qwen) get `bosId` = pad id, else eos id, and
- * `hasBos` false; without a pad token (Llama 3), `padId` = eos id.
+ * Special tokens follow transformers.js's `PreTrainedTokenizer`: `bos_token`, `eos_token`,
+ * `pad_token` (else `eos_token`), `unk_token` from `tokenizer_config.json`; special ids = the
+ * added tokens marked special. Tokenizers without a BOS token (Qwen) get `bosId` = pad id, else
+ * eos id, and `hasBos` false; without a pad token (Llama 3), `padId` = eos id.
  *
  * @module
  */
 import { CheckpointError } from "./errors.ts";
 import type { DecodeOptions, Tokenizer } from "./tokenizer.ts";
 
-/** The subset of transformers' tokenizer object this wrapper uses. */
-interface HfTokenizerObject {
-  encode(text: string, opts: { add_special_tokens: boolean }): number[];
+/** The subset of tokenizers.js's `Tokenizer` this wrapper uses. */
+interface TokenizersJs {
+  encode(text: string, opts: { add_special_tokens: boolean }): { ids: number[] };
   decode(ids: number[], opts: { skip_special_tokens: boolean }): string;
-  get_vocab(): Map<string, number> | Record<string, number>;
-  bos_token_id?: number | null;
-  eos_token_id?: number | null;
-  pad_token_id?: number | null;
-  unk_token_id?: number | null;
-  all_special_ids?: number[];
-  _tokenizer?: {
-    token_to_id?(token: string): number | undefined;
-    id_to_token?(id: number): string | undefined;
-  };
+  get_vocab(with_added_tokens?: boolean): Map<string, number>;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  get_added_tokens_decoder(): Map<number, { special: boolean }>;
 }
 
-function splitFolder(folder: string): { parent: string; name: string } {
-  const clean = folder.replace(/[\\/]+$/, "");
-  const i = Math.max(clean.lastIndexOf("/"), clean.lastIndexOf("\\"));
-  if (i < 0) return { parent: "./", name: clean };
-  return { parent: clean.slice(0, i + 1) || "/", name: clean.slice(i + 1) };
+/** A token string of tokenizer_config.json (a string or an `AddedToken` object), as transformers.js reads it. */
+function configToken(config: Record<string, unknown>, ...keys: string[]): string | undefined {
+  for (const key of keys) {
+    const v = config[key];
+    if (!v) continue;
+    if (typeof v === "string") return v;
+    if (typeof v === "object" && typeof (v as { content?: unknown }).content === "string") {
+      return (v as { content: string }).content;
+    }
+  }
+  return undefined;
 }
 
 function isId(x: unknown): x is number {
@@ -62,30 +63,41 @@ export class HfTokenizer implements Tokenizer {
   readonly hasBos: boolean;
   /** Raw text of `tokenizer.json` and `tokenizer_config.json` (for saving next to a model). */
   readonly files: Readonly<Record<string, string>>;
-  private readonly tok: HfTokenizerObject;
+  private readonly tok: TokenizersJs;
   private readonly specialIds: ReadonlySet<number>;
   private readonly idToTok: Map<number, string>;
 
-  private constructor(tok: HfTokenizerObject, files: Record<string, string>) {
+  private constructor(
+    tok: TokenizersJs,
+    config: Record<string, unknown>,
+    files: Record<string, string>,
+  ) {
     this.tok = tok;
     this.files = Object.freeze({ ...files });
-    const vocab = tok.get_vocab();
-    const entries = vocab instanceof Map ? [...vocab.entries()] : Object.entries(vocab);
     this.idToTok = new Map();
     let maxId = -1;
-    for (const [t, id] of entries) {
+    for (const [t, id] of tok.get_vocab(true)) {
       if (id > maxId) maxId = id;
       this.idToTok.set(id, t);
     }
     this.vocabSize = maxId + 1;
-    if (!isId(tok.eos_token_id)) {
+    const id = (...keys: string[]) => {
+      const t = configToken(config, ...keys);
+      return t === undefined ? undefined : tok.token_to_id(t);
+    };
+    const eos = id("eos_token");
+    if (!isId(eos)) {
       throw new CheckpointError('tokenizer has no eos_token (tokenizer_config.json "eos_token")');
     }
-    this.eosId = tok.eos_token_id;
-    this.padId = isId(tok.pad_token_id) ? tok.pad_token_id : this.eosId;
-    this.hasBos = isId(tok.bos_token_id);
-    this.bosId = isId(tok.bos_token_id) ? tok.bos_token_id : this.padId;
-    this.specialIds = new Set(tok.all_special_ids ?? []);
+    this.eosId = eos;
+    const pad = id("pad_token", "eos_token");
+    this.padId = isId(pad) ? pad : this.eosId;
+    const bos = id("bos_token");
+    this.hasBos = isId(bos);
+    this.bosId = isId(bos) ? bos : this.padId;
+    this.specialIds = new Set(
+      [...tok.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([i]) => i),
+    );
   }
 
   /**
@@ -112,32 +124,37 @@ export class HfTokenizer implements Tokenizer {
         }
       }
     }
-    const { AutoTokenizer, env } = await import("@huggingface/transformers");
-    const { parent, name } = splitFolder(folder);
-    env.allowRemoteModels = false;
-    env.allowLocalModels = true;
-    env.localModelPath = parent;
-    env.useFSCache = false;
-    env.useBrowserCache = false;
-    let tok: HfTokenizerObject;
+    let json: unknown;
+    let config: Record<string, unknown> = {};
     try {
-      tok = await AutoTokenizer.from_pretrained(name, {
-        local_files_only: true,
-      }) as unknown as HfTokenizerObject;
+      json = JSON.parse(files["tokenizer.json"]);
+      if (files["tokenizer_config.json"]) config = JSON.parse(files["tokenizer_config.json"]);
     } catch (err) {
       throw new CheckpointError(
-        `${folder}: @huggingface/transformers could not load the tokenizer: ${
+        `${folder}: tokenizer files are not valid JSON: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    const { Tokenizer } = await import("@huggingface/tokenizers");
+    let tok: TokenizersJs;
+    try {
+      tok = new Tokenizer(json as object, config) as unknown as TokenizersJs;
+    } catch (err) {
+      throw new CheckpointError(
+        `${folder}/tokenizer.json: @huggingface/tokenizers could not read it: ${
           (err as Error).message
         }`,
         { cause: err },
       );
     }
-    return new HfTokenizer(tok, files);
+    return new HfTokenizer(tok, config, files);
   }
 
   /** Text → ids, without special tokens. */
   encode(text: string): number[] {
-    return Array.from(this.tok.encode(text, { add_special_tokens: false }));
+    return Array.from(this.tok.encode(text, { add_special_tokens: false }).ids);
   }
 
   /** Ids → text; `skipSpecial` drops special tokens. */
@@ -147,13 +164,13 @@ export class HfTokenizer implements Tokenizer {
 
   /** The id of a token string (vocabulary or added token). */
   tokenToId(token: string): number | undefined {
-    const id = this.tok._tokenizer?.token_to_id?.(token);
+    const id = this.tok.token_to_id(token);
     return isId(id) ? id : undefined;
   }
 
   /** The token string of an id. */
   idToToken(id: number): string | undefined {
-    return this.idToTok.get(id) ?? this.tok._tokenizer?.id_to_token?.(id) ?? undefined;
+    return this.idToTok.get(id) ?? this.tok.id_to_token(id) ?? undefined;
   }
 
   /** Whether an id is a special token. */

