@@ -439,12 +439,13 @@ export async function loadPretrained(
   let tokenizer: Tokenizer | undefined;
   if (opts.tokenizer !== false) {
     try {
-      if (await exists(`${dir}/tokenizer.json`)) tokenizer = await HfTokenizer.load(dir);
-      else if (await exists(`${dir}/${RECALIGN_TOKENIZER_FILE}`)) {
+      // A model saved by recalign with a word tokenizer has both files; the word tokenizer is
+      // the original (its tokenizer.json is the same tokenizer for other libraries).
+      if (await exists(`${dir}/${RECALIGN_TOKENIZER_FILE}`)) {
         tokenizer = WordTokenizer.fromJSON(
           await Deno.readTextFile(`${dir}/${RECALIGN_TOKENIZER_FILE}`),
         );
-      }
+      } else if (await exists(`${dir}/tokenizer.json`)) tokenizer = await HfTokenizer.load(dir);
     } catch (err) {
       model.dispose();
       throw err;
@@ -464,7 +465,8 @@ function sameValues(a: tf.Tensor, b: tf.Tensor): boolean {
  * Save a model in Hugging Face layout: `config.json` (with model_type and architectures) and
  * `model.safetensors`, plus the tokenizer when given (`tokenizer.json` and
  * `tokenizer_config.json` of an {@link HfTokenizer}; a {@link WordTokenizer} as
- * `recalign_tokenizer.json`). Adapters must be merged first (`model.mergeAndUnloadLora()`), or
+ * `recalign_tokenizer.json`, which recalign loads, and as the same tokenizer in Hugging Face's
+ * `tokenizer.json` / `tokenizer_config.json`, which other libraries load). Adapters must be merged first (`model.mergeAndUnloadLora()`), or
  * saved apart with `saveAdapter`. A tied LM head that no longer equals the embedding (a LoRA
  * merged into it) is saved untied.
  *
@@ -541,5 +543,8 @@ export async function saveModel(
     }
   } else if (tokenizer instanceof WordTokenizer) {
     await writeJsonAtomic(`${dir}/${RECALIGN_TOKENIZER_FILE}`, tokenizer.toJSON());
+    for (const [name, json] of Object.entries(tokenizer.toHuggingFace())) {
+      await writeJsonAtomic(`${dir}/${name}`, json);
+    }
   }
 }

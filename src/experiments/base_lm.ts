@@ -20,7 +20,8 @@
  *   catalogue instead of the list (every wrong answer was a real title, not a listed one).
  *
  * The base LM is saved in Hugging Face layout (`config.json`, `model.safetensors`,
- * `recalign_tokenizer.json`) plus `recipe.json` (the recipe, its hash and what pretraining
+ * `recalign_tokenizer.json`, and the same tokenizer as `tokenizer.json` / `tokenizer_config.json`
+ * for other libraries) plus `recipe.json` (the recipe, its hash and what pretraining
  * measured), so it loads like any checkpoint ({@link loadPretrained}). The hash covers the
  * model config, the tokenizer, the world config and the recipe: a stale base LM is never
  * used silently. `deno task pretrain` writes it (resumable); `deno task reproduce` uses the

@@ -85,6 +85,8 @@ Deno.test("base LM: pretrain → save → load round-trips; a stale recipe is re
       "model.safetensors",
       "recalign_tokenizer.json",
       "recipe.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
