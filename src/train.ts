@@ -14,9 +14,11 @@
  * uninterrupted one. Checkpoints hold the trainable weights, the optimizer state, the step and
  * the RNG seed, and are written to a temporary folder then renamed.
  *
- * Logged metrics follow TRL: `loss`, `rewards/chosen`, `rewards/rejected`,
- * `rewards/accuracies`, `rewards/margins`, `logps/chosen`, `logps/rejected`, plus `lr`,
- * `grad_norm`, `tokens`, `tokens_per_sec`.
+ * Logged metrics follow TRL's names: `loss`, `learning_rate`, `grad_norm`, `epoch`, and for
+ * preference stages `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
+ * `rewards/margins`, `logps/chosen`, `logps/rejected`, `logits/chosen`, `logits/rejected`
+ * (mean logit over the vocabulary at the response tokens); plus `tokens`, `tokens_per_sec`,
+ * `elapsed_sec`, `skipped_steps`.
  *
  * @module
  */
@@ -29,6 +31,7 @@ import {
   RecalignError,
 } from "./errors.ts";
 import {
+  IGNORE_INDEX,
   LOSSES,
   type LossOutput,
   type PreferenceInputs,
@@ -192,6 +195,13 @@ export interface TrainResult {
 }
 
 const CHECKPOINT_FORMAT = 1;
+/**
+ * A checkpoint's state file (step, seed, optimizer step, checksums, config). recalign's own
+ * schema, so not Hugging Face's name `trainer_state.json`, which checkpoints written before this
+ * name still carry and which is still read from them (they stay resumable).
+ */
+export const CHECKPOINT_STATE_FILE = "recalign_checkpoint.json";
+const LEGACY_STATE_FILE = "trainer_state.json";
 
 /** Check a config; throws ConfigError naming the field and the allowed values. */
 export function validateTrainConfig(cfg: TrainConfig): void {
@@ -493,7 +503,7 @@ async function saveCheckpoint(
     checksums,
     config: cfg,
   };
-  await writeJsonAtomic(`${tmp}/trainer_state.json`, state);
+  await writeJsonAtomic(`${tmp}/${CHECKPOINT_STATE_FILE}`, state);
   await Deno.remove(final, { recursive: true }).catch(() => {});
   await Deno.rename(tmp, final);
   // Keep the newest keepCheckpoints.
@@ -523,12 +533,14 @@ async function readCheckpoint(path: string): Promise<{
   optimizer: Awaited<ReturnType<typeof readSafetensors>>;
 }> {
   let state: CheckpointState;
+  let file = `${path}/${CHECKPOINT_STATE_FILE}`;
   try {
-    state = JSON.parse(await Deno.readTextFile(`${path}/trainer_state.json`));
+    const legacy = `${path}/${LEGACY_STATE_FILE}`;
+    const isFile = (f: string) => Deno.stat(f).then((st) => st.isFile, () => false);
+    if (!(await isFile(file)) && await isFile(legacy)) file = legacy;
+    state = JSON.parse(await Deno.readTextFile(file));
   } catch (e) {
-    throw new CheckpointError(`${path}/trainer_state.json: unreadable (${(e as Error).message})`, {
-      cause: e,
-    });
+    throw new CheckpointError(`${file}: unreadable (${(e as Error).message})`, { cause: e });
   }
   if (state.format_version !== CHECKPOINT_FORMAT) {
     throw new CheckpointError(
@@ -744,6 +756,7 @@ export async function train(
               beta: cfg.beta,
               gamma: cfg.gamma,
             });
+            out.metrics = { ...out.metrics, ...meanLogits(logits, labels, b, rowsPerExample) };
           }
           for (const [name, t] of Object.entries(out.metrics)) kept[name] = tf.keep(t);
           return tf.mul(out.loss, weight) as tf.Scalar;
@@ -831,7 +844,7 @@ export async function train(
 
       stepMetrics.loss = stepMetrics._loss;
       delete stepMetrics._loss;
-      stepMetrics.lr = lr;
+      stepMetrics.learning_rate = lr;
       stepMetrics.grad_norm = gradNorm;
       stepMetrics.tokens = tokens;
       stepMetrics.skipped_steps = skippedSteps;
@@ -843,6 +856,7 @@ export async function train(
         const now = performance.now();
         const row: MetricsRow = { step };
         for (const [key, v] of Object.entries(acc)) row[key] = key === "tokens" ? v : v / accSteps;
+        row.epoch = (step * cfg.batchSize) / examples.length; // TRL: fractional epochs
         row.tokens_per_sec = windowTokens / ((now - windowStart) / 1000);
         row.elapsed_sec = (now - started) / 1000;
         for (const key of Object.keys(acc)) delete acc[key];
@@ -886,6 +900,30 @@ export async function train(
 async function lastCheckpoint(outDir?: string): Promise<string> {
   const ckpts = outDir ? await listCheckpoints(outDir) : [];
   return ckpts.length ? `${outDir}/checkpoints/${ckpts.at(-1)}` : "none";
+}
+
+/**
+ * TRL's `logits/chosen` and `logits/rejected`: the mean logit over the vocabulary and the
+ * response tokens of the chosen rows and of the rejected rows (rows grouped `[chosen,
+ * rejected…]` per example).
+ */
+function meanLogits(
+  logits: tf.Tensor3D,
+  labels: tf.Tensor2D,
+  b: number,
+  rowsPerExample: number,
+): Record<string, tf.Scalar> {
+  return tf.tidy(() => {
+    const mask = tf.cast(tf.notEqual(labels, IGNORE_INDEX), "float32");
+    const sums = tf.sum(tf.mul(tf.mean(logits, -1), mask), -1).reshape([b, rowsPerExample]);
+    const counts = tf.sum(mask, -1).reshape([b, rowsPerExample]);
+    const part = (t: tf.Tensor, from: number, n: number) => tf.sum(t.slice([0, from], [b, n]));
+    const k = rowsPerExample - 1;
+    return {
+      "logits/chosen": tf.div(part(sums, 0, 1), part(counts, 0, 1)) as tf.Scalar,
+      "logits/rejected": tf.div(part(sums, 1, k), part(counts, 1, k)) as tf.Scalar,
+    };
+  });
 }
 
 /** Key of the first variable whose gradient has a NaN or ±Inf. */

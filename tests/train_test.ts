@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../src/backend.ts";
 import { LlamaModel, PRESETS } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
-import { batchIndices, type MetricsRow, train, type TrainExample } from "../src/train.ts";
+import {
+  batchIndices,
+  CHECKPOINT_STATE_FILE,
+  type MetricsRow,
+  train,
+  type TrainExample,
+} from "../src/train.ts";
 import { ConfigError, NonFiniteError } from "../src/errors.ts";
 
 await initBackend("wasm", { quiet: true });
@@ -299,4 +305,92 @@ Deno.test("train() refuses a micro-batch that cannot fit the wasm heap, with the
       e instanceof ConfigError && /microBatchSize/.test(e.message) && /GiB/.test(e.message),
   );
   model.dispose();
+});
+
+Deno.test("train() logs TRL's names: learning_rate, epoch, logits/chosen and logits/rejected (checked against the model's own logits)", async () => {
+  // Two rejected per example, K = 2: every response of a drawn example is used.
+  const examples = toyExamples().slice(0, 8).map((e) => ({
+    ...e,
+    rejected: e.rejected!.slice(0, 2),
+  }));
+  const model = LlamaModel.random(CFG, 9);
+  model.addLora(LORA);
+  // Before the first update, by another route (full-sequence logits): per example and
+  // response, the sum over response tokens of the vocabulary-mean logit, and the token count.
+  const stats = examples.map((e) =>
+    [e.chosen, ...e.rejected!].map((r) => {
+      const logits = model.logits([[...e.prompt, ...r]]);
+      const perPos = tf.tidy(() => tf.mean(logits, -1).arraySync() as number[][])[0];
+      logits.dispose();
+      let sum = 0;
+      for (let j = 0; j < r.length; j++) sum += perPos[e.prompt.length - 1 + j];
+      return { sum, n: r.length };
+    })
+  );
+  const seed = 5;
+  const res = await train(model, examples, {
+    stage: "sdpo",
+    steps: 3,
+    batchSize: 4,
+    microBatchSize: 64, // one micro-batch per step
+    numNegatives: 2,
+    beta: 1,
+    logEvery: 1,
+    lr: 1e-2,
+    warmupSteps: 0,
+    seed,
+  }, { progress: false });
+  model.dispose();
+  const [r1, r2, r3] = res.history;
+  for (const row of res.history) {
+    assert.ok(!("lr" in row), "`lr` is logged as `learning_rate`");
+    assert.ok(row.learning_rate > 0 && row.learning_rate <= 1e-2);
+  }
+  assert.deepEqual([r1.epoch, r2.epoch, r3.epoch], [0.5, 1, 1.5]); // 4 of 8 examples per step
+  // Step 1 drew these four examples.
+  const drawn = batchIndices(examples.length, 4, 0, seed).map((i) => stats[i]);
+  const tokenMean = (xs: { sum: number; n: number }[]) =>
+    xs.reduce((a, x) => a + x.sum, 0) / xs.reduce((a, x) => a + x.n, 0);
+  const close = (a: number, b: number) => Math.abs(a - b) < 1e-4 * Math.max(1, Math.abs(b));
+  const chosen = tokenMean(drawn.map((s) => s[0]));
+  const rejected = tokenMean(drawn.flatMap((s) => s.slice(1)));
+  assert.ok(close(r1["logits/chosen"], chosen), `${r1["logits/chosen"]} vs ${chosen}`);
+  assert.ok(close(r1["logits/rejected"], rejected), `${r1["logits/rejected"]} vs ${rejected}`);
+  assert.notEqual(chosen, rejected);
+});
+
+Deno.test("train() checkpoints keep their state in recalign_checkpoint.json; a folder from before (trainer_state.json) still resumes", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg = {
+    stage: "sft" as const,
+    steps: 4,
+    batchSize: 4,
+    logEvery: 1,
+    checkpointEvery: 2,
+  };
+  const fresh = () => {
+    const m = LlamaModel.random(CFG, 4);
+    m.addLora(LORA);
+    return m;
+  };
+  const a = fresh();
+  await train(a, toyExamples(), cfg, { outDir: `${dir}/a`, progress: false });
+  const b = fresh();
+  await train(b, toyExamples(), cfg, { outDir: `${dir}/b`, progress: false, stopAfterStep: 3 });
+  b.dispose();
+  const ck = `${dir}/b/checkpoints/step-0000002`;
+  const files = [...Deno.readDirSync(ck)].map((e) => e.name).sort();
+  assert.ok(files.includes(CHECKPOINT_STATE_FILE) && !files.includes("trainer_state.json"));
+  // The layout written before the rename: the same state under HF's name.
+  await Deno.rename(`${ck}/${CHECKPOINT_STATE_FILE}`, `${ck}/trainer_state.json`);
+  const c = fresh();
+  const resumed = await train(c, toyExamples(), cfg, {
+    outDir: `${dir}/b`,
+    resume: true,
+    progress: false,
+  });
+  assert.equal(resumed.resumedFrom, 2);
+  assert.deepEqual(snapshot(c), snapshot(a));
+  for (const m of [a, c]) m.dispose();
+  await Deno.remove(dir, { recursive: true });
 });

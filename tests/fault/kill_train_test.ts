@@ -18,6 +18,7 @@ import {
 import { bySetting, type FaultRecord, parseReport, recordFaults } from "./report.ts";
 import { WALL_CLOCK_METRICS } from "./train_driver.ts";
 import { removeStaleTempFiles } from "../../src/io.ts";
+import { CHECKPOINT_STATE_FILE } from "../../src/train.ts";
 
 const DRIVER = new URL("./train_driver.ts", import.meta.url).pathname;
 const STEPS = 24, EVERY = 3, SEED = 7;
@@ -231,7 +232,7 @@ Deno.test("train() killed with SIGKILL at random moments and at checkpoint event
         trigger: when(
           "right after the final checkpoint",
           () =>
-            entries(`${ckDir}/${ckName(STEPS)}`).includes("trainer_state.json")
+            entries(`${ckDir}/${ckName(STEPS)}`).includes(CHECKPOINT_STATE_FILE)
               ? "final checkpoint complete"
               : undefined,
         ),
