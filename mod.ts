@@ -10,6 +10,7 @@ export {
   type BackendName,
   BACKENDS,
   customOp,
+  ensureBackend,
   initBackend,
   tf,
 } from "./src/backend.ts";

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { tf } from "./backend.ts";
+import { ensureBackend, tf } from "./backend.ts";
 import { CheckpointError } from "./errors.ts";
 import { ensureDir, writeJsonAtomic } from "./io.ts";
 import type { LoraConfig, LoraLinear } from "./lora.ts";
@@ -218,6 +218,7 @@ export async function readAdapterConfig(
  *   is left without adapters on error.
  */
 export async function loadAdapter(model: LlamaModel, folder: string): Promise<LoraConfig> {
+  await ensureBackend();
   const dir = folder.replace(/[\\/]+$/, "");
   if (model.hasLora()) {
     throw new CheckpointError(`loadAdapter(${dir}): the model already has LoRA adapters`);

@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, RecalignError } from "./errors.ts";
 import { enableBlas } from "./blas.ts";
 
 /** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
@@ -36,6 +36,30 @@ export interface BackendInfo {
 }
 
 let current: BackendInfo | undefined;
+
+// An op run before initBackend() would meet tfjs's "backend 'wasm' has not yet been
+// initialized" (wasm loads asynchronously). Every op reaches the engine's backend through one
+// getter; before any backend is set, it says in one line what to do instead.
+{
+  const engine = tf.engine() as unknown as { backendInstance: unknown };
+  const proto = Object.getPrototypeOf(engine);
+  const getter = Object.getOwnPropertyDescriptor(proto, "backend")?.get;
+  if (getter) {
+    Object.defineProperty(engine, "backend", {
+      configurable: true,
+      get() {
+        if (!current && engine.backendInstance == null) {
+          throw new RecalignError(
+            "TensorFlow.js has no backend yet: `await initBackend()` (from recalign's mod.ts) " +
+              "first; the async entry points (loadPretrained, train, the experiment runners) do it " +
+              "themselves",
+          );
+        }
+        return getter.call(engine);
+      },
+    });
+  }
+}
 
 function envBackend(): string | undefined {
   try {
@@ -132,6 +156,14 @@ export async function initBackend(
     );
   }
   return current;
+}
+
+/**
+ * {@link initBackend} with its defaults unless a backend is already initialised: what the
+ * library's async entry points (`loadPretrained`, `train`, the experiment runners) await first.
+ */
+export async function ensureBackend(): Promise<BackendInfo> {
+  return current ?? await initBackend();
 }
 
 /** The backend chosen by {@link initBackend}, or undefined before it ran. */

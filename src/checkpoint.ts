@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { tf } from "./backend.ts";
+import { ensureBackend, tf } from "./backend.ts";
 import { CheckpointError, ConfigError } from "./errors.ts";
 import { ensureDir, writeJsonAtomic } from "./io.ts";
 import { headDim, type LlamaConfig, LlamaModel, validateConfig } from "./model.ts";
@@ -353,6 +353,7 @@ export async function loadPretrained(
   folder: string,
   opts: LoadPretrainedOptions = {},
 ): Promise<Pretrained> {
+  await ensureBackend();
   const dir = folder.replace(/[\\/]+$/, "");
   const configPath = `${dir}/config.json`;
   let text: string;

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { tf } from "./backend.ts";
+import { ensureBackend, tf } from "./backend.ts";
 import {
   CheckpointError,
   ConfigError,
@@ -578,6 +578,7 @@ export async function train(
   config: Partial<TrainConfig> & Pick<TrainConfig, "stage">,
   opts: TrainOptions = {},
 ): Promise<TrainResult> {
+  await ensureBackend();
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...config };
   validateTrainConfig(cfg);
   validateExamples(examples, cfg);

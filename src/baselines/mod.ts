@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { ensureBackend } from "../backend.ts";
 import type { SdpoSample, Split, World } from "../data/world.ts";
 import { sdpoSamples } from "../data/world.ts";
 import { ConfigError, InputError } from "../errors.ts";
@@ -130,6 +131,7 @@ export async function trainBaseline(
   world: World,
   opts: TrainBaselineOptions = {},
 ): Promise<SequentialRecommender> {
+  await ensureBackend();
   const build = BASELINES[name];
   if (!build) {
     throw new ConfigError(

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { tf } from "../backend.ts";
+import { ensureBackend, tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { scorePairs, type TrainExample } from "../train.ts";
 import type { Tokenizer } from "../tokenizer.ts";
@@ -364,6 +364,7 @@ export function dmpoReferenceRows(
 
 /** Run the DMPO experiment. */
 export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
+  await ensureBackend();
   const t0 = performance.now();
   const scale = SCALE_PRESETS[cfg.scale];
   const progress = cfg.progress !== false;

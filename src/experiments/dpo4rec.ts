@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { tf } from "../backend.ts";
+import { ensureBackend, tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { disposeCache, FULL_LOGITS_LIMIT, type KVCache, lastPositions } from "../model.ts";
 import type { TrainExample } from "../train.ts";
@@ -671,6 +671,7 @@ async function pretrainedSft(
 
 /** Run the DPO4Rec experiment. */
 export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
+  await ensureBackend();
   const t0 = performance.now();
   const scale = DPO4REC_PRESETS[cfg.scale];
   if (!scale) throw new Error(`unknown scale "${cfg.scale}"`);

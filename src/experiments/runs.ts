@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { tf } from "../backend.ts";
+import { ensureBackend, tf } from "../backend.ts";
 import { loadAdapter, saveAdapter } from "../adapter.ts";
 import { saveModel } from "../checkpoint.ts";
 import { RecalignError } from "../errors.ts";
@@ -281,6 +281,7 @@ export async function stageHash(spec: StageSpec): Promise<string> {
  * @throws {StageInterrupted} When {@link setRunInterrupt} names this stage.
  */
 export async function runStage(spec: StageSpec): Promise<StageResult> {
+  await ensureBackend();
   const t0 = performance.now();
   const dir = spec.dir === null ? undefined : spec.dir ?? armDir(spec.seed, spec.name);
   if ((spec.mode !== "full") !== (spec.lora !== undefined)) {

@@ -8,7 +8,7 @@
  * @module
  */
 import { hardestFirst } from "./negatives.ts";
-import { tf } from "../backend.ts";
+import { ensureBackend, tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import type { MetricsRow, Stage, TrainExample } from "../train.ts";
 import { sdpoNegativeWeights } from "../losses.ts";
@@ -557,6 +557,7 @@ export function hardPools(
 
 /** Run the S-DPO experiment. */
 export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
+  await ensureBackend();
   const t0 = performance.now();
   const scale = SCALE_PRESETS[cfg.scale];
   const progress = cfg.progress !== false;
