@@ -12,12 +12,12 @@
  *   (size, SHA-256) and renamed to `<dest>`. A checksum mismatch deletes the file and throws
  *   a {@link DownloadError} naming it. With an unknown checksum, the checksum observed on the
  *   first download is recorded in `checksums.json` and later downloads are checked against it.
- * - {@link extractZip}: a small ZIP reader (stored and deflate entries, CRC-32 checked) on the
- *   built-in `DecompressionStream("deflate-raw")`: no dependency.
+ * - {@link extractZip}: unzip with fflate (a small, dependency-free zip library).
  *
  * @module
  */
 
+import { unzipSync } from "fflate";
 import { RecalignError } from "../errors.ts";
 import { ensureDir, sha256Hex, writeFileAtomic } from "../io.ts";
 
@@ -351,33 +351,11 @@ export async function gitBlobId(bytes: Uint8Array): Promise<string> {
 // ---------------------------------------------------------------------------------------
 // ZIP
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (zip, gzip) of bytes. */
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-async function inflateRaw(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new DecompressionStream("deflate-raw"),
-  );
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 /**
- * Extract a zip (stored and deflate entries; no ZIP64, no encryption) into `outDir`. If every
- * entry sits under one top-level folder, that folder is stripped.
+ * Extract a zip into `outDir` with fflate (stored and deflate entries, ZIP64). Every entry's
+ * size is checked against the archive's directory; the archive itself is checked by SHA-256
+ * when it is downloaded ({@link downloadFile}). If every entry sits under one top-level folder,
+ * that folder is stripped; `__MACOSX/` entries are skipped.
  *
  * @param zipPath The zip file.
  * @param outDir Destination folder.
@@ -386,75 +364,46 @@ async function inflateRaw(data: Uint8Array): Promise<Uint8Array> {
  */
 export async function extractZip(zipPath: string, outDir: string): Promise<string[]> {
   const z = await Deno.readFile(zipPath);
-  const dv = new DataView(z.buffer, z.byteOffset, z.byteLength);
-  const fail = (p: string): never => {
-    throw new DownloadError(zipPath, p);
-  };
-  let eocd = -1;
-  for (let i = z.length - 22; i >= Math.max(0, z.length - 22 - 65535); i--) {
-    if (dv.getUint32(i, true) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) fail("not a zip file (no end-of-central-directory record)");
-  const count = dv.getUint16(eocd + 10, true);
-  let p = dv.getUint32(eocd + 16, true);
-  if (count === 0xffff || p === 0xffffffff) fail("ZIP64 archives are not supported");
-  const dec = new TextDecoder();
-  const entries: Array<
-    { name: string; method: number; csize: number; size: number; crc: number; local: number }
-  > = [];
-  for (let i = 0; i < count; i++) {
-    if (p + 46 > z.length || dv.getUint32(p, true) !== 0x02014b50) {
-      fail(`central directory entry ${i + 1} is damaged`);
-    }
-    const nameLen = dv.getUint16(p + 28, true);
-    entries.push({
-      method: dv.getUint16(p + 10, true),
-      crc: dv.getUint32(p + 16, true),
-      csize: dv.getUint32(p + 20, true),
-      size: dv.getUint32(p + 24, true),
-      local: dv.getUint32(p + 42, true),
-      name: dec.decode(z.subarray(p + 46, p + 46 + nameLen)),
+  const sizes = new Map<string, number>();
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(z, {
+      filter: (f) => {
+        if (f.name.endsWith("/") || f.name.startsWith("__MACOSX/")) return false;
+        if (f.name.startsWith("/") || f.name.split(/[\\/]/).includes("..")) {
+          throw new DownloadError(zipPath, `unsafe entry name ${JSON.stringify(f.name)}`);
+        }
+        if (f.compression !== 0 && f.compression !== 8) {
+          throw new DownloadError(
+            zipPath,
+            `entry ${JSON.stringify(f.name)}: compression method ${f.compression} not supported`,
+          );
+        }
+        sizes.set(f.name, f.originalSize);
+        return true;
+      },
     });
-    p += 46 + nameLen + dv.getUint16(p + 30, true) + dv.getUint16(p + 32, true);
+  } catch (err) {
+    if (err instanceof DownloadError) throw err;
+    throw new DownloadError(zipPath, `damaged or not a zip file: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
-  const files = entries.filter((e) => !e.name.endsWith("/") && !e.name.startsWith("__MACOSX/"));
-  for (const e of files) {
-    if (e.name.startsWith("/") || e.name.split(/[\\/]/).includes("..")) {
-      fail(`unsafe entry name ${JSON.stringify(e.name)}`);
-    }
-  }
-  const tops = new Set(files.map((e) => (e.name.includes("/") ? e.name.split("/")[0] : "")));
+  const names = Object.keys(entries);
+  const tops = new Set(names.map((n) => (n.includes("/") ? n.split("/")[0] : "")));
   const strip = tops.size === 1 && !tops.has("") ? [...tops][0].length + 1 : 0;
   const out: string[] = [];
-  for (const e of files) {
-    if (dv.getUint32(e.local, true) !== 0x04034b50) {
-      fail(`entry ${JSON.stringify(e.name)}: bad local header`);
+  for (const name of names) {
+    const data = entries[name];
+    if (data.length !== sizes.get(name)) {
+      throw new DownloadError(
+        zipPath,
+        `entry ${JSON.stringify(name)}: ${data.length} bytes, the directory says ${
+          sizes.get(name)
+        } (damaged zip)`,
+      );
     }
-    const start = e.local + 30 + dv.getUint16(e.local + 26, true) +
-      dv.getUint16(e.local + 28, true);
-    const raw = z.subarray(start, start + e.csize);
-    let data: Uint8Array;
-    if (e.method === 0) data = raw;
-    else if (e.method === 8) {
-      try {
-        data = await inflateRaw(raw);
-      } catch (err) {
-        throw new DownloadError(
-          zipPath,
-          `entry ${JSON.stringify(e.name)}: cannot inflate: ${err}`,
-          { cause: err },
-        );
-      }
-    } else {data = fail(
-        `entry ${JSON.stringify(e.name)}: compression method ${e.method} not supported`,
-      );}
-    if (data.length !== e.size || crc32(data) !== e.crc) {
-      fail(`entry ${JSON.stringify(e.name)}: CRC-32 or size mismatch (damaged zip)`);
-    }
-    const rel = e.name.slice(strip);
+    const rel = name.slice(strip);
     const dest = `${outDir}/${rel}`;
     await ensureDir(dest.slice(0, dest.lastIndexOf("/")));
     await writeFileAtomic(dest, data);

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  crc32,
   downloadDataset,
   DownloadError,
   downloadFile,
@@ -119,6 +118,16 @@ Deno.test("downloadFile() reports a 404 with URL and status", async () => {
   }
 });
 
+/** CRC-32 (zip) of bytes, for the hand-built zips below. */
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+
 /** A zip (deflate) built by hand: entries under one top folder. */
 async function makeZip(entries: Record<string, string>): Promise<Uint8Array> {
   const enc = new TextEncoder();
@@ -207,10 +216,65 @@ Deno.test("downloadDataset() downloads, records the checksum, unzips, and checks
       DownloadError,
       "unknown dataset",
     );
-    await Deno.writeFile(`${dir}/bad.zip`, zip.map((b, i) => (i === 50 ? b ^ 0xff : b)));
-    await assert.rejects(() => extractZip(`${dir}/bad.zip`, `${dir}/x`), DownloadError, "bad.zip");
+    // Cut short (no end-of-directory record): one error naming the zip.
+    await Deno.writeFile(`${dir}/bad.zip`, zip.subarray(0, 100));
+    await assert.rejects(
+      () => extractZip(`${dir}/bad.zip`, `${dir}/x`),
+      DownloadError,
+      "bad.zip: damaged or not a zip file",
+    );
+    // The directory's uncompressed size of the first entry off by 7: caught, naming the entry.
+    const cd = zip.length - 22 - 2 * 46 - "toy/ratings.dat".length - "toy/movies.dat".length;
+    const wrong = zip.slice();
+    const dv = new DataView(wrong.buffer);
+    assert.equal(dv.getUint32(cd, true), 0x02014b50);
+    dv.setUint32(cd + 24, dv.getUint32(cd + 24, true) + 7, true);
+    await Deno.writeFile(`${dir}/size.zip`, wrong);
+    await assert.rejects(
+      () => extractZip(`${dir}/size.zip`, `${dir}/y`),
+      DownloadError,
+      "the directory says",
+    );
   } finally {
     await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("extractZip() reads a zip written by Python's zipfile (stored and deflated entries, nested folders)", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "zip_py_" });
+  try {
+    const files: Record<string, string> = {
+      "data/README": "stored entry\n",
+      "data/sub/ratings.dat": "1::2::5::978300760\n".repeat(500),
+      "data/sub/caf\u00e9.txt": "unicode name, deflated\n",
+    };
+    await Deno.writeTextFile(`${dir}/files.json`, JSON.stringify(files));
+    const script = `
+import json, sys, zipfile
+files = json.load(open(sys.argv[1], encoding="utf-8"))
+with zipfile.ZipFile(sys.argv[2], "w") as z:
+    for i, (name, text) in enumerate(files.items()):
+        z.writestr(name, text, compress_type=zipfile.ZIP_STORED if i == 0 else zipfile.ZIP_DEFLATED)
+`;
+    let ok = false;
+    try {
+      const r = await new Deno.Command("/usr/bin/python3", {
+        args: ["-c", script, `${dir}/files.json`, `${dir}/py.zip`],
+        stderr: "piped",
+      }).output();
+      ok = r.success;
+    } catch { /* no python */ }
+    if (!ok) {
+      await t.step({ name: "ignored: /usr/bin/python3 cannot write the zip", ignore: true, fn() {} });
+      return;
+    }
+    const got = await extractZip(`${dir}/py.zip`, `${dir}/out`);
+    assert.deepEqual(got.sort(), ["README", "sub/caf\u00e9.txt", "sub/ratings.dat"]);
+    for (const [name, text] of Object.entries(files)) {
+      assert.equal(await Deno.readTextFile(`${dir}/out/${name.slice("data/".length)}`), text);
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
