@@ -266,7 +266,11 @@ with zipfile.ZipFile(sys.argv[2], "w") as z:
       ok = r.success;
     } catch { /* no python */ }
     if (!ok) {
-      await t.step({ name: "ignored: /usr/bin/python3 cannot write the zip", ignore: true, fn() {} });
+      await t.step({
+        name: "ignored: /usr/bin/python3 cannot write the zip",
+        ignore: true,
+        fn() {},
+      });
       return;
     }
     const got = await extractZip(`${dir}/py.zip`, `${dir}/out`);
