@@ -177,6 +177,29 @@ export interface TrainOptions {
   label?: string;
   /** Stop (as if killed) after this step, without a final checkpoint — for tests. */
   stopAfterStep?: number;
+  /** Evaluate on held-out data while training, and keep the best checkpoint ({@link EvalHook}). */
+  evaluate?: EvalHook;
+}
+
+/**
+ * Evaluation during training (TRL / Hugging Face `evaluation_strategy="steps"`): `fn` runs
+ * every `every` steps and at the last step on the current weights (no gradient). With
+ * `select`, the weights of the evaluation with the lowest `fn(...)[select]` are kept and
+ * restored at the end, as `load_best_model_at_end=True` with the default
+ * `metric_for_best_model="loss"` does (lower is better). Rows go to
+ * {@link TrainResult.evals} and `outDir/eval_metrics.jsonl` with an `eval_` prefix; the best
+ * weights so far are part of every checkpoint, so a resumed run selects as an uninterrupted one.
+ */
+export interface EvalHook {
+  /** Evaluate every this many steps (and at the last step). */
+  every: number;
+  /** Metrics of the current weights. */
+  fn: (
+    step: number,
+    model: LlamaModel,
+  ) => Record<string, number> | Promise<Record<string, number>>;
+  /** Key of `fn`'s metrics to select on (lower is better); absent = keep the last weights. */
+  select?: string;
 }
 
 /** One logged row: step plus metric values. */
@@ -192,6 +215,10 @@ export interface TrainResult {
   resumedFrom: number;
   /** Wall-clock seconds of this call. */
   seconds: number;
+  /** Evaluation rows (`step` + `eval_<metric>`), with {@link TrainOptions.evaluate}. */
+  evals: MetricsRow[];
+  /** With `evaluate.select`: the step whose weights were kept (and are the model's now). */
+  bestStep?: number;
 }
 
 const CHECKPOINT_FORMAT = 1;
@@ -454,6 +481,15 @@ interface CheckpointState {
   variables: string[];
   checksums: Record<string, string>;
   config: TrainConfig;
+  /** Best evaluation so far (EvalHook.select): its step and value; weights in best.safetensors. */
+  best?: { step: number; value: number };
+}
+
+/** The best evaluated weights so far (EvalHook.select), by variable key. */
+interface BestWeights {
+  step: number;
+  value: number;
+  weights: Map<string, Float32Array>;
 }
 
 function ckptName(step: number): string {
@@ -466,6 +502,7 @@ async function saveCheckpoint(
   cfg: TrainConfig,
   vars: tf.Variable[],
   opt: AdamW,
+  best?: BestWeights,
 ): Promise<string> {
   const root = `${dir}/checkpoints`;
   await ensureDir(root);
@@ -489,8 +526,21 @@ async function saveCheckpoint(
   }
   await writeSafetensors(`${tmp}/weights.safetensors`, weights);
   await writeSafetensors(`${tmp}/optimizer.safetensors`, optimizer);
+  const files = ["weights.safetensors", "optimizer.safetensors"];
+  if (best) {
+    const rec: Record<string, TensorRecord> = {};
+    for (const v of vars) {
+      rec[variableKey(v)] = {
+        dtype: "F32",
+        shape: [...v.shape],
+        data: best.weights.get(variableKey(v))!,
+      };
+    }
+    await writeSafetensors(`${tmp}/best.safetensors`, rec);
+    files.push("best.safetensors");
+  }
   const checksums: Record<string, string> = {};
-  for (const f of ["weights.safetensors", "optimizer.safetensors"]) {
+  for (const f of files) {
     checksums[f] = await sha256Hex(await Deno.readFile(`${tmp}/${f}`));
   }
   const state: CheckpointState = {
@@ -502,6 +552,7 @@ async function saveCheckpoint(
     variables: vars.map(variableKey),
     checksums,
     config: cfg,
+    ...(best ? { best: { step: best.step, value: best.value } } : {}),
   };
   await writeJsonAtomic(`${tmp}/${CHECKPOINT_STATE_FILE}`, state);
   await Deno.remove(final, { recursive: true }).catch(() => {});
@@ -531,6 +582,7 @@ async function readCheckpoint(path: string): Promise<{
   state: CheckpointState;
   weights: Awaited<ReturnType<typeof readSafetensors>>;
   optimizer: Awaited<ReturnType<typeof readSafetensors>>;
+  best?: Awaited<ReturnType<typeof readSafetensors>>;
 }> {
   let state: CheckpointState;
   let file = `${path}/${CHECKPOINT_STATE_FILE}`;
@@ -557,6 +609,7 @@ async function readCheckpoint(path: string): Promise<{
     state,
     weights: await readSafetensors(`${path}/weights.safetensors`),
     optimizer: await readSafetensors(`${path}/optimizer.safetensors`),
+    best: state.best ? await readSafetensors(`${path}/best.safetensors`) : undefined,
   };
 }
 
@@ -607,6 +660,14 @@ export async function train(
   });
   const history: MetricsRow[] = [];
   const metricsPath = opts.outDir ? `${opts.outDir}/metrics.jsonl` : undefined;
+  const evalHook = opts.evaluate;
+  if (evalHook && !(Number.isInteger(evalHook.every) && evalHook.every > 0)) {
+    opt.dispose();
+    throw new ConfigError("evaluate.every", `should be a positive integer, got ${evalHook.every}`);
+  }
+  const evalPath = opts.outDir && evalHook ? `${opts.outDir}/eval_metrics.jsonl` : undefined;
+  const evals: MetricsRow[] = [];
+  let best: BestWeights | undefined;
   let step = 0;
   let resumedFrom = 0;
   const log = (msg: string) => {
@@ -652,6 +713,14 @@ export async function train(
           vv[v.name] = vt.data as Float32Array;
         }
         opt.setState({ step: ck.state.optimizer_step, m, v: vv });
+        if (ck.state.best && ck.best) {
+          best = {
+            ...ck.state.best,
+            weights: new Map(
+              Object.entries(ck.best.tensors).map(([k, t]) => [k, t.data as Float32Array]),
+            ),
+          };
+        }
         step = resumedFrom = ck.state.step;
         log(`[train] resumed from ${path} (step ${step})`);
         break;
@@ -681,6 +750,23 @@ export async function train(
     }
   } else if (metricsPath) {
     await writeFileAtomic(metricsPath, "");
+  }
+  if (evalPath) {
+    // Evaluation rows up to the step resumed from (none for a fresh run).
+    let kept: string[] = [];
+    try {
+      kept = (await Deno.readTextFile(evalPath)).split("\n").filter((l) => {
+        try {
+          return l.trim() !== "" && JSON.parse(l).step <= step;
+        } catch {
+          return false; // a line torn by the kill
+        }
+      });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    await writeFileAtomic(evalPath, kept.map((l) => l + "\n").join(""));
+    evals.push(...kept.map((l) => JSON.parse(l) as MetricsRow));
   }
 
   const refCache = new Map<number, Float32Array>();
@@ -835,7 +921,7 @@ export async function train(
           opts.outDir &&
           (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
         ) {
-          await saveCheckpoint(opts.outDir, step, cfg, vars, opt);
+          await saveCheckpoint(opts.outDir, step, cfg, vars, opt, best);
         }
         continue;
       }
@@ -881,21 +967,72 @@ export async function train(
           );
         } else log(line);
       }
+      if (evalHook && (step % evalHook.every === 0 || step === cfg.steps)) {
+        const got = await evalHook.fn(step, model);
+        const row: MetricsRow = { step };
+        for (const [key, v] of Object.entries(got)) row[`eval_${key}`] = v;
+        evals.push(row);
+        if (evalPath) await appendJsonLine(evalPath, row);
+        const value = evalHook.select !== undefined ? got[evalHook.select] : undefined;
+        if (evalHook.select !== undefined && !Number.isFinite(value)) {
+          throw new InputError(
+            "evaluate.select",
+            `evaluation at step ${step} gave ${evalHook.select} = ${value}; expected a finite number`,
+          );
+        }
+        if (value !== undefined && (!best || value < best.value)) {
+          best = {
+            step,
+            value,
+            weights: new Map(
+              vars.map((v) => [variableKey(v), (v.dataSync() as Float32Array).slice()]),
+            ),
+          };
+        }
+        log(
+          `[${label}] eval step ${step}: ` +
+            Object.entries(got).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ") +
+            (best ? ` (best: step ${best.step})` : ""),
+        );
+      }
       if (opts.stopAfterStep !== undefined && step >= opts.stopAfterStep) {
-        return { history, step, resumedFrom, seconds: (performance.now() - started) / 1000 };
+        return {
+          history,
+          step,
+          resumedFrom,
+          seconds: (performance.now() - started) / 1000,
+          evals,
+          bestStep: best?.step,
+        };
       }
       if (
         opts.outDir &&
         (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
       ) {
-        await saveCheckpoint(opts.outDir, step, cfg, vars, opt);
+        await saveCheckpoint(opts.outDir, step, cfg, vars, opt, best);
       }
+    }
+    // load_best_model_at_end: the selected weights become the model's.
+    if (best) {
+      const b = best;
+      tf.tidy(() => {
+        for (const v of vars) {
+          v.assign(tf.tensor(b.weights.get(variableKey(v))!, v.shape, "float32"));
+        }
+      });
     }
   } finally {
     opt.dispose();
     await lock?.release();
   }
-  return { history, step, resumedFrom, seconds: (performance.now() - started) / 1000 };
+  return {
+    history,
+    step,
+    resumedFrom,
+    seconds: (performance.now() - started) / 1000,
+    evals,
+    bestStep: best?.step,
+  };
 }
 
 async function lastCheckpoint(outDir?: string): Promise<string> {

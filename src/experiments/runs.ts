@@ -30,7 +30,13 @@ import { ensureDir, sha256Hex, writeJsonAtomic } from "../io.ts";
 import type { LoraConfig } from "../lora.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
 import { readSafetensors } from "../safetensors.ts";
-import { type MetricsRow, train, type TrainConfig, type TrainExample } from "../train.ts";
+import {
+  type EvalHook,
+  type MetricsRow,
+  train,
+  type TrainConfig,
+  type TrainExample,
+} from "../train.ts";
 import { baseLmFolderFor, fromSnapshot, since, type Snapshot, snapshot } from "./common.ts";
 
 /** Where stages are kept. */
@@ -183,6 +189,11 @@ export interface StageSpec {
    * by `setBaseLm` (e.g. `models/base-lm`) when the stage's config starts from it.
    */
   baseModelName?: string;
+  /**
+   * Evaluation while training and best-checkpoint selection (train()'s `evaluate`); what it
+   * measures and selects on belongs in `extra`, which is hashed.
+   */
+  evaluate?: EvalHook;
 }
 
 /** What {@link runStage} returns. */
@@ -207,6 +218,10 @@ export interface StageResult {
   dir?: string;
   /** The config hash. */
   hash: string;
+  /** Evaluation rows (with `evaluate`; from eval_metrics.jsonl for a loaded stage). */
+  evals: MetricsRow[];
+  /** With `evaluate.select`: the step whose weights were kept. */
+  bestStep?: number;
 }
 
 /** A note for stage-time labels: "" (trained), " (from run folder)", " (resumed from step N)". */
@@ -230,9 +245,9 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
-async function readHistory(dir: string): Promise<MetricsRow[]> {
+async function readHistory(dir: string, file = "metrics.jsonl"): Promise<MetricsRow[]> {
   try {
-    return (await Deno.readTextFile(`${dir}/metrics.jsonl`)).split("\n").filter((l) => l.trim())
+    return (await Deno.readTextFile(`${dir}/${file}`)).split("\n").filter((l) => l.trim())
       .map((l) => JSON.parse(l));
   } catch {
     return [];
@@ -335,6 +350,8 @@ export async function runStage(spec: StageSpec): Promise<StageResult> {
         resumedFrom: 0,
         dir,
         hash,
+        evals: await readHistory(dir, "eval_metrics.jsonl"),
+        bestStep: typeof done.best_step === "number" ? done.best_step : undefined,
       };
     }
   }
@@ -374,6 +391,7 @@ export async function runStage(spec: StageSpec): Promise<StageResult> {
       label: spec.label,
       progress: spec.progress,
       stopAfterStep: stop,
+      evaluate: spec.evaluate,
     });
   } catch (err) {
     model.dispose();
@@ -409,6 +427,7 @@ export async function runStage(spec: StageSpec): Promise<StageResult> {
       steps: r.step,
       resumed_from: r.resumedFrom,
       final_loss: finalLoss,
+      ...(r.bestStep !== undefined ? { best_step: r.bestStep } : {}),
       train_seconds: seconds,
       finished: new Date().toISOString(),
     });
@@ -424,5 +443,7 @@ export async function runStage(spec: StageSpec): Promise<StageResult> {
     resumedFrom: r.resumedFrom,
     dir,
     hash,
+    evals: r.evals,
+    bestStep: r.bestStep,
   };
 }
