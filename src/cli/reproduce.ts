@@ -102,12 +102,15 @@ export const REPRODUCE_FLAGS = {
     value: SCALES.join("|"),
     default: "small",
     help: "model, steps and test sizes: `test` checks the plumbing in seconds, `tiny` runs in " +
-      "about 2 minutes, `small` is the committed results (about 13 minutes on 2 cores)",
+      "a few minutes, `small` is the default run (about 14 minutes on 2 cores), `full` carries " +
+      "docs/analysis-plan.md (S-DPO at the released budget, 3 seeds × 1,600 test prompts; " +
+      "about 1 hour for S-DPO)",
   },
   seeds: {
     type: "string",
     value: "N",
-    defaultText: "5 for S-DPO and DMPO, 2 for DPO4Rec at small; 1 at test and tiny",
+    defaultText: "2 for S-DPO, 5 for DMPO, 2 for DPO4Rec at small; 3, 5, 2 at full; 1 at test " +
+      "and tiny",
     help: "seeds per paper (the preference stages, and stage 0 where the scale gives each seed " +
       "its own)",
   },
@@ -126,7 +129,7 @@ export const REPRODUCE_FLAGS = {
   },
   ablations: {
     type: "boolean",
-    defaultText: "on at test and tiny, off at small",
+    defaultText: "on at test and tiny, off at small and full",
     help: "also run the S-DPO ablations (K and beta sweeps, negative samplers, negative weights)",
   },
   "no-ablations": {
@@ -210,14 +213,18 @@ export interface ReproduceOptions {
 }
 
 /**
- * Seeds per paper when `--seeds` is not given: at `small` (the default) five for the S-DPO
- * and DMPO headline claims (issue #10) and two for DPO4Rec, whose claims are decided on
- * 400 test users per seed and whose two seeds already cost 3.5 minutes; one at tiny/test.
+ * Seeds per paper when `--seeds` is not given: at `small` (the default) two for S-DPO (its
+ * four arms now run the released protocol's shape, about 1.5 minutes per seed; the default
+ * run cannot decide S-DPO vs DPO, the full run does), five for DMPO (issue #10) and two for
+ * DPO4Rec, whose claims are decided on 400 test users per seed and whose two seeds already
+ * cost 3.5 minutes; at `full` three for S-DPO (the analysis plan: 3 seeds × 1,600 test
+ * prompts at the released budget, about 15 minutes per seed); one at tiny/test.
  */
 export const DEFAULT_SEEDS: Record<ScaleName, Record<"sdpo" | "dmpo" | "dpo4rec", number>> = {
   test: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
   tiny: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
-  small: { sdpo: 5, dmpo: 5, dpo4rec: 2 },
+  small: { sdpo: 2, dmpo: 5, dpo4rec: 2 },
+  full: { sdpo: 3, dmpo: 5, dpo4rec: 2 },
 };
 
 /**
@@ -262,7 +269,9 @@ export function parseOptions(args: string[]): ReproduceOptions | undefined {
     seeds,
     backend: values.backend,
     out: values.out!.replace(/\/+$/, ""),
-    ablations: values["no-ablations"] ? false : values.ablations ?? scale !== "small",
+    ablations: values["no-ablations"]
+      ? false
+      : values.ablations ?? (scale !== "small" && scale !== "full"),
     cache: !values["no-cache"],
     dataset,
     dataRoot: (values.data ?? defaultDataRoot()).replace(/\/+$/, ""),
@@ -452,7 +461,13 @@ export async function main(args: string[]): Promise<string[]> {
             args.includes("--no-ablations") ? "--no-ablations" : `default at scale ${opts.scale}`
           }; \`--ablations\` runs them)`,
       );
-      const plots = await writeSdpoPlots(dir, r);
+      const plots = await writeSdpoPlots(dir, r) + await sdpo.writeHr1CurvePlot(dir, r);
+      // The synthetic world runs the released protocol: its notes replace the short one's.
+      const sdpoNotes = prep ? prep.notes : [
+        ...SDPO_NOTES.slice(0, 2),
+        ...sdpo.sdpoProtocolNotes(r),
+        ...SDPO_NOTES.slice(3),
+      ];
       table = tableMarkdown({
         title: `S-DPO on ${datasetLabel(opts.dataset)} (scale ${opts.scale}, ` +
           `${seeds.length} seed(s), ` +
@@ -461,6 +476,10 @@ export async function main(args: string[]): Promise<string[]> {
         methods: [...sdpo.SDPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
         columns: [
           { header: "HR@1 (rank)", field: "hr1_rank" },
+          ...(prep ? [] : [
+            { header: "expected HR@1 (rank)", field: "hr1_exp" },
+            { header: "valid HR@1 (rank)", field: "val_hr1" },
+          ]),
           { header: "NDCG@5 (rank)", field: "ndcg5_rank" },
           { header: "HR@1 (gen, all)", field: "hr1_gen_all" },
           { header: "HR@1 (gen, valid)", field: "hr1_gen_valid" },
@@ -472,10 +491,10 @@ export async function main(args: string[]): Promise<string[]> {
         numbers,
         references: prep?.tableReferences ??
           r.references as unknown as Record<string, Record<string, number>>,
-        notes: [...(prep?.notes ?? SDPO_NOTES), ...baseModelNotes()],
+        notes: [...sdpoNotes, ...baseModelNotes()],
       }) + plots;
       findingsTitle = `S-DPO (${datasetLabel(opts.dataset).replace(/^the /, "")})`;
-      findingsNotes = (prep?.notes ?? SDPO_NOTES).slice(0, 3);
+      findingsNotes = sdpoNotes.slice(0, prep ? 3 : 4);
       ablationNote = abl ? `Same rule, on the ablation rows of seed ${abl.seed}.` : "";
     } else {
       const prep = real.dmpo;
@@ -524,7 +543,15 @@ export async function main(args: string[]): Promise<string[]> {
         : "";
     }
     const fields = paper === "sdpo"
-      ? ["hr1_rank", "ndcg5_rank", "hr1_gen_all", "hr1_gen_valid", "valid_ratio"]
+      ? [
+        "hr1_rank",
+        "hr1_exp",
+        "val_hr1",
+        "ndcg5_rank",
+        "hr1_gen_all",
+        "hr1_gen_valid",
+        "valid_ratio",
+      ]
       : ["auc_released", "auc_paired"];
     const summary = summarize(
       result.per_seed as unknown as { methods: Record<string, Record<string, unknown>> }[],

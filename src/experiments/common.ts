@@ -23,8 +23,11 @@ import { Rng } from "../rng.ts";
 import { ensureDir } from "../io.ts";
 import { readSafetensors, writeSafetensors } from "../safetensors.ts";
 
-/** Scale names. `test` is for the test suite only. */
-export const SCALES = ["test", "tiny", "small"] as const;
+/**
+ * Scale names. `test` is for the test suite only; `small` is the default run (≤ 15 minutes
+ * on 2 cores for the three papers); `full` carries the analysis plan (docs/analysis-plan.md).
+ */
+export const SCALES = ["test", "tiny", "small", "full"] as const;
 /** A scale name. */
 export type ScaleName = typeof SCALES[number];
 
@@ -94,10 +97,33 @@ export interface Scale {
   stage0Seeds: number;
   /** The classic baselines are trained for the first this-many seeds of a run. */
   baselineSeeds: number;
+  /**
+   * S-DPO main arms (SFT-cont, DPO, S-DPO K): preference examples as a fraction of stage 0's
+   * (`baseSteps × sftBatch`). The released scripts train SFT 5 epochs and the preference stage
+   * 3 epochs on the same train file: 0.6. 0 = use {@link Scale.sdpoArmSteps} instead.
+   */
+  sdpoBudgetRatio: number;
+  /** S-DPO main arms: steps (batch `prefBatch`) when `sdpoBudgetRatio` is 0. */
+  sdpoArmSteps: number;
+  /** S-DPO main arms: validation evaluations per arm (released: every 10 % of training). */
+  sdpoEvals: number;
+  /** S-DPO validation prompts (the world's validation users, 2 draws each; a fixed subset). */
+  sdpoValid: number;
+  /** S-DPO test prompts on the HR@1-versus-step curves (a prefix of the test prompts). */
+  sdpoCurveTest: number;
+  /** S-DPO test prompts drawn per test user (then capped at `sdpoTest`). */
+  sdpoTestDraws: number;
+  /**
+   * S-DPO main arms: learning rates tried on DPO (first seed), the one with the best
+   * validation HR@1 used by every arm; one value = no selection.
+   */
+  sdpoLrGrid: number[];
+  /** S-DPO main arms: the K of the S-DPO arms (the first is the "S-DPO" row; K = 1 is DPO). */
+  sdpoKs: number[];
 }
 
-/** The presets. */
-export const SCALE_PRESETS: Record<ScaleName, Scale> = {
+/** The presets up to `small`. */
+const PRESETS: Record<Exclude<ScaleName, "full">, Scale> = {
   test: {
     name: "test",
     sdpoDrawsPerUser: 1,
@@ -126,6 +152,14 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablFewShot: [16],
     stage0Seeds: 1,
     baselineSeeds: 1,
+    sdpoBudgetRatio: 0,
+    sdpoArmSteps: 4,
+    sdpoEvals: 2,
+    sdpoValid: 8,
+    sdpoCurveTest: 8,
+    sdpoTestDraws: 2,
+    sdpoLrGrid: [1e-3],
+    sdpoKs: [3, 8],
   },
   tiny: {
     name: "tiny",
@@ -155,6 +189,16 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablFewShot: [64, 256],
     stage0Seeds: 1,
     baselineSeeds: 1,
+    // A smoke run of the protocol (the released proportion would be 0.6 × 120 × 32 = 2,304
+    // examples, 288 steps per arm: too slow for the tests and notebooks that run tiny).
+    sdpoBudgetRatio: 0,
+    sdpoArmSteps: 120,
+    sdpoEvals: 4,
+    sdpoValid: 200,
+    sdpoCurveTest: 100,
+    sdpoTestDraws: 2,
+    sdpoLrGrid: [3e-4, 1e-3],
+    sdpoKs: [3, 8],
   },
   small: {
     name: "small",
@@ -172,7 +216,8 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     batchSize: 16,
     prefBatch: 8,
     negPool: 8,
-    sdpoTest: 400,
+    // Every test user twice (800 prompts): test prompts are cheaper than seeds (issue #17).
+    sdpoTest: 800,
     sdpoGenTest: 200,
     dmpoTrain: 5600,
     dmpoSftSteps: 200,
@@ -187,8 +232,43 @@ export const SCALE_PRESETS: Record<ScaleName, Scale> = {
     ablFewShot: [64, 256, 1024],
     stage0Seeds: 1,
     baselineSeeds: 1,
+    // The default run cannot afford the released budget (17,280 examples per arm, about 11
+    // min per seed): 150 steps × 8 per arm, 2 seeds (src/cli/reproduce.ts), no lr selection.
+    sdpoBudgetRatio: 0,
+    sdpoArmSteps: 150,
+    sdpoEvals: 5,
+    sdpoValid: 200,
+    sdpoCurveTest: 200,
+    sdpoTestDraws: 2,
+    sdpoLrGrid: [1e-3],
+    sdpoKs: [3, 8],
   },
 };
+
+/**
+ * `--scale full` (≤ 2 hours on 2 cores for the three papers): the small preset with the
+ * S-DPO released protocol at its released budget (0.6 × 450 × 64 = 17,280 preference
+ * examples = 2,160 steps per arm, 0.77 epoch of the 22,400 train prompts), 10 validation
+ * evaluations per arm, a learning rate chosen on DPO's validation HR@1, and 1,600 test
+ * prompts (4 per test user). Stage 0 is the small one (same knobs, same cache key).
+ */
+const FULL: Scale = {
+  ...PRESETS.small,
+  name: "full",
+  sdpoTest: 1600,
+  sdpoGenTest: 200,
+  sdpoBudgetRatio: 0.6,
+  sdpoArmSteps: 0,
+  sdpoEvals: 10,
+  sdpoValid: 400,
+  sdpoCurveTest: 400,
+  sdpoTestDraws: 4,
+  sdpoLrGrid: [3e-4, 1e-3, 3e-3],
+  sdpoKs: [3, 8],
+};
+
+/** The presets. */
+export const SCALE_PRESETS: Record<ScaleName, Scale> = { ...PRESETS, full: FULL };
 
 /** LoRA of every arm (r 8, α 16, no dropout, all seven projections). */
 export function loraConfig(seed: number): LoraConfig {

@@ -165,6 +165,25 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     sdpoArm: true,
     testRows: 800,
   },
+  // `--scale full`: the small values until DPO4Rec's full run is sized.
+  full: {
+    name: "full",
+    sftSteps: 300,
+    sftLr: 3e-3,
+    sftBatch: 16,
+    sasrecEpochs: 4,
+    sasrecDraws: 4,
+    prefPrompts: 1024,
+    sampleCounts: [2, 4, 8],
+    temperature: 1,
+    rewardItems: 4,
+    dpoSteps: 120,
+    dpoBatch: 8,
+    dpoLr: 2e-3,
+    beta: 0.5,
+    sdpoArm: true,
+    testRows: 800,
+  },
 };
 
 // ---------------------------------------------------------------------------------------

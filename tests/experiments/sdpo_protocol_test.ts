@@ -1,0 +1,136 @@
+/**
+ * The released S-DPO protocol pieces of src/experiments/sdpo.ts, against values computed by
+ * hand: the validation losses, negatives drawn once, the budget, expected hits, curve bands.
+ */
+import assert from "node:assert/strict";
+import {
+  drawNegativesOnce,
+  expectedHits,
+  hr1CurveBands,
+  sdpoArmSteps,
+  sdpoLoraConfig,
+  sdpoProtocol,
+  validationLoss,
+  withNegatives,
+} from "../../src/experiments/sdpo.ts";
+import { SCALE_PRESETS } from "../../src/experiments/common.ts";
+import { makeWorld, oracleScores, sdpoSamples } from "../../src/data/world.ts";
+import type { TrainExample } from "../../src/train.ts";
+
+const close = (a: number, b: number, tol = 1e-9) =>
+  assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
+
+Deno.test("validationLoss: K=1 is the DPO loss, K=3 the S-DPO loss, K=0 the token-mean NLL", () => {
+  const policy = [[-1, -2, -3, -4], [-2.5, -0.5, -1.5, -3]];
+  const ref = [[-1.5, -1.5, -2, -4.5], [-2, -1, -1, -2]];
+  const pos = [0, 1];
+  const negs = [[1, 2, 3], [0, 3, 2]];
+  const r = (i: number, j: number) => policy[i][j] - ref[i][j];
+  const sp = (x: number) => Math.log(1 + Math.exp(x));
+  // DPO: -log σ(β(r_w − r_l)) = softplus(β(r_l − r_w)), β = 2.
+  const dpo = (sp(2 * (r(0, 1) - r(0, 0))) + sp(2 * (r(1, 0) - r(1, 1)))) / 2;
+  close(validationLoss(policy, ref, pos, negs, 1, 2, [2, 2]), dpo);
+  // S-DPO: -log σ(-log Σ_j exp(β(r_j − r_w))) = log(1 + Σ_j exp(β(r_j − r_w))), β = 1.
+  const sdpo = (i: number) =>
+    Math.log(1 + negs[i].reduce((a, j) => a + Math.exp(r(i, j) - r(i, pos[i])), 0));
+  close(validationLoss(policy, ref, pos, negs, 3, 1, [2, 2]), (sdpo(0) + sdpo(1)) / 2);
+  // SFT: Σ −logp(positive) / Σ tokens.
+  close(validationLoss(policy, ref, pos, negs, 0, 1, [2, 3]), (1 + 0.5) / 5);
+  // A large margin stays finite (softplus of a large logsumexp).
+  const big = validationLoss([[0, 500]], [[0, 0]], [0], [[1]], 1, 1, [1]);
+  close(big, 500, 1e-6);
+});
+
+Deno.test("drawNegativesOnce: seeded, distinct, in range, nested across K; withNegatives uses the first K", () => {
+  const ex: TrainExample[] = Array.from({ length: 50 }, (_, i) => ({
+    prompt: [1, i],
+    chosen: [5],
+    rejected: Array.from({ length: 19 }, (_, j) => [100 + j]),
+  }));
+  const a = drawNegativesOnce(ex, 8, 0);
+  assert.deepEqual(a, drawNegativesOnce(ex, 8, 0));
+  assert.notDeepEqual(a, drawNegativesOnce(ex, 8, 1));
+  for (const d of a) {
+    assert.equal(d.length, 8);
+    assert.equal(new Set(d).size, 8);
+    assert.ok(d.every((j) => Number.isInteger(j) && j >= 0 && j < 19));
+  }
+  // Across prompts the draws are not all the same.
+  assert.ok(new Set(a.map((d) => d.join(","))).size > 40);
+  const k1 = withNegatives(ex, a, 1), k3 = withNegatives(ex, a, 3), k0 = withNegatives(ex, a, 0);
+  ex.forEach((e, i) => {
+    assert.deepEqual(k1[i].rejected, [e.rejected![a[i][0]]]);
+    assert.deepEqual(k3[i].rejected, a[i].slice(0, 3).map((j) => e.rejected![j]));
+    assert.deepEqual(k3[i].rejected!.slice(0, 1), k1[i].rejected);
+    assert.equal(k0[i].rejected, undefined);
+    assert.deepEqual(k3[i].prompt, e.prompt);
+  });
+  assert.throws(() => drawNegativesOnce([{ prompt: [1], chosen: [2], rejected: [[3]] }], 3, 0));
+});
+
+Deno.test("sdpoArmSteps: the released 3:5 proportion of stage 0's examples at full; fixed steps below", () => {
+  const full = SCALE_PRESETS.full;
+  // 0.6 × 450 steps × 64 = 17,280 examples = 2,160 steps of 8.
+  assert.equal(sdpoArmSteps(full), 2160);
+  assert.equal(sdpoArmSteps(SCALE_PRESETS.small), SCALE_PRESETS.small.sdpoArmSteps);
+  const p = sdpoProtocol(
+    full,
+    1e-3,
+    [{ lr: 3e-4, val_hr1: 0.2, best_step: 10 }, {
+      lr: 1e-3,
+      val_hr1: 0.3,
+      best_step: 20,
+    }],
+    22400,
+    400,
+  );
+  assert.equal(p.examples_per_arm, 17280);
+  assert.equal(p.max_grad_norm, 0.3);
+  assert.deepEqual([p.lora.r, p.lora.lora_alpha, p.lora.lora_dropout], [8, 32, 0.1]);
+  assert.equal(p.lora.target_modules.length, 7);
+  assert.equal(p.warmup_steps, 108);
+  assert.ok(p.departures.some((d) => d.includes("17280") && d.includes("0.77 epochs")));
+  assert.ok(p.departures.some((d) => d.includes("chosen among 0.0003, 0.001")));
+  // The small (default) run says it is under the released budget.
+  const s = sdpoProtocol(
+    SCALE_PRESETS.small,
+    1e-3,
+    [{ lr: 1e-3, val_hr1: null, best_step: null }],
+    22400,
+    200,
+  );
+  assert.ok(s.departures.some((d) => d.includes("far below the released proportion")));
+  assert.deepEqual(sdpoLoraConfig(3).seed, 3);
+});
+
+Deno.test("expectedHits: the law's probability of the top-1 candidate, renormalised over the 20; ties averaged", () => {
+  const world = makeWorld({ numUsers: 40 });
+  const test = sdpoSamples(world, "test");
+  const truth = test.map((s) => oracleScores(world, s, s.candidateIds));
+  // Scoring by the law itself: each row's expected hit = max p / Σ p.
+  const best = expectedHits(world, test, truth);
+  best.forEach((x, i) =>
+    close(x, Math.max(...truth[i]) / truth[i].reduce((a, b) => a + b, 0), 1e-12)
+  );
+  // All tied: the mean of p / Σ p over the 20 candidates = 1/20.
+  const flat = expectedHits(world, test, test.map(() => new Array(20).fill(0)));
+  flat.forEach((x) => close(x, 1 / 20, 1e-12));
+  // Scoring the worst candidate first gives at most the best's value.
+  const worst = expectedHits(world, test, truth.map((r) => r.map((v) => -v)));
+  worst.forEach((x, i) => assert.ok(x <= best[i]));
+});
+
+Deno.test("hr1CurveBands: mean and 95 % t interval over seeds per method, split and step", () => {
+  const rows = hr1CurveBands([
+    { method: "DPO", seed: 0, step: 10, split: "valid", hr1: 0.2, loss: 1 },
+    { method: "DPO", seed: 1, step: 10, split: "valid", hr1: 0.4, loss: 1 },
+    { method: "DPO", seed: 0, step: 10, split: "test", hr1: 0.3, loss: null },
+  ]);
+  const v = rows.find((r) => r.split === "valid")!;
+  close(v.hr1, 0.3, 1e-12);
+  // sd = 0.1414, t(0.975, 1) = 12.706: half-width 12.706 × 0.1414 / √2 = 1.2706.
+  close(v.hi - v.hr1, 12.706 * Math.sqrt(0.02) / Math.sqrt(2), 1e-9);
+  close(v.hr1 - v.lo, v.hi - v.hr1, 1e-12);
+  const t = rows.find((r) => r.split === "test")!;
+  assert.deepEqual([t.lo, t.hr1, t.hi, t.n], [0.3, 0.3, 0.3, 1]);
+});
