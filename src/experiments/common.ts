@@ -261,7 +261,9 @@ const FULL: Scale = {
   sdpoArmSteps: 0,
   sdpoEvals: 10,
   sdpoValid: 400,
-  sdpoCurveTest: 400,
+  // 800 of the 1,600 test prompts at every evaluation: the per-row hits behind the curves
+  // (result.curve_hits) carry the pre-registered checkpoint-rule sensitivity analysis.
+  sdpoCurveTest: 800,
   sdpoTestDraws: 4,
   sdpoLrGrid: [3e-4, 1e-3, 3e-3],
   sdpoKs: [3, 8],

@@ -55,7 +55,8 @@ import {
 } from "./common.ts";
 import { BASELINE_NAMES, BASELINE_ROWS, baselineSdpoRow, baselinesFor } from "./baselines.ts";
 import { currentBaseModel, stage0Snapshot } from "./pretrained.ts";
-import { runStage, sourceNote, type StageSource } from "./runs.ts";
+import { armDir, runStage, sourceNote, type StageSource } from "./runs.ts";
+import { appendJsonLine } from "../io.ts";
 import type { LoraConfig } from "../lora.ts";
 import { LLAMA_PROJECTIONS } from "../lora.ts";
 import { writePlot } from "../report/plot.ts";
@@ -208,6 +209,13 @@ export interface SdpoResult {
   num_valid: number;
   /** Validation and test ranking HR@1 versus step of the main arms, every seed. */
   hr1_curves: Hr1CurvePoint[];
+  /**
+   * Per-row test hits behind the test curves: at every evaluation of every main arm and seed,
+   * the sampled and expected hit of each curve prompt (the first `sdpoCurveTest` test
+   * prompts), so a verdict at any checkpoint rule (e.g. the best validation HR@1, or the last
+   * step) is recomputable with the same resampling.
+   */
+  curve_hits: { method: string; seed: number; step: number; hits: number[]; exp_hits: number[] }[];
   /** The learning-rate selection on DPO (first seed); one entry = no selection. */
   lr_selection: { lr: number; val_hr1: number | null; best_step: number | null }[];
   /** The preference protocol of the main arms, and every departure from the released one. */
@@ -883,6 +891,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   let chosenLr = grid[0];
   const lrSelection: SdpoResult["lr_selection"] = [];
   const hr1Curves: Hr1CurvePoint[] = [];
+  const curveHits: SdpoResult["curve_hits"] = [];
   const kMax = Math.max(1, ...scale.sdpoKs);
   const mainArms: { name: string; stage: Stage; k: number }[] = [
     { name: "SFT-cont", stage: "sft", k: 0 },
@@ -930,7 +939,37 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     validSets.set(sft, out);
     return out;
   };
-  const armProtocol = (lr: number, k: number, seed: number, v: ValidationSet): ArmProtocol => ({
+  // Per-row test hits of the curve prompts at every evaluation, by `${seed}|${stage name}`
+  // (kept in the stage's run folder too, so a resumed or loaded stage still has them).
+  const curveRows = new Map<string, Map<number, { hits: number[]; exp: number[] }>>();
+  const CURVE_ROWS_FILE = "curve_rows.jsonl";
+  const armRows = async (seed: number, name: string) => {
+    const rows = new Map<number, { hits: number[]; exp: number[] }>();
+    const dir = armDir(seed, name);
+    if (dir) {
+      try {
+        for (const l of (await Deno.readTextFile(`${dir}/${CURVE_ROWS_FILE}`)).split("\n")) {
+          try {
+            const o = JSON.parse(l);
+            rows.set(o.step, { hits: o.hits, exp: o.exp });
+          } catch {
+            // an empty or torn line
+          }
+        }
+      } catch {
+        // no file: trained in memory
+      }
+    }
+    for (const [step, r] of curveRows.get(`${seed}|${name}`) ?? []) rows.set(step, r);
+    return rows;
+  };
+  const armProtocol = (
+    lr: number,
+    k: number,
+    seed: number,
+    v: ValidationSet,
+    name: string,
+  ): ArmProtocol => ({
     lr,
     lora: sdpoLoraConfig(100 + seed),
     maxGradNorm: SDPO_MAX_GRAD_NORM,
@@ -941,9 +980,19 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     evaluate: {
       every: evalEvery,
       select: "loss",
-      fn: (_step, model) => {
+      fn: async (step, model) => {
         const vs = scoreResponses(model, v.items);
         const ts = scoreResponses(model, v.curve);
+        const row = {
+          hits: hitsAtK({ scores: ts }, v.curvePos, 1),
+          exp: expectedHits(protocol!.world, test.slice(0, v.curve.length), ts)
+            .map((x) => Math.round(x * 1e4) / 1e4),
+        };
+        const key = `${seed}|${name}`;
+        if (!curveRows.has(key)) curveRows.set(key, new Map());
+        curveRows.get(key)!.set(step, row);
+        const dir = armDir(seed, name);
+        if (dir) await appendJsonLine(`${dir}/${CURVE_ROWS_FILE}`, { step, ...row });
         return {
           loss: validationLoss(vs, v.ref, v.pos, v.negs, k, 1, v.posTokens),
           hr1: mean(hitsAtK({ scores: vs }, v.pos, 1)),
@@ -984,7 +1033,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
           seed,
           progress,
           mainEvery,
-          armProtocol(lr, 1, seed, v),
+          armProtocol(lr, 1, seed, v, `DPO lr=${lr}`),
         );
         recordStage("sdpo", `DPO lr=${lr}` + sourceNote(r), seed, r.wallSeconds);
         const row = r.evals.find((e) => e.step === r.bestStep);
@@ -1013,7 +1062,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         seed,
         progress,
         mainEvery,
-        armProtocol(chosenLr, arm.k, seed, v),
+        armProtocol(chosenLr, arm.k, seed, v, arm.name),
       );
       if (!(arm.name === "DPO" && preDpo)) {
         recordStage("sdpo", arm.name + sourceNote(r), seed, r.wallSeconds);
@@ -1023,6 +1072,10 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       r.model.dispose();
       scoresBy[arm.name] = scores;
       const kept = r.evals.find((e) => e.step === r.bestStep);
+      const stageName = arm.name === "DPO" && preDpo ? `DPO lr=${chosenLr}` : arm.name;
+      for (const [step, row] of [...(await armRows(seed, stageName))].sort((a, b) => a[0] - b[0])) {
+        curveHits.push({ method: arm.name, seed, step, hits: row.hits, exp_hits: row.exp });
+      }
       const exp = expectedHits(d.world, test, scores);
       methods[arm.name] = {
         ...ev,
@@ -1217,6 +1270,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     test_users: test.map((s) => s.user),
     num_valid: protocol?.valid?.length ?? 0,
     hr1_curves: hr1Curves,
+    curve_hits: curveHits,
     lr_selection: protocol ? lrSelection : [],
     protocol: sdpoProtocol(
       scale,
