@@ -194,7 +194,7 @@ Deno.test("reproduce keeps every arm in a run folder (PEFT adapter + done marker
     const first = await readJson(`${out}/sdpo/synthetic/metrics.json`);
     assert.equal(first.runs, "runs/");
     assert.equal(first.base_model, null);
-    const arms = ["sft-cont", "dpo", "s-dpo"];
+    const arms = ["sft-cont", "dpo", "s-dpo", "s-dpo-k8"];
     assert.deepEqual([...Deno.readDirSync(runs)].map((e) => e.name).sort(), [...arms].sort());
     for (const arm of arms) {
       const files = [...Deno.readDirSync(`${runs}/${arm}`)].map((e) => e.name).sort();
@@ -202,21 +202,29 @@ Deno.test("reproduce keeps every arm in a run folder (PEFT adapter + done marker
         "adapter_config.json",
         "adapter_model.safetensors",
         "arm.json",
+        "curve_rows.jsonl",
         "done.json",
+        "eval_metrics.jsonl",
         "metrics.jsonl",
       ], `${arm}: checkpoints are removed once the adapter is saved`);
       const done = await readJson(`${runs}/${arm}/done.json`);
       const desc = await readJson(`${runs}/${arm}/arm.json`);
       assert.equal(done.config_hash, desc.config_hash);
       assert.match(done.config_hash, /^[0-9a-f]{64}$/);
-      assert.equal(done.steps, 3);
+      assert.equal(done.steps, 4);
+      // Validation every 2 steps; the kept step is one of the evaluated ones.
+      const evals = (await Deno.readTextFile(`${runs}/${arm}/eval_metrics.jsonl`)).trim()
+        .split("\n").map((l) => JSON.parse(l));
+      assert.deepEqual(evals.map((e) => e.step), [2, 4]);
+      assert.ok([2, 4].includes(done.best_step), `best_step ${done.best_step}`);
     }
     // The adapter is in PEFT's layout: config fields and tensor names / shapes.
     const cfg = await readJson(`${runs}/dpo/adapter_config.json`);
     assert.equal(cfg.peft_type, "LORA");
     assert.equal(cfg.task_type, "CAUSAL_LM");
     assert.equal(cfg.r, 8);
-    assert.equal(cfg.lora_alpha, 16);
+    assert.equal(cfg.lora_alpha, 32); // the released S-DPO LoRA (r 8, α 32, dropout 0.1)
+    assert.equal(cfg.lora_dropout, 0.1);
     assert.deepEqual([...cfg.target_modules].sort(), [...LLAMA_PROJECTIONS].sort());
     const header = await readSafetensorsHeader(`${runs}/dpo/adapter_model.safetensors`);
     const cfgModel = first.result.config.model;
