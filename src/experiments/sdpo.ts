@@ -1481,7 +1481,7 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
                 scale: { zero: false },
               },
               y2: { field: "hi" },
-              color,
+              color: { ...color, legend: null },
             },
           },
           {
