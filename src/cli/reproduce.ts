@@ -289,7 +289,7 @@ const SDPO_NOTES = [
   "pretrained on the world's selection and copy exercises: models/base-lm, " +
   "docs/world-design.md; a " +
   "random init with --base-lm none) fully fine-tuned on the train prompts (prompt → positive " +
-  "title + EOS). At small, one SFT model (seed 0) is shared by all seeds, which vary the " +
+  "title + EOS). At small and full, one SFT model (seed 0) is shared by all seeds, which vary the " +
   "preference stages (LoRA init, batch order, negative draws): the SFT row is the same on " +
   "every seed, and the CIs hold the preference stages' and the test rows' variation, not " +
   "SFT's. The classic baselines are trained for the first seed only, so their rows have no " +

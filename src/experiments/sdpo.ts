@@ -778,18 +778,6 @@ function rankRow(
   };
 }
 
-/** An ablation row of a main arm (no extra training). */
-function rowOf(m: SdpoMethodResult): AblationRow {
-  return {
-    hr1_rank: m.hr1_rank,
-    ndcg5_rank: m.ndcg5_rank,
-    rank_hits: m.rank_hits,
-    ...(m.rank_expected ? { rank_expected: m.rank_expected } : {}),
-    pos_logp: m.pos_logp,
-    train_seconds: 0,
-  };
-}
-
 /**
  * Mean S-DPO softmax weight per negative, bucketed by the negative's rank under the
  * reference model (1 = the reference's most likely negative), over the test prompts:
@@ -1217,7 +1205,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       }
     }
     if (cfg.ablations && "world" in data && seed === cfg.seeds[0]) {
-      ablations = await runAblations(data, scale, seed, sft, sftModel, methods, scoresBy, progress);
+      ablations = await runAblations(data, scale, seed, sft, sftModel, scoresBy, progress);
     }
     sftModel.dispose();
     // With a base model (--model) every seed trains its own stage 0.
@@ -1296,7 +1284,6 @@ async function runAblations(
   seed: number,
   sft: Snapshot,
   sftModel: LlamaModel,
-  main: Record<string, SdpoMethodResult>,
   scoresBy: Record<string, number[][]>,
   progress: boolean,
 ): Promise<SdpoAblations> {
@@ -1326,12 +1313,17 @@ async function runAblations(
     return row;
   };
   const methods: Record<string, AblationRow> = {};
+  // The ablations keep the short preference stage (prefSteps on the prefPrompts subset, a
+  // pool of negatives redrawn per step, LoRA α 16): their own uniform DPO and S-DPO K=3 rows,
+  // not the main arms, which run the released protocol.
+  const uniDpo = await arm("DPO (uniform)", "dpo", 1, 1, data.prefExamples);
+  const uniSdpo = await arm("S-DPO (uniform)", "sdpo", 3, 1, data.prefExamples);
   const kSweep: { k: number; row: AblationRow }[] = [];
   for (const k of scale.ablKs) {
     const row = k === 1
-      ? rowOf(main.DPO)
+      ? uniDpo
       : k === 3
-      ? rowOf(main["S-DPO"])
+      ? uniSdpo
       : await arm(`S-DPO K=${k}`, "sdpo", k, 1, data.prefExamples);
     kSweep.push({ k, row });
     methods[`S-DPO K=${k}`] = row;
@@ -1340,7 +1332,7 @@ async function runAblations(
   const betaSweep: { beta: number; row: AblationRow }[] = [];
   for (const beta of scale.ablBetas) {
     const row = beta === 1
-      ? rowOf(main["S-DPO"])
+      ? uniSdpo
       : await arm(`S-DPO β=${beta}`, "sdpo", 3, beta, data.prefExamples);
     betaSweep.push({ beta, row });
     methods[`S-DPO β=${beta}`] = row;
@@ -1356,8 +1348,8 @@ async function runAblations(
   );
   recordStage("sdpo-ablations", "score pref prompts (model-hard)", seed, since(t0));
   const samplers: { sampler: string; method: string; row: AblationRow }[] = [
-    { sampler: "uniform", method: "DPO", row: rowOf(main.DPO) },
-    { sampler: "uniform", method: "S-DPO", row: rowOf(main["S-DPO"]) },
+    { sampler: "uniform", method: "DPO", row: uniDpo },
+    { sampler: "uniform", method: "S-DPO", row: uniSdpo },
   ];
   for (const sampler of ["same-genre", "model-hard"] as const) {
     for (const [method, stage, k] of [["DPO", "dpo", 1], ["S-DPO", "sdpo", 3]] as const) {
@@ -1372,8 +1364,8 @@ async function runAblations(
       methods[`${method} (${sampler})`] = row;
     }
   }
-  methods["DPO (uniform)"] = rowOf(main.DPO);
-  methods["S-DPO (uniform)"] = rowOf(main["S-DPO"]);
+  methods["DPO (uniform)"] = uniDpo;
+  methods["S-DPO (uniform)"] = uniSdpo;
   // The K sweep on each sampler: K = 1 (DPO) and K = 3 reuse the sampler arms above.
   const samplerK: SdpoAblations["sampler_k_sweep"] = kSweep.map(({ k, row }) => ({
     sampler: "uniform",
@@ -1398,7 +1390,7 @@ async function runAblations(
     }
     const ks = samplerK.filter((x) => x.sampler === sampler);
     methods[`S-DPO K=max (${sampler})`] = ks.reduce((a, b) => (b.k > a.k ? b : a)).row;
-    methods[`S-DPO K=1 (${sampler})`] = ks.find((x) => x.k === 1)?.row ?? rowOf(main.DPO);
+    methods[`S-DPO K=1 (${sampler})`] = ks.find((x) => x.k === 1)?.row ?? uniDpo;
   }
   const negWeights = negativeWeightsByRefRank(scoresBy["S-DPO"], scoresBy.SFT, test, 1);
   return {
