@@ -694,7 +694,9 @@ export function sdpoProtocol(
         `(${steps} steps × ${scale.prefBatch}), ${epochs(examples)} epochs, not 3.`
       : `Budget: ${steps} steps × ${scale.prefBatch} = ${examples} preference examples per arm ` +
         `(${epochs(examples)} epochs of the ${trainPrompts} train prompts), far below the ` +
-        `released proportion (0.6 × stage 0's ${stage0} examples = ${Math.round(0.6 * stage0)}); the ` +
+        `released proportion (0.6 × stage 0's ${stage0} examples = ${
+          Math.round(0.6 * stage0)
+        }); the ` +
         "arms are under-trained relative to the released protocol (--scale full runs it).",
     `Batch ${scale.prefBatch} prompts per step (released: 4 per device × 8 accumulation × 4 ` +
     "GPUs = 128); warmup 5 % and cosine decay to 0 as released.",
