@@ -11,14 +11,16 @@ import {
   planReproduce,
   priorSeconds,
   RunProgress,
+  sdpoMainArmSeconds,
   stageKind,
 } from "../src/cli/_progress.ts";
 
 const RESULTS = new URL("../results/", import.meta.url).pathname;
 
 interface Metrics {
-  scale: "test" | "tiny" | "small";
+  scale: "test" | "tiny" | "small" | "full";
   seeds: number[];
+  result?: { protocol?: unknown };
   stage_seconds: { experiment: string; stage: string; seed: number | null; seconds: number }[];
 }
 
@@ -42,6 +44,10 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
   for (const c of cases) {
     const m = await metrics(c.rel);
     if (!m) continue;
+    // An S-DPO run recorded before the released protocol (issue #17: 4 main arms, an lr grid,
+    // the ablations' own uniform arms) has other stages than today's code plans; such a run
+    // checks nothing until it is regenerated.
+    if (c.paper === "sdpo" && !m.result?.protocol) continue;
     const n = m.seeds.length;
     const plan = planReproduce({
       papers: c.paper === "dmpo" && c.withSdpo ? ["sdpo", "dmpo"] : [c.paper],
@@ -65,7 +71,7 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
     });
     checked++;
   }
-  assert.ok(checked >= 2, "the committed results hold the runs this test reads");
+  assert.ok(checked >= 1, "the committed results hold the runs this test reads");
 });
 
 Deno.test("planReproduce: seeds, papers and ablations change the plan as the runs do", () => {
@@ -80,20 +86,36 @@ Deno.test("planReproduce: seeds, papers and ablations change the plan as the run
       synthetic: true,
       ...o,
     });
-  // test scale: S-DPO 8 + 4 baselines + 12 ablations, DMPO 7 + 11 ablations, DPO4Rec 1 block:
-  // the counts a `--scale test` run records (24 and 18 stages).
-  assert.equal(plan({}).length, 24 + 18 + 1);
-  assert.equal(plan({ sdpoAblations: false, dmpoAblations: false }).length, 12 + 7 + 1);
-  // A second seed: 8 more S-DPO stages (two of them reused), 7 more DMPO stages.
+  // test scale: S-DPO 10 (stage 0, its evaluation, 4 main arms and their evaluations) + 4
+  // baselines + 14 ablations, DMPO 7 + 11 ablations, DPO4Rec 1 block: the counts a
+  // `--scale test` run records (28 and 18 stages).
+  assert.equal(plan({}).length, 28 + 18 + 1);
+  assert.equal(plan({ sdpoAblations: false, dmpoAblations: false }).length, 14 + 7 + 1);
+  // A second seed: 10 more S-DPO stages (two of them reused), 7 more DMPO stages.
   const two = plan({ seeds: { sdpo: 2, dmpo: 2, dpo4rec: 1 } });
-  assert.equal(two.length, 43 + 8 + 7);
+  assert.equal(two.length, 47 + 10 + 7);
   assert.equal(two.filter((x) => x.kind === "reused").length, 2 + 1 + 2);
   // DMPO alone trains its own stage 0 and baselines.
   const dmpo = plan({ papers: ["dmpo"], dmpoAblations: false });
   assert.deepEqual(dmpo.map((x) => x.kind).slice(0, 2), ["stage0", "dmpo-sft"]);
   assert.equal(dmpo.filter((x) => x.kind === "baseline").length, 4);
-  // Released data: no ablations.
+  // Released data: no ablations, the short protocol's 3 arms.
   assert.equal(plan({ papers: ["sdpo"], synthetic: false }).length, 12);
+  // An lr grid (tiny: 2 values): the first seed trains DPO at each lr, the chosen one being its
+  // DPO arm (5 arms), the next seeds 4 arms.
+  const tiny = planReproduce({
+    papers: ["sdpo"],
+    scale: SCALE_PRESETS.tiny,
+    seeds: { sdpo: 2, dmpo: 1, dpo4rec: 1 },
+    sdpoAblations: false,
+    dmpoAblations: false,
+    synthetic: true,
+  });
+  assert.equal(tiny.filter((x) => x.kind === "sdpo-arm").length, 5 + 4);
+  // The prior of a full-scale K=8 arm: 17,280 examples × 16.3 ms + 10 evaluations of 400 +
+  // 800 prompts × 3 ms.
+  const k8 = 0.7 + 17280 * (0.0075 + 0.0011 * 8) + 10 * 0.003 * 1200;
+  assert.ok(Math.abs(sdpoMainArmSeconds(SCALE_PRESETS.full, 8) - k8) < 1e-9);
 });
 
 Deno.test("stageKind reads the names recordStage is given", () => {

@@ -25,7 +25,7 @@
  *
  * @module
  */
-import type { Scale } from "../experiments/common.ts";
+import { type Scale, sdpoArmSteps } from "../experiments/common.ts";
 
 /** Kinds of stages, each with its own cost model. */
 export type StageKind =
@@ -87,6 +87,18 @@ export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
   }
 }
 
+/**
+ * Prior seconds of a main S-DPO arm under the released protocol (K = 0: SFT-cont): its
+ * examples at a per-example cost growing with K (on 2 idle cores, from the default run's
+ * 960-example arms: 6.4 ms SFT-cont, 8.6 ms DPO, 9.5 ms K = 3; K = 8 about 1.65-2× K = 3),
+ * plus its validation and curve evaluations (about 3 ms a 20-candidate prompt).
+ */
+export function sdpoMainArmSeconds(scale: Scale, k: number): number {
+  const perExample = k === 0 ? 0.0064 : 0.0075 + 0.0011 * k;
+  return 0.7 + sdpoArmSteps(scale) * scale.prefBatch * perExample +
+    scale.sdpoEvals * 0.003 * (scale.sdpoValid + scale.sdpoCurveTest);
+}
+
 /** What a run does, as far as the plan needs it. */
 export interface PlanInput {
   /** Papers, in run order. */
@@ -126,15 +138,29 @@ export function planReproduce(p: PlanInput): PlannedStage[] {
         const own = seed < Math.max(1, s.stage0Seeds);
         add("sdpo", own ? "stage0" : "reused");
         add("sdpo", own ? "sdpo-eval" : "reused");
-        for (let arm = 0; arm < 3; arm++) {
-          add("sdpo", "sdpo-arm");
-          add("sdpo", "sdpo-eval");
+        if (p.synthetic) {
+          // The released protocol: on the first seed DPO at each learning rate of the grid
+          // (the chosen one is the DPO arm), then SFT-cont, DPO, S-DPO at each K.
+          const grid = seed === 0 && s.sdpoLrGrid.length > 1;
+          const arm = (k: number) =>
+            out.push({ experiment: "sdpo", kind: "sdpo-arm", seconds: sdpoMainArmSeconds(s, k) });
+          if (grid) s.sdpoLrGrid.forEach(() => arm(1));
+          for (const k of [0, 1, ...s.sdpoKs]) {
+            if (!(grid && k === 1)) arm(k);
+            add("sdpo", "sdpo-eval");
+          }
+        } else {
+          for (let arm = 0; arm < 3; arm++) {
+            add("sdpo", "sdpo-arm");
+            add("sdpo", "sdpo-eval");
+          }
         }
         baselines(seed);
         if (seed === 0 && p.sdpoAblations && p.synthetic) {
+          // Their own uniform DPO and S-DPO K=3, then the other K and β.
           const nK = s.ablKs.filter((k) => k !== 1 && k !== 3).length;
           const nBeta = s.ablBetas.filter((b) => b !== 1).length;
-          for (let i = 0; i < nK + nBeta; i++) add("sdpo-ablations", "sdpo-arm");
+          for (let i = 0; i < 2 + nK + nBeta; i++) add("sdpo-ablations", "sdpo-arm");
           add("sdpo-ablations", "score");
           // Samplers (same-genre, model-hard) × (DPO, S-DPO), then the K sweep per sampler:
           // popularity at every K, the others at the K not trained already.

@@ -122,6 +122,19 @@ export interface Scale {
   sdpoKs: number[];
 }
 
+/**
+ * Steps of each main S-DPO arm: the released 3:5 proportion of stage 0's examples
+ * (`sdpoBudgetRatio × baseSteps × sftBatch / prefBatch`), or `sdpoArmSteps` when the ratio is 0.
+ */
+export function sdpoArmSteps(scale: Scale): number {
+  return scale.sdpoBudgetRatio > 0
+    ? Math.max(
+      1,
+      Math.round(scale.sdpoBudgetRatio * scale.baseSteps * scale.sftBatch / scale.prefBatch),
+    )
+    : scale.sdpoArmSteps;
+}
+
 /** The presets up to `small`. */
 const PRESETS: Record<Exclude<ScaleName, "full">, Scale> = {
   test: {

@@ -47,6 +47,7 @@ import {
   SCALE_PRESETS,
   type ScaleName,
   scoreResponses,
+  sdpoArmSteps,
   sdpoExample,
   since,
   type Snapshot,
@@ -557,15 +558,8 @@ export function sdpoLoraConfig(seed: number): LoraConfig {
 /** Released max_grad_norm (sft.py line 133, softmax_dpo.py line 138). */
 export const SDPO_MAX_GRAD_NORM = 0.3;
 
-/** Steps per main arm: the released 3:5 proportion to stage 0's examples, or the fixed count. */
-export function sdpoArmSteps(scale: Scale): number {
-  return scale.sdpoBudgetRatio > 0
-    ? Math.max(
-      1,
-      Math.round(scale.sdpoBudgetRatio * scale.baseSteps * scale.sftBatch / scale.prefBatch),
-    )
-    : scale.sdpoArmSteps;
-}
+/** Steps per main arm (re-exported from common.ts, where the scale presets live). */
+export { sdpoArmSteps };
 
 /**
  * Negatives drawn once per prompt (seeded), as the released `process_data` does when the
