@@ -219,8 +219,11 @@ export interface SdpoResult {
   curve_hits: { method: string; seed: number; step: number; hits: number[]; exp_hits: number[] }[];
   /** The learning-rate selection on DPO (first seed); one entry = no selection. */
   lr_selection: { lr: number; val_hr1: number | null; best_step: number | null }[];
-  /** The preference protocol of the main arms, and every departure from the released one. */
-  protocol: SdpoProtocol;
+  /**
+   * The preference protocol of the main arms, and every departure from the released one
+   * (synthetic world; a released data set runs the short preference stage, without it).
+   */
+  protocol?: SdpoProtocol;
 }
 
 /** One point of an HR@1-versus-step curve (step 0 = the SFT model). */
@@ -1256,13 +1259,15 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     hr1_curves: hr1Curves,
     curve_hits: curveHits,
     lr_selection: protocol ? lrSelection : [],
-    protocol: sdpoProtocol(
-      scale,
-      chosenLr,
-      lrSelection,
-      data.trainExamples.length,
-      protocol?.valid?.length ?? 0,
-    ),
+    protocol: protocol
+      ? sdpoProtocol(
+        scale,
+        chosenLr,
+        lrSelection,
+        data.trainExamples.length,
+        protocol?.valid?.length ?? 0,
+      )
+      : undefined,
   };
 }
 
@@ -1444,7 +1449,7 @@ export function hr1CurveBands(
  * shows it ("" when the run has no curves).
  */
 export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<string> {
-  if (!r.hr1_curves?.length) return "";
+  if (!r.hr1_curves?.length || !r.protocol) return "";
   const rows = hr1CurveBands(r.hr1_curves);
   const seeds = new Set(r.hr1_curves.map((p) => p.seed)).size;
   const color = { field: "method", type: "nominal" };
@@ -1508,6 +1513,7 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
  */
 export function sdpoProtocolNotes(r: SdpoResult): string[] {
   const p = r.protocol;
+  if (!p) return [];
   const ks = r.scale.sdpoKs.join(", ");
   const notes = [
     `SFT-cont, DPO (K=1), S-DPO (K=${ks}): a fresh LoRA adapter (r ${p.lora.r}, α ` +
