@@ -136,13 +136,7 @@ export interface SdpoMethodResult {
   eval_seconds: number;
   /** Last logged training loss. */
   final_loss: number | null;
-  /**
-   * Synthetic world: per test prompt, the true probability (the world's law, given the user,
-   * history and the 20 candidates) that the model's top-1 candidate is the next item, ties
-   * averaged. Its mean (`hr1_exp`) has the expectation of `hr1_rank` with less variance.
-   */
-  exp_hits?: number[];
-  /** Mean of `exp_hits` (expected ranking HR@1). */
+  /** Synthetic world: the mean of `rank_expected` (expected ranking HR@1). */
   hr1_exp?: number;
   /** Main preference arms: optimizer steps trained. */
   steps?: number;
@@ -204,8 +198,6 @@ export interface SdpoResult {
   ablations?: SdpoAblations;
   /** Seconds of the whole run. */
   seconds: number;
-  /** The user of each test prompt (prompts of one user are one cluster when resampling). */
-  test_users: number[];
   /** Validation prompts (0 on a released data set without a validation split here). */
   num_valid: number;
   /** Validation and test ranking HR@1 versus step of the main arms, every seed. */
@@ -216,7 +208,13 @@ export interface SdpoResult {
    * prompts), so a verdict at any checkpoint rule (e.g. the best validation HR@1, or the last
    * step) is recomputable with the same resampling.
    */
-  curve_hits: { method: string; seed: number; step: number; hits: number[]; exp_hits: number[] }[];
+  curve_hits: {
+    method: string;
+    seed: number;
+    step: number;
+    rank_hits: number[];
+    rank_expected: number[];
+  }[];
   /** The learning-rate selection on DPO (first seed); one entry = no selection. */
   lr_selection: { lr: number; val_hr1: number | null; best_step: number | null }[];
   /**
@@ -632,26 +630,6 @@ export function validationLoss(
   return total / policy.length;
 }
 
-/**
- * Expected hits: per prompt, the world's probability that the top-scored candidate is the
- * next item (ties averaged): the true law restricted to the 20 candidates, renormalised.
- * With uniform negatives this is the posterior of "candidate c is the positive".
- */
-export function expectedHits(
-  world: World,
-  test: readonly SdpoSample[],
-  scores: number[][],
-): number[] {
-  return test.map((s, i) => {
-    const p = oracleScores(world, s, s.candidateIds);
-    const z = p.reduce((a, b) => a + b, 0);
-    const row = scores[i];
-    const top = Math.max(...row);
-    const ties = row.map((v, j) => (v === top ? j : -1)).filter((j) => j >= 0);
-    return ties.reduce((a, j) => a + p[j], 0) / ties.length / z;
-  });
-}
-
 /** Validation prompts of the main arms with their reference scores and fixed negatives. */
 interface ValidationSet {
   items: { prompt: number[]; responses: number[][] }[];
@@ -972,7 +950,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         const ts = scoreResponses(model, v.curve);
         const row = {
           hits: hitsAtK({ scores: ts }, v.curvePos, 1),
-          exp: expectedHits(protocol!.world, test.slice(0, v.curve.length), ts)
+          exp: sdpoExpectedHits(protocol!.world, test.slice(0, v.curve.length), ts)
             .map((x) => Math.round(x * 1e4) / 1e4),
         };
         const key = `${seed}|${name}`;
@@ -1061,14 +1039,19 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       const kept = r.evals.find((e) => e.step === r.bestStep);
       const stageName = arm.name === "DPO" && preDpo ? `DPO lr=${chosenLr}` : arm.name;
       for (const [step, row] of [...(await armRows(seed, stageName))].sort((a, b) => a[0] - b[0])) {
-        curveHits.push({ method: arm.name, seed, step, hits: row.hits, exp_hits: row.exp });
+        curveHits.push({
+          method: arm.name,
+          seed,
+          step,
+          rank_hits: row.hits,
+          rank_expected: row.exp,
+        });
       }
-      const exp = expectedHits(d.world, test, scores);
+      const exp = ev.rank_expected ?? [];
       methods[arm.name] = {
         ...ev,
         train_seconds: r.seconds,
         final_loss: r.finalLoss,
-        exp_hits: exp.map((x) => Math.round(x * 1e5) / 1e5),
         hr1_exp: mean(exp),
         steps,
         lr: chosenLr,
@@ -1142,9 +1125,8 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     const { scores: sftScores, ...sftEval } = row;
     methods.SFT = { ...sftEval, train_seconds: base.seconds, final_loss: base.finalLoss };
     if (world) {
-      const exp = expectedHits(world, test, sftScores);
-      methods.SFT.exp_hits = exp.map((x) => Math.round(x * 1e5) / 1e5);
-      methods.SFT.hr1_exp = exp.reduce((a, b) => a + b, 0) / exp.length;
+      const exp = sftEval.rank_expected ?? [];
+      methods.SFT.hr1_exp = exp.reduce((a, b) => a + b, 0) / Math.max(1, exp.length);
     }
     recordStage("sdpo", reused ? "eval/SFT (reused)" : "eval/SFT", seed, sftEval.eval_seconds);
     log(`[sdpo] seed ${seed}: SFT HR@1 ${methods.SFT.hr1_rank.toFixed(3)}`);
@@ -1254,7 +1236,6 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     curves,
     ablations,
     seconds: since(t0),
-    test_users: test.map((s) => s.user),
     num_valid: protocol?.valid?.length ?? 0,
     hr1_curves: hr1Curves,
     curve_hits: curveHits,
@@ -1522,7 +1503,8 @@ export function sdpoProtocolNotes(r: SdpoResult): string[] {
     `per seed, ${p.steps} steps × ${p.batch} (${p.examples_per_arm} examples) each, lr ${p.lr}, ` +
     `gradient clipping ${p.max_grad_norm}, β = 1, reference = the frozen SFT model; checkpoint ` +
     `= ${p.selection}. "S-DPO" is K = ${r.scale.sdpoKs[0]}. Expected HR@1 (metrics.json ` +
-    "`hr1_exp`, `exp_hits`): the world's probability that the top-1 candidate is the next item.",
+    "`hr1_exp`, per row `rank_expected`): the world's probability that the top-1 candidate is " +
+    "the next item.",
     "Departures from the released S-DPO protocol: " + p.departures.join(" "),
   ];
   if (r.scale.name === "small") {
