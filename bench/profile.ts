@@ -1,0 +1,165 @@
+/**
+ * `deno run … bench/profile.ts`: where the time of a training step goes, kernel by kernel.
+ *
+ * Runs the bench workloads (see `bench.ts`) on a preset under `tf.profile` and prints, per
+ * workload, each kernel's count and summed time per step, sorted by time, plus the time spent
+ * outside kernels (JavaScript: autodiff tape, dispatch, host loops). The wasm kernels are
+ * synchronous, so a kernel's time is its wall time.
+ *
+ * Flags: --preset shipped|bench (default shipped), --workloads, --steps (profiled steps, 3),
+ * --warmup (2), --top (rows shown, 25), --shapes (one row per kernel and input shapes), --json
+ * (one JSON line per workload instead of tables).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { initBackend, tf } from "../src/backend.ts";
+import { LlamaModel } from "../src/model.ts";
+import { scorePairs, train, type TrainExample } from "../src/train.ts";
+import { Rng } from "../src/rng.ts";
+import { BENCH_PRESETS } from "./presets.ts";
+
+const flags = parseArgs({
+  args: Deno.args,
+  options: {
+    preset: { type: "string", default: "shipped" },
+    workloads: { type: "string", default: "fwd_logp,sft_step,sdpo_step" },
+    steps: { type: "string", default: "3" },
+    warmup: { type: "string", default: "2" },
+    top: { type: "string", default: "25" },
+    json: { type: "boolean", default: false },
+    shapes: { type: "boolean", default: false },
+  },
+  strict: true,
+}).values;
+
+const cfg = BENCH_PRESETS[flags.preset!];
+if (!cfg) {
+  console.error(
+    `profile: unknown --preset "${flags.preset}"; allowed: ${
+      Object.keys(BENCH_PRESETS).join(", ")
+    }`,
+  );
+  Deno.exit(2);
+}
+const steps = Number(flags.steps), warmup = Number(flags.warmup), top = Number(flags.top);
+await initBackend("wasm");
+
+function makeModel(): LlamaModel {
+  const model = LlamaModel.random({
+    vocab_size: cfg.vocab,
+    hidden_size: cfg.dim,
+    intermediate_size: cfg.ffn,
+    num_hidden_layers: cfg.layers,
+    num_attention_heads: cfg.heads,
+    num_key_value_heads: cfg.heads,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-5,
+    tie_word_embeddings: false,
+    max_position_embeddings: Math.max(cfg.seq, 128),
+  }, 0);
+  model.addLora({
+    r: cfg.rank,
+    lora_alpha: cfg.alpha,
+    lora_dropout: 0,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    seed: 0,
+  });
+  return model;
+}
+
+const rng = new Rng(0);
+const promptLen = Math.floor(cfg.seq / 2);
+const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
+const ex: TrainExample[] = Array.from({ length: cfg.batch }, () => ({
+  prompt: toks(promptLen),
+  chosen: toks(cfg.seq - promptLen),
+  rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
+}));
+
+async function run(workload: string, model: LlamaModel, n: number): Promise<void> {
+  if (workload === "fwd_logp") {
+    const pairs = ex.map((e) => ({ prompt: e.prompt, response: e.chosen }));
+    for (let i = 0; i < n; i++) scorePairs(model, pairs, { microBatchSize: cfg.micro });
+    return;
+  }
+  await train(model, ex, {
+    stage: workload === "sft_step" ? "sft" : "sdpo",
+    steps: n,
+    batchSize: cfg.batch,
+    microBatchSize: cfg.micro,
+    numNegatives: cfg.k,
+    beta: 1,
+    lr: 1e-3,
+    warmupSteps: 0,
+    logEvery: 1,
+    reference: "live",
+  }, { progress: false });
+}
+
+for (const workload of flags.workloads!.split(",")) {
+  const model = makeModel();
+  await run(workload, model, warmup);
+  const t0 = performance.now();
+  await run(workload, model, steps);
+  const plain = (performance.now() - t0) / steps;
+  const t1 = performance.now();
+  const info = await tf.profile(() => run(workload, model, steps));
+  const profiled = (performance.now() - t1) / steps;
+  model.dispose();
+  const byName = new Map<string, { count: number; ms: number }>();
+  let kernelMs = 0;
+  let scopes = 0;
+  for (const k of info.kernels) {
+    const ms = Number(k.kernelTimeMs) || 0;
+    // A custom-gradient op is recorded as "unnamed scope" around the kernels it runs, which
+    // are recorded too: its time is already counted, only its count is kept.
+    if (k.name === "unnamed scope") {
+      scopes++;
+      continue;
+    }
+    const key = flags.shapes ? `${k.name} ${k.inputShapes.map((s) => `[${s}]`).join(" ")}` : k.name;
+    const e = byName.get(key) ?? { count: 0, ms: 0 };
+    e.count++;
+    e.ms += ms;
+    byName.set(key, e);
+    kernelMs += ms;
+  }
+  const rows = [...byName.entries()].map(([name, e]) => ({
+    name,
+    count: e.count / steps,
+    ms: e.ms / steps,
+  })).sort((a, b) => b.ms - a.ms);
+  const perStep = {
+    workload,
+    preset: flags.preset,
+    step_ms_plain: plain,
+    step_ms_profiled: profiled,
+    kernel_ms: kernelMs / steps,
+    kernels: (info.kernels.length - scopes) / steps,
+    custom_ops: scopes / steps,
+    outside_kernels_ms: profiled - kernelMs / steps,
+    rows,
+  };
+  if (flags.json) {
+    console.log(JSON.stringify(perStep));
+    continue;
+  }
+  console.log(
+    `\n## ${workload} (${flags.preset}): ${plain.toFixed(1)} ms/step unprofiled, ` +
+      `${profiled.toFixed(1)} ms profiled; ${perStep.kernels.toFixed(0)} kernels ` +
+      `(${perStep.custom_ops.toFixed(0)} custom-gradient ops), ` +
+      `${perStep.kernel_ms.toFixed(1)} ms in kernels, ${
+        perStep.outside_kernels_ms.toFixed(1)
+      } ms outside`,
+  );
+  console.log("| kernel | calls/step | ms/step | share of kernel time |");
+  console.log("|---|---:|---:|---:|");
+  for (const r of rows.slice(0, top)) {
+    console.log(
+      `| ${r.name} | ${r.count.toFixed(0)} | ${r.ms.toFixed(2)} | ${
+        (100 * r.ms / perStep.kernel_ms).toFixed(1)
+      }% |`,
+    );
+  }
+}
