@@ -1,7 +1,12 @@
 /**
- * `deno task bench`: training-speed benchmark, one JSON line per workload and backend.
+ * `deno task bench`: training-speed benchmark, one JSON line per preset, workload and backend.
  *
- * Workloads (named as `../shared/bench/torch_step.py` names them, same default config):
+ * Presets (`bench/presets.ts`): `shipped`, the kit's own base LM (vocab 274, hidden 64, 2
+ * layers, ffn 192; 16 sequences of 128 tokens), the model every experiment trains; `bench`, the
+ * larger issue-8 config (vocab 4096, hidden 256, 4 layers, ffn 688; 8 × 128). Default: both.
+ * Model flags (--vocab --dim …) override the values of a single preset.
+ *
+ * Workloads (the same in `bench/torch_step.py`):
  * - `fwd_logp`: forward pass + summed response log-probs of batch × seq tokens (no gradient);
  * - `sft_step`: one LoRA SFT step (forward, backward, AdamW) on batch × seq tokens;
  * - `sdpo_step`: one LoRA S-DPO step with K rejected responses per prompt: batch × (1+K)
@@ -9,10 +14,10 @@
  *   time, not in the token count, as in the PyTorch script).
  * Each sequence is a prompt of seq/2 random tokens plus a response of the rest.
  *
- * Flags: --vocab --dim --layers --heads --ffn --seq --batch (the PyTorch script's), --rank,
- * --alpha, --n-rejected, --iters, --warmup, --backend (comma list, or `available` = wasm plus the
- * native tensorflow backend when installed, or `all` = those plus the slow pure-JS cpu backend;
- * default `available`), --workloads, --micro-batch, --out (results folder).
+ * `--compare-torch` runs `bench/torch_step.py` (or `--torch-script`) as a second process on the
+ * same preset and interleaves the two: for each workload, `--repeats` rounds of our `--iters`
+ * steps then PyTorch's, so both see the same load on a shared machine; medians over all timed
+ * steps. Writes `bench.jsonl`, `compare.jsonl` (with the machine's description) and a plot.
  *
  * @module
  */
@@ -23,26 +28,53 @@ import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
 import { barChart, writePlot } from "../src/report/plot.ts";
+import { BENCH_PRESETS, type BenchConfig } from "./presets.ts";
 
 /** The flags of `deno task bench` (parser, `--help` and error messages). */
 const BENCH_OPTIONS = {
-  vocab: { type: "string", value: "N", default: "4096", help: "vocabulary size" },
-  dim: { type: "string", value: "N", default: "256", help: "hidden size" },
-  layers: { type: "string", value: "N", default: "4", help: "transformer layers" },
-  heads: { type: "string", value: "N", default: "4", help: "attention heads" },
-  ffn: { type: "string", value: "N", default: "688", help: "feed-forward size" },
-  seq: { type: "string", value: "N", default: "128", help: "tokens per sequence" },
-  batch: { type: "string", value: "N", default: "8", help: "sequences (prompts) per step" },
-  rank: { type: "string", value: "N", default: "8", help: "LoRA rank" },
-  alpha: { type: "string", value: "X", default: "16", help: "LoRA alpha" },
+  preset: {
+    type: "string",
+    value: "LIST",
+    default: "shipped,bench",
+    help: "presets to run, comma list: shipped = the kit's base LM (vocab 274, hidden 64, " +
+      "2 layers, ffn 192; 16 × 128 tokens), bench = the issue-8 config (vocab 4096, hidden 256, " +
+      "4 layers, ffn 688; 8 × 128); see bench/presets.ts",
+  },
+  vocab: { type: "string", value: "N", defaultText: "preset", help: "vocabulary size" },
+  dim: { type: "string", value: "N", defaultText: "preset", help: "hidden size" },
+  layers: { type: "string", value: "N", defaultText: "preset", help: "transformer layers" },
+  heads: { type: "string", value: "N", defaultText: "preset", help: "attention heads" },
+  ffn: { type: "string", value: "N", defaultText: "preset", help: "feed-forward size" },
+  seq: { type: "string", value: "N", defaultText: "preset", help: "tokens per sequence" },
+  batch: {
+    type: "string",
+    value: "N",
+    defaultText: "preset",
+    help: "sequences (prompts) per step",
+  },
+  rank: { type: "string", value: "N", defaultText: "preset", help: "LoRA rank" },
+  alpha: { type: "string", value: "X", defaultText: "preset", help: "LoRA alpha" },
   "n-rejected": {
     type: "string",
     value: "K",
-    default: "3",
+    defaultText: "preset",
     help: "rejected responses per prompt in sdpo_step",
   },
-  iters: { type: "string", value: "N", default: "5", help: "timed iterations per workload" },
-  warmup: { type: "string", value: "N", default: "2", help: "untimed iterations first" },
+  "micro-batch": {
+    type: "string",
+    value: "N",
+    defaultText: "preset",
+    help: "sequences per forward/backward pass inside a step (model flags change a single " +
+      "--preset only)",
+  },
+  iters: { type: "string", value: "N", default: "3", help: "timed steps per round" },
+  warmup: { type: "string", value: "N", default: "1", help: "untimed steps before the rounds" },
+  repeats: {
+    type: "string",
+    value: "N",
+    default: "3",
+    help: "rounds; with --compare-torch each round times ours, then PyTorch's (interleaved)",
+  },
   backend: {
     type: "string",
     value: "available|all|LIST",
@@ -56,12 +88,6 @@ const BENCH_OPTIONS = {
     default: "fwd_logp,sft_step,sdpo_step",
     help: "comma list of workloads",
   },
-  "micro-batch": {
-    type: "string",
-    value: "N",
-    default: "16",
-    help: "sequences per forward/backward pass inside a step",
-  },
   out: {
     type: "string",
     value: "DIR",
@@ -70,13 +96,14 @@ const BENCH_OPTIONS = {
   },
   "compare-torch": {
     type: "boolean",
-    help: "also time the same workloads in PyTorch (--torch-script) and write compare.jsonl",
+    help: "also time the same workloads in PyTorch (--torch-script), interleaved with ours, " +
+      "and write compare.jsonl",
   },
   "torch-script": {
     type: "string",
     value: "FILE",
-    defaultText: "../shared/bench/torch_step.py",
-    help: "the PyTorch step script of --compare-torch",
+    defaultText: "bench/torch_step.py",
+    help: "the PyTorch step script of --compare-torch (its --serve mode is used)",
   },
   python: {
     type: "string",
@@ -106,43 +133,71 @@ if (help) {
     usage: "deno task bench [flags]",
     about: "Training-speed benchmark: tokens per second of fwd_logp (forward + summed response " +
       "log-probs), sft_step (one LoRA SFT step) and sdpo_step (one LoRA S-DPO step with K " +
-      "rejected responses, reference log-probs live) per backend, one JSON line each on stdout " +
-      "and in --out.",
+      "rejected responses, reference log-probs live) per preset and backend, one JSON line each " +
+      "on stdout and in --out, with the machine's description.",
   }));
   Deno.exit(0);
 }
 
-function int(name: keyof typeof flags): number {
-  const v = Number(flags[name]);
+function int(name: keyof typeof flags, value = flags[name]): number {
+  const v = Number(value);
   if (!Number.isInteger(v) || v <= 0) {
-    usageError(`--${name}: expected a positive integer, got "${flags[name]}"`);
+    usageError(`--${name}: expected a positive integer, got "${value}"`);
   }
   return v;
 }
 
-const cfg = {
-  vocab: int("vocab"),
-  dim: int("dim"),
-  layers: int("layers"),
-  heads: int("heads"),
-  ffn: int("ffn"),
-  seq: int("seq"),
-  batch: int("batch"),
-  rank: int("rank"),
-  alpha: Number(flags.alpha),
-  k: int("n-rejected"),
-};
-const iters = int("iters");
-const warmup = Number(flags.warmup);
-const micro = int("micro-batch");
-const workloads = flags.workloads!.split(",");
-// Every value is checked before anything runs or is written.
-if (!(Number.isFinite(cfg.alpha) && cfg.alpha > 0)) {
-  usageError(`--alpha: expected a number > 0, got "${flags.alpha}"`);
+const presetNames = flags.preset!.split(",");
+for (const p of presetNames) {
+  if (!BENCH_PRESETS[p]) {
+    usageError(
+      `--preset: unknown preset "${p}"; allowed: ${Object.keys(BENCH_PRESETS).join(", ")}`,
+    );
+  }
 }
+const OVERRIDES: [keyof typeof flags, keyof BenchConfig][] = [
+  ["vocab", "vocab"],
+  ["dim", "dim"],
+  ["layers", "layers"],
+  ["heads", "heads"],
+  ["ffn", "ffn"],
+  ["seq", "seq"],
+  ["batch", "batch"],
+  ["rank", "rank"],
+  ["n-rejected", "k"],
+  ["micro-batch", "micro"],
+];
+const given = OVERRIDES.filter(([f]) => flags[f] !== undefined);
+if ((given.length || flags.alpha !== undefined) && presetNames.length > 1) {
+  usageError(
+    `--${
+      given[0]?.[0] ?? "alpha"
+    } changes one preset: give a single --preset (e.g. --preset shipped)`,
+  );
+}
+const presets: [string, BenchConfig][] = presetNames.map((name) => {
+  const cfg = { ...BENCH_PRESETS[name] };
+  for (const [f, key] of given) cfg[key] = int(f);
+  if (flags.alpha !== undefined) {
+    cfg.alpha = Number(flags.alpha);
+    if (!(Number.isFinite(cfg.alpha) && cfg.alpha > 0)) {
+      usageError(`--alpha: expected a number > 0, got "${flags.alpha}"`);
+    }
+  }
+  if (cfg.dim % cfg.heads !== 0 || (cfg.dim / cfg.heads) % 2 !== 0) {
+    usageError(
+      `--heads: --dim ${cfg.dim} / --heads ${cfg.heads} must be an even integer (the head size)`,
+    );
+  }
+  return [name, cfg];
+});
+const iters = int("iters");
+const repeats = int("repeats");
+const warmup = Number(flags.warmup);
 if (!(Number.isInteger(warmup) && warmup >= 0)) {
   usageError(`--warmup: expected an integer >= 0, got "${flags.warmup}"`);
 }
+const workloads = flags.workloads!.split(",");
 const WORKLOADS = ["fwd_logp", "sft_step", "sdpo_step"];
 for (const w of workloads) {
   if (!WORKLOADS.includes(w)) {
@@ -158,11 +213,6 @@ if (!["available", "all"].includes(flags.backend!)) {
     }
   }
 }
-if (cfg.dim % cfg.heads !== 0 || (cfg.dim / cfg.heads) % 2 !== 0) {
-  usageError(
-    `--heads: --dim ${cfg.dim} / --heads ${cfg.heads} must be an even integer (the head size)`,
-  );
-}
 
 function peakRss(): number {
   try {
@@ -177,7 +227,30 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-function makeModel(): LlamaModel {
+/** CPU, cores, memory, load and software: what a reader needs to weigh the figures. */
+function machine(): Record<string, unknown> {
+  const read = (p: string) => {
+    try {
+      return Deno.readTextFileSync(p);
+    } catch {
+      return "";
+    }
+  };
+  const cpu = read("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1];
+  const memKb = Number(read("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1] ?? 0);
+  return {
+    cpu: cpu ?? Deno.build.arch,
+    cores: navigator.hardwareConcurrency,
+    memory_gib: memKb ? Math.round(memKb / 1024 ** 2 * 10) / 10 : undefined,
+    load_average: read("/proc/loadavg").split(" ").slice(0, 3).map(Number),
+    os: Deno.build.os,
+    deno: Deno.version.deno,
+    tfjs: tf.version_core,
+    shared: "measured while other jobs used the same cores unless said otherwise",
+  };
+}
+
+function makeModel(cfg: BenchConfig): LlamaModel {
   const model = LlamaModel.random({
     vocab_size: cfg.vocab,
     hidden_size: cfg.dim,
@@ -200,7 +273,7 @@ function makeModel(): LlamaModel {
   return model;
 }
 
-function examples(): TrainExample[] {
+function examples(cfg: BenchConfig): TrainExample[] {
   const rng = new Rng(0);
   const promptLen = Math.floor(cfg.seq / 2);
   const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
@@ -211,18 +284,31 @@ function examples(): TrainExample[] {
   }));
 }
 
-async function timeTrain(
-  stage: "sft" | "sdpo",
+/** Seconds of each of `n` steps of a workload (a train run of n + 1 steps; the first is setup). */
+async function ourSteps(
+  workload: string,
+  cfg: BenchConfig,
   model: LlamaModel,
   ex: TrainExample[],
+  n: number,
 ): Promise<number[]> {
+  if (workload === "fwd_logp") {
+    const pairs = ex.map((e) => ({ prompt: e.prompt, response: e.chosen }));
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      scorePairs(model, pairs, { microBatchSize: cfg.micro });
+      times.push((performance.now() - t0) / 1000);
+    }
+    return times;
+  }
   const times: number[] = [];
   let last = performance.now();
   await train(model, ex, {
-    stage,
-    steps: warmup + iters,
+    stage: workload === "sft_step" ? "sft" : "sdpo",
+    steps: n + 1,
     batchSize: cfg.batch,
-    microBatchSize: micro,
+    microBatchSize: cfg.micro,
     numNegatives: cfg.k,
     beta: 1,
     lr: 1e-3,
@@ -237,7 +323,87 @@ async function timeTrain(
       last = now;
     },
   });
-  return times.slice(warmup);
+  return times.slice(1);
+}
+
+function tokensPerStep(workload: string, cfg: BenchConfig): number {
+  return workload === "sdpo_step" ? cfg.batch * (1 + cfg.k) * cfg.seq : cfg.batch * cfg.seq;
+}
+
+/** The PyTorch step script in `--serve` mode: one JSON answer per "<workload> <iters>" line. */
+class TorchServer {
+  private proc: Deno.ChildProcess;
+  private lines: AsyncIterator<string>;
+  private writer: WritableStreamDefaultWriter<Uint8Array>;
+  info: Record<string, unknown> = {};
+  constructor(cfg: BenchConfig, script: string) {
+    const args = [
+      script,
+      "--serve",
+      "--threads",
+      String(navigator.hardwareConcurrency || 2),
+      ...Object.entries({
+        vocab: cfg.vocab,
+        dim: cfg.dim,
+        layers: cfg.layers,
+        heads: cfg.heads,
+        ffn: cfg.ffn,
+        seq: cfg.seq,
+        batch: cfg.batch,
+        rank: cfg.rank,
+        alpha: cfg.alpha,
+        "n-rejected": cfg.k,
+      }).flatMap(([k, v]) => [`--${k}`, String(v)]),
+    ];
+    // Debian's torch is measured with the OpenMP OpenBLAS: the pthread build oversubscribes the
+    // cores under torch's own OpenMP threads (~2× slower here).
+    const openmp = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
+    let env: Record<string, string> = {};
+    try {
+      Deno.statSync(openmp);
+      env = { LD_LIBRARY_PATH: openmp };
+    } catch { /* the system default BLAS */ }
+    this.proc = new Deno.Command(flags.python!, {
+      args,
+      env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.writer = this.proc.stdin.getWriter();
+    this.lines = this.proc.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+      new TransformStream<string, string>(
+        {
+          buf: "",
+          transform(chunk, ctl) {
+            // deno-lint-ignore no-explicit-any
+            const self = this as any;
+            self.buf = (self.buf ?? "") + chunk;
+            const parts = self.buf.split("\n");
+            self.buf = parts.pop();
+            for (const p of parts) if (p.trim()) ctl.enqueue(p);
+          },
+        } as Transformer<string, string> & { buf: string },
+      ),
+    )[Symbol.asyncIterator]();
+  }
+  private async next(): Promise<Record<string, unknown>> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error("the PyTorch script exited (see its error above)");
+    return JSON.parse(r.value);
+  }
+  async ready(): Promise<void> {
+    this.info = await this.next();
+  }
+  async run(workload: string, n: number): Promise<number[]> {
+    await this.writer.write(new TextEncoder().encode(`${workload} ${n}\n`));
+    return (await this.next()).sec_per_iter as number[];
+  }
+  async close(): Promise<void> {
+    await this.writer.write(new TextEncoder().encode("quit\n")).catch(() => {});
+    await this.writer.close().catch(() => {});
+    await this.proc.status;
+  }
 }
 
 async function nativeInstalled(): Promise<boolean> {
@@ -251,68 +417,6 @@ async function nativeInstalled(): Promise<boolean> {
 }
 
 const requested = flags.backend!;
-/**
- * Run the PyTorch anchor (../shared/bench/torch_step.py) on the same config and return its JSON
- * rows. It runs before our workloads, in a fresh process state: measured after them, from this
- * process, it came out ~2× slower than from a shell.
- */
-async function runTorch(): Promise<Record<string, unknown>[]> {
-  const script = flags["torch-script"] ??
-    new URL("../../shared/bench/torch_step.py", import.meta.url).pathname;
-  const args = [
-    script,
-    "--threads",
-    String(navigator.hardwareConcurrency || 2),
-    ...["vocab", "dim", "layers", "heads", "ffn", "seq", "batch", "rank", "alpha"].flatMap((k) => [
-      `--${k}`,
-      String(flags[k as keyof typeof flags]),
-    ]),
-    "--n-rejected",
-    String(cfg.k),
-    "--iters",
-    String(iters),
-    "--warmup",
-    String(warmup),
-    "--workloads",
-    workloads.join(","),
-  ];
-  // Debian's torch is measured with the OpenMP OpenBLAS: the pthread build oversubscribes the
-  // cores under torch's own OpenMP threads (~2× slower here).
-  const openmp = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
-  let env: Record<string, string> = {};
-  try {
-    Deno.statSync(openmp);
-    env = { LD_LIBRARY_PATH: openmp };
-  } catch { /* the system default BLAS */ }
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(flags.python!, { args, env, stdout: "piped", stderr: "piped" })
-      .output();
-  } catch (e) {
-    console.error(`--compare-torch: could not run ${flags.python} (${(e as Error).message})`);
-    return [];
-  }
-  if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
-    console.error(
-      `--compare-torch: ${script} failed (needs Debian's python3-torch and libopenblas0-openmp): ${err}`,
-    );
-    return [];
-  }
-  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("{")).map((
-    l,
-  ) => JSON.parse(l));
-}
-
-const torchRows = flags["compare-torch"] ? await runTorch() : [];
-
-type Row = {
-  workload: string;
-  backend: string;
-  tokens_per_sec: number;
-  sec_per_iter_median: number;
-};
-const rows: Row[] = [];
 const backends = requested === "available" || requested === "all"
   ? [
     "wasm",
@@ -320,86 +424,126 @@ const backends = requested === "available" || requested === "all"
     ...(requested === "all" ? ["cpu"] : []),
   ]
   : requested.split(",");
+const torchScript = flags["torch-script"] ??
+  new URL("./torch_step.py", import.meta.url).pathname;
 await ensureDir(flags.out!);
+const host = machine();
+
+type Row = {
+  preset: string;
+  workload: string;
+  backend: string;
+  engine: string;
+  tokens_per_sec: number;
+  sec_per_iter_median: number;
+};
+const rows: Row[] = [];
 for (const backend of backends) {
   const info = await initBackend(backend);
-  const ex = examples();
-  for (const workload of workloads) {
-    const model = makeModel();
-    let times: number[] = [];
-    let tokens = 0;
-    if (workload === "fwd_logp") {
-      const pairs = ex.map((e) => ({ prompt: e.prompt, response: e.chosen }));
-      for (let i = 0; i < warmup + iters; i++) {
-        const t0 = performance.now();
-        scorePairs(model, pairs, { microBatchSize: micro });
-        if (i >= warmup) times.push((performance.now() - t0) / 1000);
+  const engine = info.backend === "wasm"
+    ? `wasm${
+      info.blas.startsWith("off") ? "" : /openblas/i.test(info.blas) ? " + OpenBLAS" : " + BLAS"
+    }`
+    : info.backend;
+  for (const [preset, cfg] of presets) {
+    let torch: TorchServer | undefined;
+    if (flags["compare-torch"] && backend === backends[0]) {
+      try {
+        torch = new TorchServer(cfg, torchScript);
+        await torch.ready();
+      } catch (e) {
+        console.error(
+          `--compare-torch: could not run ${flags.python} ${torchScript} (needs torch): ${
+            (e as Error).message
+          }`,
+        );
+        torch = undefined;
       }
-      tokens = cfg.batch * cfg.seq;
-    } else if (workload === "sft_step") {
-      times = await timeTrain("sft", model, ex);
-      tokens = cfg.batch * cfg.seq;
-    } else if (workload === "sdpo_step") {
-      times = await timeTrain("sdpo", model, ex);
-      tokens = cfg.batch * (1 + cfg.k) * cfg.seq;
-    } else {
-      console.error(
-        `--workloads: unknown workload "${workload}"; allowed: fwd_logp, sft_step, sdpo_step`,
-      );
-      Deno.exit(2);
     }
-    model.dispose();
-    const sec = median(times);
-    const row = {
-      workload,
-      backend: info.backend,
-      tokens_per_sec: tokens / sec,
-      sec_per_iter_median: sec,
-      sec_per_iter_min: Math.min(...times),
-      iters: times.length,
-      threads: info.threads,
-      simd: info.simd,
-      peak_rss_bytes: peakRss(),
-      tensors_after: tf.memory().numTensors,
-      config: cfg,
-      micro_batch: micro,
-      date: new Date().toISOString(),
-    };
-    console.log(JSON.stringify(row));
-    rows.push(row);
-    await appendJsonLine(`${flags.out}/bench.jsonl`, row);
-  }
-}
-
-for (const t of torchRows) {
-  rows.push({ ...(t as Row), backend: "pytorch" });
-  for (const ours of rows.filter((r) => r.workload === t.workload && r.backend !== "pytorch")) {
-    const cmp = {
-      workload: t.workload,
-      backend: ours.backend,
-      ours_tokens_per_sec: ours.tokens_per_sec,
-      torch_tokens_per_sec: t.tokens_per_sec,
-      ratio: ours.tokens_per_sec / (t.tokens_per_sec as number),
-      torch_sec_per_iter_median: t.sec_per_iter_median,
-      torch_blas: t.blas,
-      torch_threads: t.threads,
-      config: cfg,
-      date: new Date().toISOString(),
-    };
-    console.log(JSON.stringify(cmp));
-    await appendJsonLine(`${flags.out}/compare.jsonl`, cmp);
+    const ex = examples(cfg);
+    for (const workload of workloads) {
+      const model = makeModel(cfg);
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      if (warmup) {
+        await ourSteps(workload, cfg, model, ex, warmup);
+        if (torch) await torch.run(workload, warmup);
+      }
+      for (let r = 0; r < repeats; r++) {
+        ours.push(...await ourSteps(workload, cfg, model, ex, iters));
+        if (torch) theirs.push(...await torch.run(workload, iters));
+      }
+      model.dispose();
+      const tokens = tokensPerStep(workload, cfg);
+      const sec = median(ours);
+      const row = {
+        preset,
+        workload,
+        backend: info.backend,
+        engine,
+        tokens_per_sec: tokens / sec,
+        sec_per_iter_median: sec,
+        sec_per_iter_min: Math.min(...ours),
+        iters: ours.length,
+        threads: info.threads,
+        simd: info.simd,
+        blas: info.blas,
+        peak_rss_bytes: peakRss(),
+        tensors_after: tf.memory().numTensors,
+        config: cfg,
+        machine: host,
+        date: new Date().toISOString(),
+      };
+      console.log(JSON.stringify(row));
+      rows.push(row);
+      await appendJsonLine(`${flags.out}/bench.jsonl`, row);
+      if (torch) {
+        const tsec = median(theirs);
+        const torchEngine = `PyTorch ${torch.info.torch} (${torch.info.threads} threads)`;
+        rows.push({
+          preset,
+          workload,
+          backend: "pytorch",
+          engine: torchEngine,
+          tokens_per_sec: tokens / tsec,
+          sec_per_iter_median: tsec,
+        });
+        const cmp = {
+          preset,
+          workload,
+          backend: info.backend,
+          engine,
+          ours_tokens_per_sec: tokens / sec,
+          torch_tokens_per_sec: tokens / tsec,
+          ratio: tsec / sec,
+          ours_sec_per_iter: ours,
+          torch_sec_per_iter: theirs,
+          interleaved: `${repeats} rounds of ${iters} steps each, ours first`,
+          torch_script: torchScript.split("/").slice(-2).join("/"),
+          torch: torch.info,
+          peak_rss_bytes: peakRss(),
+          config: cfg,
+          machine: host,
+          date: new Date().toISOString(),
+        };
+        console.log(JSON.stringify(cmp));
+        await appendJsonLine(`${flags.out}/compare.jsonl`, cmp);
+      }
+    }
+    await torch?.close();
   }
 }
 
 if (rows.length) {
   await writePlot(
     `${flags.out}/tokens_per_sec.svg`,
-    barChart(rows.map((r) => ({ ...r, series: `${r.workload} / ${r.backend}` })), {
+    barChart(rows.map((r) => ({ ...r, series: `${r.preset} · ${r.workload} · ${r.engine}` })), {
       title: "Training throughput (tokens/s, higher is better)",
       x: "series",
       y: "tokens_per_sec",
-      color: "backend",
+      color: "engine",
       yTitle: "tokens / s",
+      width: 520,
     }),
   );
 }
