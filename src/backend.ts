@@ -13,6 +13,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { ConfigError, RecalignError } from "./errors.ts";
 import { enableBlas } from "./blas.ts";
+import { enableFusedKernels } from "./fused.ts";
 
 /** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"] as const;
@@ -86,11 +87,13 @@ async function tryNative(): Promise<string | undefined> {
 
 /**
  * Initialise the backend (once per process; later calls with the same name return the
- * same info). `name` defaults to `RECALIGN_BACKEND`, then `auto`.
+ * same info). `name` defaults to `RECALIGN_BACKEND`, then `auto`. On wasm, matMul goes
+ * through a native BLAS when one is found (`blas: false` to keep the wasm kernel) and the
+ * fused kernels of `fused.ts` are registered (`fused: false` to keep tfjs's own ops).
  */
 export async function initBackend(
   name?: string,
-  opts: { quiet?: boolean; blas?: boolean } = {},
+  opts: { quiet?: boolean; blas?: boolean; fused?: boolean } = {},
 ): Promise<BackendInfo> {
   const requested = (name ?? envBackend() ?? "auto") as BackendName;
   if (!BACKENDS.includes(requested)) {
@@ -140,6 +143,7 @@ export async function initBackend(
   if (chosen === "wasm") {
     const st = opts.blas === false ? { enabled: false, reason: "disabled" } : enableBlas();
     blas = st.enabled ? `${st.library} (${st.threads} threads)` : `off: ${st.reason}`;
+    if (opts.fused !== false) enableFusedKernels();
   }
   current = {
     backend: tf.getBackend(),
