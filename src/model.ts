@@ -657,10 +657,14 @@ export class LlamaModel {
       const pos = opts.positions ?? positions;
       const cos = tf.gather(this.rope.cos, pos).expandDims(2); // [B, T, 1, D]
       const sin = tf.gather(this.rope.sin, pos).expandDims(2);
+      // The queries' tables carry the 1/√D of the scores (a [B, T, 1, D] product instead of a
+      // [B, heads, T, S] one per layer; exact when D is a power of 4, as in the shipped LM).
+      const scale = 1 / Math.sqrt(headDim(c));
+      const rope = { cos, sin, cosQ: tf.mul(cos, scale), sinQ: tf.mul(sin, scale) };
       let x = embedLookup(ids.reshape([-1]) as tf.Tensor1D, this.embed, this.fullTrainable); // [N, H]
       this.layers.forEach((b, i) => {
         const h = rmsNorm(x, b.inputNorm, c.rms_norm_eps) as tf.Tensor2D;
-        const { out, k, v } = this.attention(b, h, bsz, t, cos, sin, bias, opts.cache, i, linOpts);
+        const { out, k, v } = this.attention(b, h, bsz, t, rope, bias, opts.cache, i, linOpts);
         if (opts.cache) {
           newCacheK[i] = tf.keep(k);
           newCacheV[i] = tf.keep(v);
@@ -755,8 +759,7 @@ export class LlamaModel {
     h: tf.Tensor2D,
     bsz: number,
     t: number,
-    cos: tf.Tensor,
-    sin: tf.Tensor,
+    rope: { cos: tf.Tensor; sin: tf.Tensor; cosQ: tf.Tensor; sinQ: tf.Tensor },
     bias: tf.Tensor4D,
     cache: KVCache | undefined,
     layer: number,
@@ -773,8 +776,8 @@ export class LlamaModel {
       q = rmsNorm(q, b.qNorm, c.rms_norm_eps) as tf.Tensor4D;
       k = rmsNorm(k, b.kNorm, c.rms_norm_eps) as tf.Tensor4D;
     }
-    q = applyRope(q, cos, sin, this.rot).transpose([0, 2, 1, 3]); // [B, nh, T, D]
-    k = applyRope(k, cos, sin, this.rot).transpose([0, 2, 1, 3]); // [B, nkv, T, D]
+    q = applyRope(q, rope.cosQ, rope.sinQ, this.rot).transpose([0, 2, 1, 3]); // [B, nh, T, D], ×1/√D
+    k = applyRope(k, rope.cos, rope.sin, this.rot).transpose([0, 2, 1, 3]); // [B, nkv, T, D]
     v = v.transpose([0, 2, 1, 3]);
     const pastK = cache?.k[layer];
     const pastV = cache?.v[layer];
@@ -787,7 +790,7 @@ export class LlamaModel {
     const rep = nh / nkv;
     const qg = rep === 1 ? q : q.reshape([bsz, nkv, rep * t, d]);
     const biasG = rep === 1 ? bias : tf.tile(bias, [1, 1, rep, 1]);
-    const scores = tf.add(tf.matMul(qg, k, false, true).mul(1 / Math.sqrt(d)), biasG); // [B, nkv, rep·T, S]
+    const scores = tf.add(tf.matMul(qg, k, false, true), biasG); // [B, nkv, rep·T, S]
     const probs = tf.softmax(scores);
     const ctx = tf.matMul(probs, v).reshape([bsz, nh, t, d]).transpose([0, 2, 1, 3])
       .reshape([bsz * t, nh * d]) as tf.Tensor2D;
