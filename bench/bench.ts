@@ -229,24 +229,28 @@ function median(xs: number[]): number {
 
 /** CPU, cores, memory, load and software: what a reader needs to weigh the figures. */
 function machine(): Record<string, unknown> {
-  const read = (p: string) => {
+  let cpu: string = Deno.build.arch;
+  try {
+    // /proc/cpuinfo needs --allow-all under Deno; lscpu reads it for us.
+    const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
+    cpu = new TextDecoder().decode(out.stdout).match(/Model name:\s*(.*)/)?.[1]?.trim() ?? cpu;
+  } catch { /* no lscpu */ }
+  const opt = <T>(f: () => T): T | undefined => {
     try {
-      return Deno.readTextFileSync(p);
+      return f();
     } catch {
-      return "";
+      return undefined;
     }
   };
-  const cpu = read("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1];
-  const memKb = Number(read("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1] ?? 0);
+  const mem = opt(() => Deno.systemMemoryInfo().total);
   return {
-    cpu: cpu ?? Deno.build.arch,
+    cpu,
     cores: navigator.hardwareConcurrency,
-    memory_gib: memKb ? Math.round(memKb / 1024 ** 2 * 10) / 10 : undefined,
-    load_average: read("/proc/loadavg").split(" ").slice(0, 3).map(Number),
-    os: Deno.build.os,
+    memory_gib: mem ? Math.round(mem / 1024 ** 3 * 10) / 10 : undefined,
+    load_average: opt(() => Deno.loadavg().map((x) => Math.round(x * 100) / 100)),
+    os: `${Deno.build.os} ${opt(() => Deno.osRelease()) ?? ""}`.trim(),
     deno: Deno.version.deno,
     tfjs: tf.version_core,
-    shared: "measured while other jobs used the same cores unless said otherwise",
   };
 }
 
@@ -336,6 +340,8 @@ class TorchServer {
   private lines: AsyncIterator<string>;
   private writer: WritableStreamDefaultWriter<Uint8Array>;
   info: Record<string, unknown> = {};
+  /** Which BLAS build torch was started with. */
+  blasBuild = "the system's default BLAS (the OpenMP OpenBLAS build is not installed)";
   constructor(cfg: BenchConfig, script: string) {
     const args = [
       script,
@@ -362,6 +368,7 @@ class TorchServer {
     try {
       Deno.statSync(openmp);
       env = { LD_LIBRARY_PATH: openmp };
+      this.blasBuild = "OpenMP OpenBLAS";
     } catch { /* the system default BLAS */ }
     this.proc = new Deno.Command(flags.python!, {
       args,
@@ -427,7 +434,6 @@ const backends = requested === "available" || requested === "all"
 const torchScript = flags["torch-script"] ??
   new URL("./torch_step.py", import.meta.url).pathname;
 await ensureDir(flags.out!);
-const host = machine();
 
 type Row = {
   preset: string;
@@ -491,7 +497,7 @@ for (const backend of backends) {
         peak_rss_bytes: peakRss(),
         tensors_after: tf.memory().numTensors,
         config: cfg,
-        machine: host,
+        machine: machine(),
         date: new Date().toISOString(),
       };
       console.log(JSON.stringify(row));
@@ -521,9 +527,10 @@ for (const backend of backends) {
           interleaved: `${repeats} rounds of ${iters} steps each, ours first`,
           torch_script: torchScript.split("/").slice(-2).join("/"),
           torch: torch.info,
+          torch_blas_build: torch.blasBuild,
           peak_rss_bytes: peakRss(),
           config: cfg,
-          machine: host,
+          machine: machine(),
           date: new Date().toISOString(),
         };
         console.log(JSON.stringify(cmp));
