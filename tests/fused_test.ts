@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { initBackend, tf } from "../src/backend.ts";
 import { enableFusedKernels } from "../src/fused.ts";
+import { rmsNorm } from "../src/model.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -74,4 +75,51 @@ Deno.test("Identity shares the bytes and keeps tensor accounting exact", () => {
   assert.deepEqual(Array.from(c.dataSync()), [5, 6]);
   assert.deepEqual(Array.from(v.dataSync()), [7, 8]);
   tf.dispose([v, c]);
+});
+
+Deno.test("rmsNorm's hand-written gradient equals autodiff of the formula and finite differences", () => {
+  const eps = 1e-5;
+  const plain = (x: tf.Tensor, w: tf.Tensor) =>
+    tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w);
+  const x = tf.randomNormal([2, 3, 8], 0, 1, "float32", 5);
+  const wv = tf.variable(tf.randomNormal([8], 1, 0.3, "float32", 6));
+  const weights = tf.randomNormal([2, 3, 8], 0, 1, "float32", 7);
+  for (const trainable of [true, false]) {
+    const w = (trainable ? wv : tf.clone(wv)) as tf.Tensor1D;
+    const ours = trainable
+      ? tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(rmsNorm(a, b as tf.Tensor1D, eps), weights))
+      )([x, wv])
+      : [tf.grad((a: tf.Tensor) => tf.sum(tf.mul(rmsNorm(a, w, eps), weights)))(x)];
+    const ref = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(plain(a, b), weights)))([
+      x,
+      wv,
+    ]);
+    const diff = (p: tf.Tensor, q: tf.Tensor) =>
+      tf.tidy(() => tf.max(tf.abs(tf.sub(p, q))).dataSync()[0]);
+    assert.ok(diff(ours[0], ref[0]) < 1e-5, `dx differs by ${diff(ours[0], ref[0])}`);
+    if (trainable) {
+      assert.ok(diff(ours[1], ref[1]) < 1e-5, `dw differs by ${diff(ours[1], ref[1])}`);
+    }
+    // Finite differences on x.
+    const xv = x.dataSync().slice();
+    const g = ours[0].dataSync();
+    for (const idx of [0, 7, 13, 30, 47]) {
+      const at = (d: number) => {
+        const moved = xv.slice();
+        moved[idx] += d;
+        return tf.tidy(() =>
+          tf.sum(tf.mul(rmsNorm(tf.tensor(moved, x.shape), w, eps), weights)).dataSync()[0]
+        );
+      };
+      const fd = (at(1e-2) - at(-1e-2)) / 2e-2;
+      assert.ok(
+        Math.abs(fd - g[idx]) < 1e-2 * Math.max(1, Math.abs(fd)),
+        `x[${idx}]: ${g[idx]} vs ${fd}`,
+      );
+    }
+    tf.dispose([...ours, ...ref]);
+    if (!trainable) w.dispose();
+  }
+  tf.dispose([x, wv, weights]);
 });
