@@ -241,6 +241,7 @@ export class LoraLinear {
 
   /** Drop the adapter (its variables are disposed); a merged update stays in the base. */
   removeAdapter(): void {
+    this.dropFolded();
     if (!this.adapter) return;
     this.adapter.aT.dispose();
     this.adapter.bT.dispose();
@@ -273,6 +274,36 @@ export class LoraLinear {
     return vs;
   }
 
+  /** The folded weights of the last call, and the data they were computed from. */
+  private foldCache?: { from: unknown[]; wT: tf.Tensor2D; w: tf.Tensor2D };
+
+  /**
+   * Wᵀ + s·AᵀBᵀ [in, out] and W + s·BA [out, in], recomputed only when the base weight or an
+   * adapter variable changed (an optimizer step or assign swaps a variable's data), so the
+   * micro-batches of a step and repeated scoring share one fold. Cached up to 2²⁰ values.
+   */
+  private folded(): { wT: tf.Tensor2D; w: tf.Tensor2D } {
+    const ad = this.requireAdapter();
+    const from = [this.weightT.dataId, this.weightCache?.dataId, ad.aT.dataId, ad.bT.dataId];
+    const c = this.foldCache;
+    if (c && c.from.every((d, i) => d === from[i])) return c;
+    this.dropFolded();
+    const fold = tf.tidy(() => ({
+      wT: tf.add(this.weightT, tf.matMul(ad.aT, ad.bT).mul(ad.scaling)) as tf.Tensor2D,
+      w: tf.add(this.weight(), tf.matMul(ad.bT, ad.aT, true, true).mul(ad.scaling)) as tf.Tensor2D,
+    }));
+    if (this.inFeatures * this.outFeatures <= 1 << 20) {
+      this.foldCache = { from, wT: tf.keep(fold.wT), w: tf.keep(fold.w) };
+    }
+    return fold;
+  }
+
+  private dropFolded(): void {
+    this.foldCache?.wT.dispose();
+    this.foldCache?.w.dispose();
+    this.foldCache = undefined;
+  }
+
   /**
    * y = x Wᵀ (+ b) (+ scaling·B·A·dropout(x)) for x [N, in] → [N, out].
    * Every matMul in the forward pass and in the gradient wrt x is 2-D and non-transposed
@@ -297,7 +328,7 @@ export class LoraLinear {
       }
       y = mask
         ? linearLora(x, this.weightT, this.weightCache, ad.aT, ad.bT, ad.scaling, mask)
-        : linearLoraMerged(x, this.weightT, this.weightCache!, ad.aT, ad.bT, ad.scaling);
+        : linearLoraMerged(x, ad.aT, ad.bT, ad.scaling, this.folded());
       mask?.dispose();
     }
     return this.bias ? tf.add(y, this.bias) : y;
@@ -305,6 +336,7 @@ export class LoraLinear {
 
   /** Free every tensor this layer holds. */
   dispose(): void {
+    this.dropFolded();
     this.removeAdapter();
     this.weightT.dispose();
     this.weightCache?.dispose();
@@ -378,33 +410,32 @@ function linearLora(
 
 /**
  * The same layer without dropout, with the update folded into the weight for the two products
- * that touch every row at full width: y = x (wT + s·aT bT), dx = dy (w + s·bTᵀ aTᵀ). The
- * adapter's own gradients use the thin products: daT = s·xᵀ (dy bTᵀ), dbT = s·hᵀ dy with
- * h = x aT. Per call this is two [N, ·] products forward and four backward instead of three
- * and five, and no [N, out] or [N, in] element-wise sums; the folded weights are [in, out].
+ * that touch every row at full width: y = x·fold.wT, dx = dy·fold.w, where fold.wT = wT +
+ * s·aT bT and fold.w = w + s·bTᵀ aTᵀ (see {@link LoraLinear}'s fold cache). The adapter's own
+ * gradients use the thin products: daT = s·xᵀ (dy bTᵀ), dbT = s·hᵀ dy with h = x aT. Per call
+ * this is two [N, ·] products forward and four backward instead of three and five, and no
+ * [N, out] or [N, in] element-wise sums.
  */
 function linearLoraMerged(
   x: tf.Tensor2D,
-  wT: tf.Tensor2D,
-  w: tf.Tensor2D,
   aT: tf.Variable,
   bT: tf.Variable,
   scaling: number,
+  fold: { wT: tf.Tensor2D; w: tf.Tensor2D },
 ): tf.Tensor2D {
   const f = customOp(([xi, ai, bi], save) => {
-    const a = ai as tf.Tensor2D, b = bi as tf.Tensor2D;
-    const h = tf.matMul(xi as tf.Tensor2D, a); // [N, r]
-    const value = tf.matMul(xi as tf.Tensor2D, tf.add(wT, tf.matMul(a, b).mul(scaling)));
-    save([xi, h]);
+    const h = tf.matMul(xi as tf.Tensor2D, ai as tf.Tensor2D); // [N, r]
+    const value = tf.matMul(xi as tf.Tensor2D, fold.wT);
+    // fold.w is saved too: an uncached fold belongs to the caller's tidy, gone by the backward.
+    save([xi, h, fold.w]);
     return {
       value,
       gradFunc: (dy, saved) => {
-        const [xs, hs] = saved as tf.Tensor2D[];
+        const [xs, hs, w] = saved as tf.Tensor2D[];
         const d = dy as tf.Tensor2D;
-        const dh = tf.matMul(d, b, false, true).mul(scaling) as tf.Tensor2D; // [N, r]
-        const wEff = tf.add(w, tf.matMul(b, a, true, true).mul(scaling)) as tf.Tensor2D; // [out, in]
+        const dh = tf.matMul(d, bi as tf.Tensor2D, false, true).mul(scaling) as tf.Tensor2D; // [N, r]
         return [
-          tf.matMul(d, wEff),
+          tf.matMul(d, w),
           tf.matMul(xs, dh, true, false), // [in, r]
           tf.matMul(hs, d, true, false).mul(scaling), // [r, out]
         ];

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { initBackend, tf } from "../src/backend.ts";
 import { enableFusedKernels } from "../src/fused.ts";
-import { rmsNorm } from "../src/model.ts";
+import { LlamaModel, PRESETS, rmsNorm } from "../src/model.ts";
+import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
+import { Rng } from "../src/rng.ts";
 
 await initBackend("wasm", { quiet: true });
 
@@ -122,4 +124,40 @@ Deno.test("rmsNorm's hand-written gradient equals autodiff of the formula and fi
     if (!trainable) w.dispose();
   }
   tf.dispose([x, wv, weights]);
+});
+
+Deno.test("LoRA's folded weights follow every change of the adapter and leak no tensor", () => {
+  const baseline = tf.memory().numTensors;
+  const model = LlamaModel.random(PRESETS["llama-nano"], 41);
+  model.addLora({ ...DEFAULT_LORA_CONFIG, r: 4, lora_alpha: 8, lora_dropout: 0, seed: 42 });
+  const ids = [[3, 9, 27, 81, 243 % 256, 5]];
+  const run = () => {
+    const t = model.logits(ids);
+    const v = t.dataSync().slice();
+    t.dispose();
+    return v;
+  };
+  const rng = new Rng(43);
+  for (let round = 0; round < 3; round++) {
+    for (const lin of model.linears().values()) {
+      if (!lin.adapter) continue;
+      const b = lin.adapter.bT;
+      const t = tf.tensor(Float32Array.from({ length: b.size }, () => rng.normal() * 0.1), b.shape);
+      b.assign(t);
+      t.dispose();
+    }
+    const unmerged = run();
+    const again = run(); // from the cache
+    assert.deepEqual(again, unmerged);
+    const tensors = tf.memory().numTensors;
+    model.mergeLora(); // the merged base weights, no adapter path: an independent route
+    const merged = run();
+    model.unmergeLora();
+    const err = Math.max(...unmerged.map((x, i) => Math.abs(x - merged[i])));
+    assert.ok(err < 1e-5, `round ${round}: folded and merged outputs differ by ${err}`);
+    run();
+    assert.equal(tf.memory().numTensors, tensors, "no tensor accumulates across calls");
+  }
+  model.dispose();
+  assert.equal(tf.memory().numTensors, baseline);
 });
