@@ -328,7 +328,7 @@ export class LoraLinear {
       }
       y = mask
         ? linearLora(x, this.weightT, this.weightCache, ad.aT, ad.bT, ad.scaling, mask)
-        : linearLoraMerged(x, ad.aT, ad.bT, ad.scaling, this.folded());
+        : linearLoraMerged(x, ad.aT, ad.bT, ad.scaling, () => this.folded());
       mask?.dispose();
     }
     return this.bias ? tf.add(y, this.bias) : y;
@@ -421,9 +421,11 @@ function linearLoraMerged(
   aT: tf.Variable,
   bT: tf.Variable,
   scaling: number,
-  fold: { wT: tf.Tensor2D; w: tf.Tensor2D },
+  folded: () => { wT: tf.Tensor2D; w: tf.Tensor2D },
 ): tf.Tensor2D {
   const f = customOp(([xi, ai, bi], save) => {
+    // Inside the op the tape is off: the fold's products are not recorded for autodiff.
+    const fold = folded();
     const h = tf.matMul(xi as tf.Tensor2D, ai as tf.Tensor2D); // [N, r]
     const value = tf.matMul(xi as tf.Tensor2D, fold.wT);
     // fold.w is saved too: an uncached fold belongs to the caller's tidy, gone by the backward.
