@@ -105,6 +105,13 @@ const BENCH_OPTIONS = {
     defaultText: "bench/torch_step.py",
     help: "the PyTorch step script of --compare-torch (its --serve mode is used)",
   },
+  "torch-threads": {
+    type: "string",
+    value: "N",
+    defaultText: "the number of cores",
+    help: "PyTorch's intra-op threads for --compare-torch (1 is the steadier anchor on a busy " +
+      "machine, where two OpenMP threads lose most of their time waiting for each other)",
+  },
   python: {
     type: "string",
     value: "FILE",
@@ -192,6 +199,9 @@ const presets: [string, BenchConfig][] = presetNames.map((name) => {
   return [name, cfg];
 });
 const iters = int("iters");
+const torchThreads = flags["torch-threads"] === undefined
+  ? navigator.hardwareConcurrency || 2
+  : int("torch-threads");
 const repeats = int("repeats");
 const warmup = Number(flags.warmup);
 if (!(Number.isInteger(warmup) && warmup >= 0)) {
@@ -347,7 +357,7 @@ class TorchServer {
       script,
       "--serve",
       "--threads",
-      String(navigator.hardwareConcurrency || 2),
+      String(torchThreads),
       ...Object.entries({
         vocab: cfg.vocab,
         dim: cfg.dim,
