@@ -27,7 +27,8 @@ import { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
-import { barChart, writePlot } from "../src/report/plot.ts";
+import { writePlot } from "../src/report/plot.ts";
+import { throughputPlot } from "./plot.ts";
 import { BENCH_PRESETS, type BenchConfig } from "./presets.ts";
 
 /** The flags of `deno task bench` (parser, `--help` and error messages). */
@@ -515,7 +516,9 @@ for (const backend of backends) {
       await appendJsonLine(`${flags.out}/bench.jsonl`, row);
       if (torch) {
         const tsec = median(theirs);
-        const torchEngine = `PyTorch ${torch.info.torch} (${torch.info.threads} threads)`;
+        const torchEngine = `PyTorch ${
+          String(torch.info.torch).replace(/a0$/, "")
+        }, ${torch.info.threads} thread${torch.info.threads === 1 ? "" : "s"}`;
         rows.push({
           preset,
           workload,
@@ -552,15 +555,9 @@ for (const backend of backends) {
 }
 
 if (rows.length) {
+  const load = Deno.loadavg()[2].toFixed(1);
   await writePlot(
     `${flags.out}/tokens_per_sec.svg`,
-    barChart(rows.map((r) => ({ ...r, series: `${r.preset} · ${r.workload} · ${r.engine}` })), {
-      title: "Training throughput (tokens/s, higher is better)",
-      x: "series",
-      y: "tokens_per_sec",
-      color: "engine",
-      yTitle: "tokens / s",
-      width: 520,
-    }),
+    throughputPlot(rows, `2 cores, 15-min load average ${load} when the run ended`),
   );
 }
