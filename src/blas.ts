@@ -75,6 +75,19 @@ function envGet(name: string): string | undefined {
   }
 }
 
+/** Sets the library's thread count (OpenBLAS only). */
+let setThreads: ((n: number) => void) | undefined;
+/** Threads the library was last set to, and the most it may use. */
+let currentThreads = 1;
+let maxThreads = 1;
+
+/**
+ * Products below this many multiply-adds (m·n·k) run on one thread: at the shipped model's
+ * sizes the threads' hand-off cost more than the second core gave (measured on the 2-core
+ * machine: fwd_logp 1.6–2×, sdpo_step 1.2–1.5× faster on one thread; see docs/speed.md).
+ */
+export const BLAS_THREADING_MIN = 1 << 24;
+
 function openLibrary(path: string, threads: number): Sgemm {
   const lib = Deno.dlopen(path, {
     cblas_sgemm: {
@@ -98,7 +111,12 @@ function openLibrary(path: string, threads: number): Sgemm {
     },
     openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   });
-  lib.symbols.openblas_set_num_threads?.(threads);
+  const set = lib.symbols.openblas_set_num_threads;
+  if (set) {
+    setThreads = (n: number) => set(n);
+    setThreads(threads);
+  }
+  currentThreads = maxThreads = threads;
   return lib.symbols.cblas_sgemm as unknown as Sgemm;
 }
 
@@ -119,6 +137,10 @@ export function blasSgemm(
   transB = false,
 ): void {
   if (!sgemm) throw new Error("BLAS is not enabled");
+  if (setThreads) {
+    const want = m * n * k < BLAS_THREADING_MIN ? 1 : maxThreads;
+    if (want !== currentThreads) setThreads(currentThreads = want);
+  }
   sgemm(
     ROW_MAJOR,
     transA ? TRANS : NO_TRANS,
