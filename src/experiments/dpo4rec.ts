@@ -124,6 +124,8 @@ export interface Dpo4recScale {
   rewardItemsSweep: number[];
   /** Reward diagnostics: sampling temperatures compared (N = the largest sample count). */
   temperatureSweep: number[];
+  /** Reward diagnostics: on the first this-many preference users, first seed of a run only. */
+  diagnosticUsers: number;
 }
 
 /** The presets. `test` is for the test suite only. */
@@ -150,6 +152,7 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     headroomMode: "flag",
     rewardItemsSweep: [2, 8],
     temperatureSweep: [1, 2],
+    diagnosticUsers: 12,
   },
   tiny: {
     name: "tiny",
@@ -160,8 +163,8 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     sasrecDraws: 2,
     prefPrompts: 512,
     sampleCounts: [2, 4],
-    temperature: 1,
-    rewardItems: 4,
+    temperature: 2,
+    rewardItems: 16,
     dpoSteps: 60,
     dpoBatch: 8,
     dpoLr: 2e-3,
@@ -173,6 +176,7 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     headroomMode: "flag",
     rewardItemsSweep: [4, 16],
     temperatureSweep: [1, 2],
+    diagnosticUsers: 128,
   },
   small: {
     name: "small",
@@ -183,8 +187,8 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     sasrecDraws: 4,
     prefPrompts: 1024,
     sampleCounts: [2, 4, 8],
-    temperature: 1,
-    rewardItems: 4,
+    temperature: 2,
+    rewardItems: 16,
     dpoSteps: 120,
     dpoBatch: 8,
     dpoLr: 2e-3,
@@ -196,6 +200,7 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     headroomMode: "refuse",
     rewardItemsSweep: [4, 16, 64],
     temperatureSweep: [1, 1.5, 2],
+    diagnosticUsers: 256,
   },
   // `--scale full`: the small values until DPO4Rec's full run is sized.
   full: {
@@ -1184,47 +1189,53 @@ export async function run(cfg: Dpo4recRunConfig): Promise<Dpo4recResult> {
           sampling.map((s) => `N=${s.n} best ${s.best_reward.toFixed(3)}`).join(", "),
       );
 
-      // --- Reward-model diagnostics: held-out item counts × temperatures.
-      const tdiag = performance.now();
-      const byTemperature: { temperature: number; texts: string[][] }[] = [];
-      for (const temperature of scale.temperatureSweep) {
-        if (temperature === scale.temperature) {
-          byTemperature.push({ temperature, texts });
-          continue;
+      // --- Reward-model diagnostics (first seed): held-out item counts × temperatures, on the
+      // first `diagnosticUsers` preference users.
+      let reward_diagnostics: RewardDiagnosticRow[] | undefined;
+      if (seed === seeds[0]) {
+        const tdiag = performance.now();
+        const dUsers = prefUsers.slice(0, scale.diagnosticUsers);
+        const byTemperature: { temperature: number; texts: string[][] }[] = [];
+        for (const temperature of scale.temperatureSweep) {
+          if (temperature === scale.temperature) {
+            byTemperature.push({ temperature, texts: texts.slice(0, dUsers.length) });
+            continue;
+          }
+          const m = fromSnapshot(config, lm.snap!);
+          try {
+            const ss = sampleResponses(m, dUsers.map((p) => p.prompt), {
+              n: nMax,
+              temperature,
+              maxNewTokens: maxNew,
+              eosId: tok.eosId,
+              padId: tok.padId,
+              seed: 31 + seed,
+            });
+            byTemperature.push({
+              temperature,
+              texts: ss.map((x) => x.map((ids) => tok.decode(ids, { skipSpecial: true }))),
+            });
+          } finally {
+            m.dispose();
+          }
         }
-        const m = fromSnapshot(config, lm.snap!);
-        try {
-          const ss = sampleResponses(m, prefUsers.map((p) => p.prompt), {
-            n: nMax,
-            temperature,
-            maxNewTokens: maxNew,
-            eosId: tok.eosId,
-            padId: tok.padId,
-            seed: 31 + seed,
-          });
-          byTemperature.push({
-            temperature,
-            texts: ss.map((x) => x.map((ids) => tok.decode(ids, { skipSpecial: true }))),
-          });
-        } finally {
-          m.dispose();
-        }
+        reward_diagnostics = rewardDiagnostics(
+          featRec.rec,
+          world,
+          dUsers,
+          byTemperature,
+          scale.rewardItemsSweep,
+          9000 + seed,
+        );
+        log(
+          `[dpo4rec] seed ${seed}: reward diagnostics (${dUsers.length} users) in ` +
+            `${since(tdiag)} s: ` +
+            reward_diagnostics.map((r) =>
+              `τ ${r.temperature} M ${r.items}: gap ${r.best_minus_worst.toFixed(3)}, agree ` +
+              `${r.agree.toFixed(2)}, distinct ${r.distinct.toFixed(2)}`
+            ).join("; "),
+        );
       }
-      const reward_diagnostics = rewardDiagnostics(
-        featRec.rec,
-        world,
-        prefUsers,
-        byTemperature,
-        scale.rewardItemsSweep,
-        9000 + seed,
-      );
-      log(
-        `[dpo4rec] seed ${seed}: reward diagnostics in ${since(tdiag)} s: ` +
-          reward_diagnostics.map((r) =>
-            `τ ${r.temperature} M ${r.items}: gap ${r.best_minus_worst.toFixed(3)}, agree ` +
-            `${r.agree.toFixed(2)}, distinct ${r.distinct.toFixed(2)}`
-          ).join("; "),
-      );
 
       // --- Preference arms.
       const pairExamples = (n: number, mode: "reward" | "random"): TrainExample[] => {
@@ -1510,7 +1521,9 @@ const NOTES = [
   "the oracle row feeds it the user's true top-2 taste genres (upper bound of the channel).",
   "Reward = mean log-probability of held-out next items of the train user (drawn from the " +
   "world's true law, never a test item) under the feature SASRec fed the summary. RM pairs: " +
-  "best / worst of N samples (τ = 1) from the SFT LM; random pairs: 2 distinct random samples " +
+  "best / worst of N samples (τ = 2, 16 held-out items: the setting whose best sample is most " +
+  "often truly better, table below; τ = 1 with 4 items picked at random more often) from the " +
+  "SFT LM; random pairs: 2 distinct random samples " +
   "(their law does not depend on N). Arms: fresh LoRA (r 8, α 16) on the merged SFT LM, the " +
   "same steps and lr each.",
   "Summary metrics are against the user's true top-2 taste genres (known here): precision = " +
