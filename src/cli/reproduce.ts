@@ -496,7 +496,10 @@ export async function main(args: string[]): Promise<string[]> {
           `${seeds.length} seed(s), ` +
           `${r.num_test} test pairs)`,
         paper: "dmpo",
-        methods: [...dmpo.DMPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
+        methods: [
+          ...dmpo.DMPO_METHODS.filter((m) => r.per_seed[0]?.methods[m]),
+          ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b]),
+        ],
         columns: [
           { header: "AUC (released)", field: "auc_released" },
           { header: "AUC (paired)", field: "auc_paired" },
