@@ -507,8 +507,14 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   // Few-shot: `protocol.users` train users, one positive and 3 negatives each; K negatives =
   // K pair rows per user (dmpoPairRows), row 0 = the SFT pair.
   const trainSamples = world ? dmpoTrainSamples(world, protocol.users, 3) : [];
+  // Test pairs: 2 draws per test user (3 when the scale asks for more than 2 per user).
+  const testDraws = world ? Math.max(2, Math.ceil(scale.dmpoTest / world.splits.test.length)) : 0;
   const test = world
-    ? subset(dmpoSamples(world, "test", { numNegatives: 1 }), scale.dmpoTest, 13)
+    ? subset(
+      dmpoSamples(world, "test", { numNegatives: 1, drawsPerUser: testDraws }),
+      scale.dmpoTest,
+      13,
+    )
     : [];
   const enc = (rows: DmpoSample[]) => rows.map((s) => dmpoExample(tok, s, world!, 1, response));
   const train1 = real?.train1 ?? enc(dmpoPairRows(trainSamples, 1, 17));
