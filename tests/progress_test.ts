@@ -40,20 +40,26 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
     // The S-DPO ablation run.
     { rel: "ablations/sdpo/synthetic/metrics.json", paper: "sdpo", sdpoAbl: true, withSdpo: true },
   ] as const;
-  let checked = 0;
+  let checked = 0, stale = 0;
   for (const c of cases) {
     const m = await metrics(c.rel);
     if (!m) continue;
     // An S-DPO run recorded before the released protocol (issue #17: 4 main arms, an lr grid,
     // the ablations' own uniform arms) has other stages than today's code plans; such a run
     // checks nothing until it is regenerated.
-    if (c.paper === "sdpo" && !m.result?.protocol) continue;
+    if (c.paper === "sdpo" && !m.result?.protocol) {
+      stale++;
+      continue;
+    }
     // A DMPO run committed before the released protocol (pair rows per negative, #17) has
     // other stages; it is compared once results/ is regenerated.
     if (
       c.paper === "dmpo" &&
       !m.stage_seconds.some((x) => x.stage.startsWith("SFT+DMPO K=3 (equal steps)"))
-    ) continue;
+    ) {
+      stale++;
+      continue;
+    }
     const n = m.seeds.length;
     const plan = planReproduce({
       papers: c.paper === "dmpo" && c.withSdpo ? ["sdpo", "dmpo"] : [c.paper],
@@ -77,7 +83,14 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
     });
     checked++;
   }
-  assert.ok(checked >= 1, "the committed results hold the runs this test reads");
+  // Every case's run is committed; those recorded before their paper's protocol are compared
+  // once results/ is regenerated (the --scale test run of tests/experiments/reproduce_test.ts
+  // checks today's plan against today's stages meanwhile).
+  assert.equal(
+    checked + stale,
+    cases.length,
+    "the committed results hold the runs this test reads",
+  );
 });
 
 Deno.test("planReproduce: seeds, papers and ablations change the plan as the runs do", () => {
