@@ -40,14 +40,26 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
     // The S-DPO ablation run.
     { rel: "ablations/sdpo/synthetic/metrics.json", paper: "sdpo", sdpoAbl: true, withSdpo: true },
   ] as const;
-  let checked = 0;
+  let checked = 0, stale = 0;
   for (const c of cases) {
     const m = await metrics(c.rel);
     if (!m) continue;
     // An S-DPO run recorded before the released protocol (issue #17: 4 main arms, an lr grid,
     // the ablations' own uniform arms) has other stages than today's code plans; such a run
     // checks nothing until it is regenerated.
-    if (c.paper === "sdpo" && !m.result?.protocol) continue;
+    if (c.paper === "sdpo" && !m.result?.protocol) {
+      stale++;
+      continue;
+    }
+    // A DMPO run committed before the released protocol (pair rows per negative, #17) has
+    // other stages; it is compared once results/ is regenerated.
+    if (
+      c.paper === "dmpo" &&
+      !m.stage_seconds.some((x) => x.stage.startsWith("SFT+DMPO K=3 (equal steps)"))
+    ) {
+      stale++;
+      continue;
+    }
     const n = m.seeds.length;
     const plan = planReproduce({
       papers: c.paper === "dmpo" && c.withSdpo ? ["sdpo", "dmpo"] : [c.paper],
@@ -71,7 +83,14 @@ Deno.test("planReproduce counts the stages the committed runs recorded, kind by 
     });
     checked++;
   }
-  assert.ok(checked >= 1, "the committed results hold the runs this test reads");
+  // Every case's run is committed; those recorded before their paper's protocol are compared
+  // once results/ is regenerated (the --scale test run of tests/experiments/reproduce_test.ts
+  // checks today's plan against today's stages meanwhile).
+  assert.equal(
+    checked + stale,
+    cases.length,
+    "the committed results hold the runs this test reads",
+  );
 });
 
 Deno.test("planReproduce: seeds, papers and ablations change the plan as the runs do", () => {
@@ -87,13 +106,13 @@ Deno.test("planReproduce: seeds, papers and ablations change the plan as the run
       ...o,
     });
   // test scale: S-DPO 10 (stage 0, its evaluation, 4 main arms and their evaluations) + 4
-  // baselines + 14 ablations, DMPO 7 + 11 ablations, DPO4Rec 1 block: the counts a
+  // baselines + 14 ablations, DMPO 8 (6 arms) + 10 ablations, DPO4Rec 1 block: the counts a
   // `--scale test` run records (28 and 18 stages).
   assert.equal(plan({}).length, 28 + 18 + 1);
-  assert.equal(plan({ sdpoAblations: false, dmpoAblations: false }).length, 14 + 7 + 1);
-  // A second seed: 10 more S-DPO stages (two of them reused), 7 more DMPO stages.
+  assert.equal(plan({ sdpoAblations: false, dmpoAblations: false }).length, 14 + 8 + 1);
+  // A second seed: 10 more S-DPO stages (two of them reused), 8 more DMPO stages.
   const two = plan({ seeds: { sdpo: 2, dmpo: 2, dpo4rec: 1 } });
-  assert.equal(two.length, 47 + 10 + 7);
+  assert.equal(two.length, 47 + 10 + 8);
   assert.equal(two.filter((x) => x.kind === "reused").length, 2 + 1 + 2);
   // DMPO alone trains its own stage 0 and baselines.
   const dmpo = plan({ papers: ["dmpo"], dmpoAblations: false });

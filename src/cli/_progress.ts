@@ -26,6 +26,8 @@
  * @module
  */
 import { type Scale, sdpoArmSteps } from "../experiments/common.ts";
+import { dmpoProtocol, epochSteps } from "../experiments/dmpo.ts";
+import { equalStepsKs, samplerKs } from "../experiments/dmpo_ablations.ts";
 
 /** Kinds of stages, each with its own cost model. */
 export type StageKind =
@@ -56,9 +58,10 @@ const BASELINE_PRIOR = [0, 9, 5, 13];
 
 /**
  * Prior seconds of a stage of `kind` at `scale` (n = the few-shot size of a few-shot SFT, the
- * seed count of a DPO4Rec block). Constants measured on 2 cores: S-DPO stage 0 183 s for 450
- * steps × 64 (small) and 4 s for 12 × 8 (test); an arm 6–10 s for 120 steps × 8; DMPO's SFT
- * 17 s for 200 steps; DPO4Rec 67 s a seed at small, 27 s at test.
+ * seed count of a DPO4Rec block; the steps of a DMPO SFT or arm). Constants measured on 2
+ * cores: S-DPO stage 0 183 s for 450 steps × 64 (small) and 4 s for 12 × 8 (test); an arm
+ * 6–10 s for 120 steps × 8; DMPO's SFT 17 s for 200 steps, an arm 2.5–3.5 s for 40 steps;
+ * DPO4Rec 67 s a seed at small, 27 s at test.
  */
 export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
   switch (kind) {
@@ -73,9 +76,9 @@ export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
     case "score":
       return 0.2 + 0.001 * scale.prefPrompts;
     case "dmpo-sft":
-      return 1 + 0.08 * scale.dmpoSftSteps;
+      return 1 + 0.08 * n;
     case "dmpo-arm":
-      return 0.8 + 0.07 * scale.dmpoPrefSteps;
+      return 0.8 + 0.07 * n;
     case "few-shot-sft":
       return 0.5 + 0.012 * n;
     case "mining":
@@ -168,27 +171,44 @@ export function planReproduce(p: PlanInput): PlannedStage[] {
         }
       }
     } else {
-      // Stage 0 is shared with S-DPO's when both run on the synthetic world.
+      // Stage 0 is shared with S-DPO's when both run on the synthetic world. DMPO's protocol
+      // (src/experiments/dmpo.ts): SFT and arms by epochs of the few-shot users' pair rows.
       const shared = p.synthetic && p.papers.includes("sdpo");
+      const pr = dmpoProtocol(s);
+      const pb = s.prefBatch;
+      const armSteps = (users: number, k: number) =>
+        p.synthetic ? epochSteps(users * k, pr.prefEpochs, pb) : s.dmpoPrefSteps;
+      const sftSteps = (users: number) =>
+        p.synthetic ? epochSteps(users, pr.sftEpochs, s.batchSize) : s.dmpoSftSteps;
+      // SFT-cont, K=3, K=1, (synthetic: K=3 at equal steps), released K=3, DMPO-only K=3.
+      const arms = [1, 3, 1, ...(p.synthetic ? [0] : []), 3, 3];
       for (let seed = 0; seed < seeds; seed++) {
         const own = seed < Math.max(1, s.stage0Seeds);
         add("dmpo", own && !shared ? "stage0" : "reused");
-        add("dmpo", own ? "dmpo-sft" : "reused");
-        for (let arm = 0; arm < 5; arm++) add("dmpo", "dmpo-arm");
+        add("dmpo", own ? "dmpo-sft" : "reused", sftSteps(pr.users));
+        for (const k of arms) add("dmpo", "dmpo-arm", armSteps(pr.users, k || 1));
         // On the synthetic world the baselines are S-DPO's (same world), trained once.
         if (!p.synthetic || !p.papers.includes("sdpo")) baselines(seed);
       }
       if (p.dmpoAblations && p.synthetic) {
-        add("dmpo-abl", "dmpo-sft");
+        add("dmpo-abl", "dmpo-sft", sftSteps(pr.users));
         add("dmpo-abl", "mining");
-        const ks = new Set([...s.ablDmpoNegs, 3]).size;
-        // uniform, same-genre and model-hard at each K > 1 of ablSamplerNegs.
-        const others = 3 * s.ablSamplerNegs.filter((k) => k > 1).length;
-        for (let i = 0; i < ks + others; i++) add("dmpo-abl", "dmpo-arm");
-        for (const n of s.ablFewShot) {
-          add("dmpo-abl", "few-shot-sft", n);
-          add("dmpo-abl", "dmpo-arm");
-          add("dmpo-abl", "dmpo-arm");
+        // Popularity at every K (and 3), the other samplers at their K > 1, then the
+        // popularity rows at K=1's steps.
+        for (const k of new Set([...s.ablDmpoNegs, 3])) {
+          add("dmpo-abl", "dmpo-arm", armSteps(pr.users, k));
+        }
+        for (const k of samplerKs(s, "uniform").filter((k) => k > 1)) {
+          for (let i = 0; i < 3; i++) add("dmpo-abl", "dmpo-arm", armSteps(pr.users, k));
+        }
+        for (const _ of equalStepsKs(s)) add("dmpo-abl", "dmpo-arm", armSteps(pr.users, 1));
+        // Few-shot: SFT, SFT+DMPO and DMPO-only per n (at the protocol's own n, DMPO-only).
+        for (const n of pr.fewShot) {
+          if (n !== pr.users) {
+            add("dmpo-abl", "few-shot-sft", n);
+            add("dmpo-abl", "dmpo-arm", armSteps(n, 3));
+          }
+          add("dmpo-abl", "dmpo-arm", armSteps(n, 3));
         }
       }
     }

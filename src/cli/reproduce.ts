@@ -304,27 +304,7 @@ const SDPO_NOTES = [
   "Only orderings (findings.md) are comparable, never absolute values.",
 ];
 
-const DMPO_NOTES = [
-  "Pairwise task: DMPO's prompt names two items (the liked one and a popularity-drawn " +
-  "negative, random order). Response: the liked item's tagged title `<Title:…>` + EOS (as in " +
-  "the feasibility study; rejected = each negative's title). AUC from the summed log-probs " +
-  "of the liked vs the other item's response: `AUC (released)` = DMPO's notebook (one coin " +
-  "flip per pair), `AUC (paired)` = fraction of pairs ranked correctly. With DMPO's ranking " +
-  'response `<Title:A>, <Title:B>` (`response: "ranking"` in src/experiments/dmpo.ts) the ' +
-  "dim-64 LM does not learn the preference (every LM arm ≈ 0.5 paired AUC, even after 500 " +
-  "full fine-tuning steps): the two rankings share all their tokens.",
-  "Base LM = stage 0 (shared with the S-DPO experiment and by all seeds: the pretrained base " +
-  "LM fine-tuned on S-DPO prompts only). " +
-  "SFT = full fine-tuning of the base LM on the chosen responses (200 steps at small, lr " +
-  "1e-3), over ceil(n / train users) draws per train user; at small one SFT model (seed 0) " +
-  "is shared by all seeds, which vary the arms only. Arms: fresh LoRA adapters, same " +
-  "steps each. DMPO K=3 uses the prompt's negative plus two more popularity-drawn items " +
-  "outside the prompt; DMPO-only starts from the base LM.",
-  "β = 1 for the paper form, 0.1 (the released code's default, kept) with γ = 1 for the " +
-  "released form.",
-  "Paper columns: the DMPO paper's tables could not be read (see " +
-  "`../shared/paper-numbers.json`). Only orderings (findings.md) are comparable.",
-];
+const DMPO_NOTES = dmpo.DMPO_NOTES;
 
 /** A table note on the base model of `--model` (none without it). */
 function baseModelNotes(): string[] {
@@ -516,7 +496,10 @@ export async function main(args: string[]): Promise<string[]> {
           `${seeds.length} seed(s), ` +
           `${r.num_test} test pairs)`,
         paper: "dmpo",
-        methods: [...dmpo.DMPO_METHODS, ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b])],
+        methods: [
+          ...dmpo.DMPO_METHODS.filter((m) => r.per_seed[0]?.methods[m]),
+          ...BASELINE_NAMES.map((b) => BASELINE_ROWS[b]),
+        ],
         columns: [
           { header: "AUC (released)", field: "auc_released" },
           { header: "AUC (paired)", field: "auc_paired" },

@@ -2,7 +2,10 @@
  * `deno task world`: the world-design table of docs/world-design.md — HR@1 of the oracle,
  * history-Bayes and popularity references on 800 test prompts of the default world and of
  * one-knob variants, with uniform and same-genre candidates, and how often a uniform
- * negative shares the positive's genre. Markdown on stdout.
+ * negative shares the positive's genre; then the LM-free negative diagnostics of the default
+ * world ({@link negativeDiagnosticsTables}): how often the hardest negative is truly worse than
+ * the positive, and how many informative negatives K = 1, 3, 8 carry per sampler. Markdown on
+ * stdout.
  *
  * ```sh
  * deno task world [--prompts 800]
@@ -12,7 +15,11 @@
  */
 import { type FlagTable, helpText, numberFlag, parseFlags, runMain } from "./_args.ts";
 import {
+  DIAGNOSTIC_SAMPLERS,
+  hardestNegativeReport,
   historyBayesScores,
+  INFORMATIVE_FACTOR,
+  informativeReport,
   makeWorld,
   oracleScores,
   popularityScores,
@@ -64,6 +71,50 @@ export function worldDesignTable(n = 800): string {
   return lines.join("\n");
 }
 
+/**
+ * The negative diagnostics of a world, as two markdown tables, on its first `n` test prompts
+ * (20 uniform candidates, as released): the hardest of the 19 negatives by each criterion and
+ * how often it is truly worse than the positive; informative negatives among K drawn per
+ * sampler (`q(n) ≥ q(p) / 10`, see `INFORMATIVE_FACTOR` in src/data/world.ts).
+ */
+export function negativeDiagnosticsTables(
+  n = 800,
+  config: Partial<WorldConfig> = {},
+  ks: readonly number[] = [1, 3, 8],
+): string {
+  const w = makeWorld(config);
+  const test = sdpoSamples(w, "test").slice(0, n);
+  const f = (x: number) => x.toFixed(3);
+  const hard = hardestNegativeReport(w, test);
+  const inf = informativeReport(w, test, ks);
+  const cell = (s: string, k: number, key: "informative" | "truly_better" | "any_informative") =>
+    f(inf.find((r) => r.sampler === s && r.k === k)![key]);
+  return [
+    `Hardest of the 19 uniform negatives of ${test.length} test prompts, by criterion:`,
+    "",
+    "| criterion | prompts | truly worse than the positive | median q(n) / q(p) |",
+    "|---|---|---|---|",
+    ...hard.map((r) =>
+      `| ${r.criterion} | ${r.prompts} | ${f(r.truly_worse)} | ${f(r.median_ratio)} |`
+    ),
+    "",
+    `Informative negatives (q(n) ≥ q(p) / ${INFORMATIVE_FACTOR}) among K drawn per prompt ` +
+    "(mean count; in brackets: mean count truly better than the positive; share of prompts " +
+    "with at least one informative):",
+    "",
+    "| sampler | " + ks.map((k) => `K=${k}`).join(" | ") + " |",
+    "|---|" + ks.map(() => "---|").join(""),
+    ...DIAGNOSTIC_SAMPLERS.map((s) =>
+      `| ${s} | ${
+        ks.map((k) =>
+          `${cell(s, k, "informative")} (${cell(s, k, "truly_better")}; ` +
+          `${cell(s, k, "any_informative")})`
+        ).join(" | ")
+      } |`
+    ),
+  ].join("\n");
+}
+
 /** The flags of `deno task world`. */
 export const WORLD_FLAGS = {
   prompts: {
@@ -79,16 +130,21 @@ const HELP = helpText(WORLD_FLAGS, {
   about: "Print the world-design table of docs/world-design.md (markdown on stdout): HR@1 of " +
     "the oracle, history-Bayes and popularity references on test prompts of the default " +
     "synthetic world and of one-knob variants, with uniform and same-genre candidates, and " +
-    "how often a uniform negative shares the positive's genre. No model is trained.",
+    "how often a uniform negative shares the positive's genre; then the LM-free negative " +
+    "diagnostics of the default world (how often the hardest negative is truly worse than the " +
+    "positive, informative negatives per sampler and K = 1, 3, 8). No model is trained.",
 });
 
 /** Run the CLI; returns the exit status. */
 export function main(args: string[]): Promise<number> {
   const { values, help } = parseFlags("world", WORLD_FLAGS, args);
   if (help) console.log(HELP);
-  else {console.log(
-      worldDesignTable(numberFlag("world", "prompts", values.prompts, { integer: true, min: 1 })),
-    );}
+  else {
+    const n = numberFlag("world", "prompts", values.prompts, { integer: true, min: 1 });
+    console.log(worldDesignTable(n));
+    console.log("");
+    console.log(negativeDiagnosticsTables(n));
+  }
   return Promise.resolve(0);
 }
 

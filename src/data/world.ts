@@ -1144,3 +1144,203 @@ export function historyBayesScores(
     hist.has(id) ? 0 : weights[world.items[id].genre] * world.items[id].popularity
   );
 }
+
+// ---------------------------------------------------------------------------------------
+// Negative diagnostics (LM-free, from the world's law; `deno task world`)
+
+/**
+ * How a "hardest" negative is picked among a prompt's negatives, by the model-free criteria
+ * the kit's samplers use: `random` (a uniform pick: what a uniform sampler gives),
+ * `popularity` (the most popular negative), `same-genre` (a uniform pick among the negatives
+ * of the positive's genre), `oracle` (the negative with the highest true probability: a
+ * model that has learned the law mining its hardest negative).
+ */
+export type HardnessCriterion = "random" | "popularity" | "same-genre" | "oracle";
+
+/** The criteria of {@link hardestNegativeReport}, in table order. */
+export const HARDNESS_CRITERIA: readonly HardnessCriterion[] = [
+  "random",
+  "popularity",
+  "same-genre",
+  "oracle",
+];
+
+/**
+ * A sampler of {@link informativeReport}: the world's samplers ({@link drawNegatives}) and
+ * `oracle-hard`, the `k` highest-true-probability items of `mineFrom` uniform candidates (the
+ * model-free stand-in for the ablations' model-hard mining with a model that knows the law).
+ */
+export type DiagnosticSampler = NegativeSampler | "oracle-hard";
+
+/** The samplers of {@link informativeReport}, in table order. */
+export const DIAGNOSTIC_SAMPLERS: readonly DiagnosticSampler[] = [
+  "uniform",
+  "popularity",
+  "same-genre",
+  "oracle-hard",
+];
+
+/**
+ * Default factor of "informative": a negative n of positive p is informative when
+ * `q(n) ≥ q(p) / 10` under the true next-item law q. At the law's own optimum the
+ * Bradley–Terry (DPO) preference of p over n is `q(p) / (q(p) + q(n))`, so the pair's
+ * logistic gradient weight `q(n) / (q(p) + q(n))` is below 1/11 ≈ 0.09 for every
+ * non-informative negative: a pair the law already decides by more than ln 10 ≈ 2.3 nats.
+ */
+export const INFORMATIVE_FACTOR = 10;
+
+/** Per criterion: how often the hardest negative is truly worse than the positive. */
+export interface HardestNegativeRow {
+  /** The criterion. */
+  criterion: HardnessCriterion;
+  /** Prompts with a negative the criterion can pick (same-genre: one of the genre). */
+  prompts: number;
+  /** Fraction of those prompts whose picked negative has q(n) < q(p). */
+  truly_worse: number;
+  /** Median over those prompts of q(n) / q(p). */
+  median_ratio: number;
+}
+
+/**
+ * Index into `negativeIds` of the hardest negative by `criterion` (ties: the first), or −1
+ * when none qualifies (`same-genre` without a negative of the positive's genre).
+ */
+export function hardestNegativeIndex(
+  world: World,
+  sample: Pick<SdpoSample, "positiveId" | "negativeIds">,
+  criterion: HardnessCriterion,
+  q: readonly number[],
+  rng: Rng,
+): number {
+  const ids = sample.negativeIds;
+  if (ids.length === 0) return -1;
+  const argmax = (f: (id: number) => number) => {
+    let best = 0;
+    for (let j = 1; j < ids.length; j++) if (f(ids[j]) > f(ids[best])) best = j;
+    return best;
+  };
+  if (criterion === "random") return rng.int(ids.length);
+  if (criterion === "popularity") return argmax((id) => world.items[id].popularity);
+  if (criterion === "oracle") return argmax((id) => q[id]);
+  if (criterion === "same-genre") {
+    const g = world.items[sample.positiveId].genre;
+    const same = ids.map((id, j) => [id, j]).filter(([id]) => world.items[id].genre === g);
+    return same.length ? same[rng.int(same.length)][1] : -1;
+  }
+  throw new ConfigError("criterion", `expected one of ${HARDNESS_CRITERIA.join(", ")}`);
+}
+
+/**
+ * How often the hardest of each prompt's negatives is truly worse than its positive
+ * (`q(n) < q(p)`, q = {@link trueScores} given the prompt's user and history), per
+ * {@link HARDNESS_CRITERIA}. A "hard" negative that is truly better than the positive is
+ * label noise: mining it trains the model toward the less likely item.
+ *
+ * @param world The world.
+ * @param samples S-DPO prompts (positive and negatives as item ids).
+ * @param seed Seed of the `random` / `same-genre` picks.
+ * @returns One row per criterion.
+ */
+export function hardestNegativeReport(
+  world: World,
+  samples: readonly SdpoSample[],
+  seed = 0,
+): HardestNegativeRow[] {
+  return HARDNESS_CRITERIA.map((criterion, c) => {
+    const rng = new Rng(seed * 31 + c);
+    let worse = 0;
+    const ratios: number[] = [];
+    for (const s of samples) {
+      const q = trueScores(world, s.user, { domain: s.domain, history: s.historyIds });
+      const j = hardestNegativeIndex(world, s, criterion, q, rng);
+      if (j < 0) continue;
+      const r = q[s.negativeIds[j]] / q[s.positiveId];
+      ratios.push(r);
+      if (r < 1) worse++;
+    }
+    ratios.sort((a, b) => a - b);
+    const m = ratios.length;
+    return {
+      criterion,
+      prompts: m,
+      truly_worse: m ? worse / m : NaN,
+      median_ratio: m
+        ? (m % 2 ? ratios[(m - 1) / 2] : (ratios[m / 2 - 1] + ratios[m / 2]) / 2)
+        : NaN,
+    };
+  });
+}
+
+/** Per sampler and K: what K negatives carry. */
+export interface InformativeRow {
+  /** The sampler. */
+  sampler: DiagnosticSampler;
+  /** Negatives drawn per prompt. */
+  k: number;
+  /** Mean number of informative negatives (`q(n) ≥ q(p) / factor`) among the K. */
+  informative: number;
+  /** Mean number of negatives truly better than the positive (`q(n) > q(p)`) among the K. */
+  truly_better: number;
+  /** Fraction of prompts with at least one informative negative. */
+  any_informative: number;
+}
+
+/**
+ * How many informative negatives K negatives carry, per sampler: for every prompt (user,
+ * history, positive), K negatives drawn from the items outside the history and the positive
+ * (as {@link dmpoSamples} / {@link sdpoSamples} draw them), counted as informative when
+ * `q(n) ≥ q(p) / factor` ({@link INFORMATIVE_FACTOR}) and as truly better when `q(n) > q(p)`.
+ *
+ * @param world The world.
+ * @param samples Prompts (their user, history, domain and positive are used; their own
+ *   negatives are not).
+ * @param ks Values of K.
+ * @param opts `factor` (default {@link INFORMATIVE_FACTOR}), `seed`, `mineFrom` (oracle-hard
+ *   candidates, default 19).
+ * @returns One row per sampler and K.
+ */
+export function informativeReport(
+  world: World,
+  samples: readonly Pick<SdpoSample, "user" | "domain" | "historyIds" | "positiveId">[],
+  ks: readonly number[] = [1, 3, 8],
+  opts: { factor?: number; seed?: number; mineFrom?: number } = {},
+): InformativeRow[] {
+  const factor = opts.factor ?? INFORMATIVE_FACTOR;
+  if (!(factor >= 1 && Number.isFinite(factor))) {
+    throw new ConfigError("factor", `expected a finite number >= 1, got ${factor}`);
+  }
+  const mineFrom = opts.mineFrom ?? 19;
+  const out: InformativeRow[] = [];
+  DIAGNOSTIC_SAMPLERS.forEach((sampler, si) => {
+    for (const k of ks) {
+      const rng = new Rng((opts.seed ?? 0) * 1009 + si * 101 + k);
+      let inf = 0, better = 0, any = 0;
+      for (const s of samples) {
+        const q = trueScores(world, s.user, { domain: s.domain, history: s.historyIds });
+        const hist = new Set(s.historyIds);
+        const pool = world.domainItems[s.domain].filter((id) =>
+          id !== s.positiveId && !hist.has(id)
+        );
+        let negs: number[];
+        if (sampler === "oracle-hard") {
+          const cands = rng.sample(pool, Math.min(pool.length, Math.max(k, mineFrom)));
+          negs = cands.sort((a, b) => q[b] - q[a]).slice(0, k);
+        } else negs = drawNegatives(world, rng, pool, k, sampler, s.positiveId, "k");
+        const qp = q[s.positiveId];
+        const n = negs.filter((id) => q[id] * factor >= qp).length;
+        inf += n;
+        better += negs.filter((id) => q[id] > qp).length;
+        if (n > 0) any++;
+      }
+      const m = samples.length || NaN;
+      out.push({
+        sampler,
+        k,
+        informative: inf / m,
+        truly_better: better / m,
+        any_informative: any / m,
+      });
+    }
+  });
+  return out;
+}

@@ -280,6 +280,8 @@ const FULL: Scale = {
   sdpoTestDraws: 4,
   sdpoLrGrid: [3e-4, 1e-3, 3e-3],
   sdpoKs: [3, 8],
+  // DMPO: the released eval size (docs/analysis-plan.md).
+  dmpoTest: 1000,
 };
 
 /** The presets. */

@@ -1,13 +1,16 @@
 /**
- * DMPO ablations on the synthetic world (one seed):
+ * DMPO ablations on the synthetic world (one seed), under the released protocol of
+ * src/experiments/dmpo.ts ({@link DMPO_PROTOCOL}: `users` few-shot train users, K negatives =
+ * K pair rows per user, each prompt naming its own negative; SFT 5 epochs, preference 3):
  *
  * - **negatives**: SFT+DMPO with K = 1 … n negatives (`scale.ablDmpoNegs`) from one SFT model,
  *   for each negative sampler of src/experiments/negatives.ts (popularity-drawn over every K;
- *   uniform, same-genre, model-mined hard over `scale.ablSamplerNegs`): the item the prompt
- *   names is the first negative, the sampler draws the K − 1 extra ones; every arm trains on
- *   the same fixed prompts;
- * - **few-shot**: SFT+DMPO vs DMPO-only (no SFT) trained on `n` prompts for each `n` of
- *   `scale.ablFewShot` (world `fewShot` subsets of the train prompts);
+ *   uniform, same-genre, model-mined hard over `scale.ablSamplerNegs`): the first negative is
+ *   the SFT pair's, the sampler draws the K − 1 extra ones, each gets its own pair prompt;
+ *   every arm trains its rows for the same epochs ("equal epochs": K× the steps of K = 1),
+ *   and the popularity arms with K > 1 also at K = 1's steps ("equal steps");
+ * - **few-shot**: SFT+DMPO vs DMPO-only trained on `n` users for each `n` of the protocol's
+ *   few-shot sizes (world `fewShot` subsets of the train users);
  * - **cross-domain**: the SFT and SFT+DMPO models trained on domain 0 ("movie") evaluated on
  *   the test users' domain-1 ("game") pairs, beside domain 0 (world `crossDomainDmpo`).
  *
@@ -41,11 +44,15 @@ import {
 } from "./common.ts";
 import { ABLATION_SAMPLERS, type AblationSampler, withExtraNegatives } from "./negatives.ts";
 import {
+  DMPO_PROTOCOL,
   DMPO_RESPONSE,
   dmpoExample,
   type DmpoMethodResult,
+  dmpoPairRows,
+  dmpoProtocol,
   dmpoSft,
   dmpoTrainSamples,
+  epochSteps,
   evaluateDmpo,
 } from "./dmpo.ts";
 import { sdpoData, trainArm } from "./sdpo.ts";
@@ -54,6 +61,26 @@ import { sourceNote } from "./runs.ts";
 
 /** One ablation row: the DMPO evaluation of one model. */
 export type DmpoAblationRow = Omit<DmpoMethodResult, "chosen_logp" | "rejected_logp">;
+
+/** One arm of the negatives sweep. */
+export interface KSweepRow {
+  /** Sampler of the extra negatives. */
+  sampler: AblationSampler;
+  /** Negatives (pair rows) per user. */
+  k: number;
+  /** Row name in `methods`. */
+  method: string;
+  /** Paired AUC. */
+  auc_paired: number;
+  /** AUC as DMPO's notebook. */
+  auc_released: number;
+  /** Mean summed log-prob of the positive's response on the test pairs. */
+  mean_chosen_logp: number;
+  /** Last logged training loss. */
+  final_loss: number | null;
+  /** Optimizer steps. */
+  steps: number;
+}
 
 /** What {@link runDmpoAblations} returns. */
 export interface DmpoAblations {
@@ -69,17 +96,16 @@ export interface DmpoAblations {
   target_row_users?: number[];
   /** Row name → evaluation ("SFT+DMPO K=2", "DMPO-only n=64", "SFT+DMPO K=3 @game", ...). */
   methods: Record<string, DmpoAblationRow>;
-  /** Negatives sweep: per sampler and K (K = 1 is one arm, shared by every sampler). */
-  k_sweep: {
-    sampler: AblationSampler;
-    k: number;
-    method: string;
-    auc_paired: number;
-    auc_released: number;
-  }[];
+  /**
+   * Negatives sweep at equal epochs: per sampler and K (K = 1 is one arm, shared by every
+   * sampler).
+   */
+  k_sweep: KSweepRow[];
+  /** Popularity negatives at K = 1's steps (equal steps), K > 1. */
+  k_equal_steps: KSweepRow[];
   /** The samplers of the negatives sweep. */
   samplers: AblationSampler[];
-  /** Train prompts of every negatives-sweep arm (steps × batch: one epoch). */
+  /** Train users of every negatives-sweep arm (K pair rows each). */
   sweep_prompts: number;
   /** Few-shot sweep. */
   few_shot: {
@@ -111,9 +137,23 @@ const K_MID = 3;
 /** Model-mined hard negatives: uniform candidates per prompt that the SFT model scores. */
 export const MINE_FROM = 19;
 
-/** The K values the negatives sweep trains for `sampler` (popularity: all of them). */
+/**
+ * The K values the negatives sweep trains for `sampler`: popularity all of `ablDmpoNegs`; the
+ * other samplers the smallest and largest of `ablSamplerNegs` (their claims compare those
+ * two; under the released protocol a K arm costs K× the steps of K = 1).
+ */
 export function samplerKs(scale: Scale, sampler: AblationSampler): number[] {
-  return sampler === "popularity" ? scale.ablDmpoNegs : scale.ablSamplerNegs;
+  if (sampler === "popularity") return scale.ablDmpoNegs;
+  const ks = scale.ablSamplerNegs;
+  return [...new Set([Math.min(...ks), Math.max(...ks)])];
+}
+
+/** The K values > 1 the popularity negatives also train at K = 1's steps (K_MID and the largest). */
+export function equalStepsKs(scale: Scale): number[] {
+  const hi = Math.max(...scale.ablDmpoNegs);
+  return [...new Set([K_MID, hi])].filter((k) => k > 1 && scale.ablDmpoNegs.includes(k)).sort(
+    (a, b) => a - b,
+  );
 }
 
 /** Row name of a negatives-sweep arm (K = 1 and the popularity sampler keep the plain name). */
@@ -142,31 +182,24 @@ export function candidateScores(
   );
 }
 
-/** Few-shot SFT epochs cap: full fine-tuning for 50 epochs on 64 prompts only memorises. */
-export const FEW_SHOT_SFT_EPOCHS = 4;
-
 /** Run the DMPO ablations. */
 export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAblations> {
   const t0 = performance.now();
   const scale = SCALE_PRESETS[cfg.scale];
+  const protocol = dmpoProtocol(scale);
   const seed = cfg.seed ?? 0;
   const progress = cfg.progress !== false;
   const log = (m: string) => progress && console.error(m);
   const sd = sdpoData(scale);
   const { world, tok, config } = sd;
   const kMax = Math.max(...scale.ablDmpoNegs, K_MID);
-  const all = dmpoTrainSamples(world, scale.dmpoTrain, kMax);
+  const pb = scale.prefBatch;
+  const nMax = Math.max(protocol.users, ...protocol.fewShot);
+  const all = dmpoTrainSamples(world, nMax, kMax);
   const cross = crossDomainDmpo(world, { numNegatives: 1 });
   const test = subset(cross.testSource, scale.dmpoTest, 13);
   const testTarget = subset(cross.test, scale.dmpoTest, 13);
-  const sftSteps = (n: number) =>
-    Math.min(
-      scale.dmpoSftSteps,
-      Math.max(
-        Math.min(10, scale.dmpoSftSteps),
-        Math.ceil(FEW_SHOT_SFT_EPOCHS * n / scale.batchSize),
-      ),
-    );
+  const sftSteps = (n: number) => epochSteps(n, protocol.sftEpochs, scale.batchSize);
   const base = await stage0Snapshot(config, sd.trainExamples, scale, seed, {
     label: `stage0/SFT s${seed}`,
     progress,
@@ -189,22 +222,24 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       m.dispose();
     }
   };
-  const examples = (samples: DmpoSample[], k: number) =>
-    samples.map((s) => dmpoExample(tok, s, world, k));
+  // K negatives = K pair rows per user, each naming its own negative.
+  const rows = (samples: DmpoSample[], k: number) =>
+    dmpoPairRows(samples, k, 17).map((s) => dmpoExample(tok, s, world, 1));
   const arm = async (
     name: string,
     from: Snapshot,
     samples: DmpoSample[],
     k: number,
+    steps: number,
     extraTests: [string, DmpoSample[]][] = [],
   ) => {
     const { model, seconds, finalLoss, ...how } = await trainArm(
       config,
       from,
-      examples(samples, k),
-      { name, stage: "dmpo-paper", k, beta: 1 },
+      rows(samples, k),
+      { name, stage: "dmpo-paper", k: 1, beta: 1 },
       scale,
-      scale.dmpoPrefSteps,
+      steps,
       seed,
       progress,
     );
@@ -213,8 +248,15 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       const row = ev(name, model);
       row.train_seconds = seconds;
       row.final_loss = finalLoss;
+      row.steps = steps;
+      row.rows = samples.length * k;
       for (const [suffix, set] of extraTests) ev(`${name} ${suffix}`, model, set);
-      log(`[dmpo-abl] ${name}: paired AUC ${row.auc_paired.toFixed(3)}`);
+      log(
+        `[dmpo-abl] ${name}: paired AUC ${row.auc_paired.toFixed(3)}, positive log-prob ` +
+          `${row.mean_chosen_logp.toFixed(3)}, final loss ${
+            finalLoss?.toFixed(4)
+          } (${steps} steps)`,
+      );
       return row;
     } finally {
       model.dispose();
@@ -224,7 +266,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     const r = await dmpoSft(
       config,
       base.snap,
-      examples(samples, 1),
+      rows(samples, 1),
       scale,
       seed,
       {
@@ -237,17 +279,34 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     recordStage("dmpo-abl", name + sourceNote(r), seed, r.wallSeconds);
     return r;
   };
+  const stepsOf = (users: number, k: number) => epochSteps(users * k, protocol.prefEpochs, pb);
+  const ks = [...new Set([...scale.ablDmpoNegs, K_MID])].sort((a, b) => a - b);
 
-  // Negatives sweep, per sampler, on a fixed subset of the train prompts (steps × batch, so
-  // every arm sees each of them once), plus the cross-domain evaluation.
-  const sft = await sftOn("SFT", all);
-  const k_sweep: DmpoAblations["k_sweep"] = [];
+  // Negatives sweep, per sampler, on the protocol's few-shot users (K pair rows each), plus
+  // the cross-domain evaluation.
+  const sweepBase = fewShot(all, Math.min(protocol.users, all.length), new Rng(29 + seed));
+  const sft = await sftOn("SFT", sweepBase);
+  const k_sweep: KSweepRow[] = [];
+  const k_equal_steps: KSweepRow[] = [];
   const cross_domain: DmpoAblations["cross_domain"] = [];
   const target = world.domains[1].noun, source = world.domains[0].noun;
-  const sweepBase = subset(all, scale.dmpoPrefSteps * scale.prefBatch, 29);
+  const sweepRow = (sampler: AblationSampler, k: number, method: string): KSweepRow => {
+    const r = methods[method];
+    return {
+      sampler,
+      k,
+      method,
+      auc_paired: r.auc_paired,
+      auc_released: r.auc_released,
+      mean_chosen_logp: r.mean_chosen_logp,
+      final_loss: r.final_loss,
+      steps: r.steps ?? 0,
+    };
+  };
   try {
     const sftRow = evSnap("SFT", sft.snap);
     sftRow.train_seconds = sft.seconds;
+    sftRow.steps = sftSteps(sweepBase.length);
     evSnap(`SFT @${target}`, sft.snap, testTarget);
     const bm = fromSnapshot(config, base.snap);
     try {
@@ -275,7 +334,7 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       sm.dispose();
     }
     recordStage("dmpo-abl", "negative samplers (model-hard mining)", seed, since(tm));
-    const ks = [...new Set([...scale.ablDmpoNegs, K_MID])].sort((a, b) => a - b);
+    const n = sweepBase.length;
     const runs: [AblationSampler, number][] = [
       ...ks.map((k) => ["popularity", k] as [AblationSampler, number]),
       ...ABLATION_SAMPLERS.filter((x) => x !== "popularity").flatMap((x) =>
@@ -286,19 +345,17 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
       const extra: [string, DmpoSample[]][] = k === K_MID && sampler === "popularity"
         ? [[`@${target}`, testTarget]]
         : [];
-      await arm(negativesArmName(k, sampler), sft.snap, sets[sampler], k, extra);
+      await arm(negativesArmName(k, sampler), sft.snap, sets[sampler], k, stepsOf(n, k), extra);
+    }
+    // Equal steps: the popularity rows of K > 1 for K = 1's steps.
+    for (const k of equalStepsKs(scale)) {
+      const name = equalStepsArmName(k);
+      await arm(name, sft.snap, sets.popularity, k, stepsOf(n, 1));
+      k_equal_steps.push(sweepRow("popularity", k, name));
     }
     for (const sampler of ABLATION_SAMPLERS) {
       for (const k of samplerKs(scale, sampler)) {
-        const method = negativesArmName(k, sampler);
-        const row = methods[method];
-        k_sweep.push({
-          sampler,
-          k,
-          method,
-          auc_paired: row.auc_paired,
-          auc_released: row.auc_released,
-        });
+        k_sweep.push(sweepRow(sampler, k, negativesArmName(k, sampler)));
       }
     }
     for (const model of ["Base LM", "SFT", `SFT+DMPO K=${K_MID}`]) {
@@ -310,27 +367,57 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     disposeSnapshot(sft.snap);
   }
 
-  // Few-shot sweep.
+  // Few-shot sweep: n users, SFT then DMPO K=3 (equal epochs), and DMPO-only K=3; at the
+  // protocol's own size the negatives sweep's SFT and K=3 arm are the n-user rows.
   const few_shot: DmpoAblations["few_shot"] = [];
-  for (const n of scale.ablFewShot) {
+  for (const n of protocol.fewShot) {
+    if (n === sweepBase.length && methods[negativesArmName(K_MID, "popularity")]) {
+      const name = (x: string) => `${x} n=${n}`;
+      methods[name("SFT")] = methods.SFT;
+      methods[name("SFT+DMPO")] = methods[negativesArmName(K_MID, "popularity")];
+      few_shot.push({ n, arm: "SFT", method: name("SFT"), auc_paired: methods.SFT.auc_paired });
+      few_shot.push({
+        n,
+        arm: "SFT+DMPO",
+        method: name("SFT+DMPO"),
+        auc_paired: methods[name("SFT+DMPO")].auc_paired,
+      });
+      const b = await arm(name("DMPO-only"), base.snap, sweepBase, K_MID, stepsOf(n, K_MID));
+      few_shot.push({ n, arm: "DMPO-only", method: name("DMPO-only"), auc_paired: b.auc_paired });
+      continue;
+    }
     const samples = fewShot(all, Math.min(n, all.length), new Rng(1000 + n + seed));
     const s = await sftOn(`SFT n=${n}`, samples);
     try {
       const sRow = evSnap(`SFT n=${n}`, s.snap);
       sRow.train_seconds = s.seconds;
+      sRow.steps = sftSteps(samples.length);
       few_shot.push({ n, arm: "SFT", method: `SFT n=${n}`, auc_paired: sRow.auc_paired });
-      const a = await arm(`SFT+DMPO n=${n}`, s.snap, samples, K_MID);
+      const a = await arm(
+        `SFT+DMPO n=${n}`,
+        s.snap,
+        samples,
+        K_MID,
+        stepsOf(samples.length, K_MID),
+      );
       few_shot.push({ n, arm: "SFT+DMPO", method: `SFT+DMPO n=${n}`, auc_paired: a.auc_paired });
     } finally {
       disposeSnapshot(s.snap);
     }
-    const b = await arm(`DMPO-only n=${n}`, base.snap, samples, K_MID);
+    const b = await arm(
+      `DMPO-only n=${n}`,
+      base.snap,
+      samples,
+      K_MID,
+      stepsOf(samples.length, K_MID),
+    );
     few_shot.push({ n, arm: "DMPO-only", method: `DMPO-only n=${n}`, auc_paired: b.auc_paired });
   }
   log(
     `[dmpo-abl] done in ${Math.round((performance.now() - t0) / 100) / 10} s ` +
       `(tensors ${tf.memory().numTensors})`,
   );
+  const n = sweepBase.length;
   return {
     scale: cfg.scale,
     seed,
@@ -339,25 +426,34 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     target_row_users: testTarget.map((s) => s.user),
     methods,
     k_sweep,
+    k_equal_steps,
     samplers: [...ABLATION_SAMPLERS],
-    sweep_prompts: sweepBase.length,
+    sweep_prompts: n,
     few_shot,
     cross_domain,
     notes: [
-      `seed ${seed}, ${all.length} train prompts (${kMax} negatives each), ${test.length} ` +
-      `test pairs per domain, response form "${DMPO_RESPONSE}"`,
-      `negatives sweep: SFT+DMPO (paper form, β = 1) with K = ${scale.ablDmpoNegs.join(", ")} ` +
-      `(popularity-weighted) and K = ${scale.ablSamplerNegs.join(", ")} (the other samplers) ` +
-      `from one SFT model, ${scale.dmpoPrefSteps} LoRA steps each, every arm on the same ` +
-      `${sweepBase.length} train prompts (one epoch); negative 1 = the item the prompt names, ` +
-      `the K − 1 extra ones drawn per sampler from the items outside the history: ` +
-      `popularity-weighted (DMPO's default), uniform, same-genre as the positive (hard), ` +
-      `model-hard (the SFT model's top-scored of ${MINE_FROM} uniform candidates, hardest ` +
-      "first); K = 1 is one arm shared by every sampler",
-      `few-shot: per size n, SFT (min(${scale.dmpoSftSteps}, ${FEW_SHOT_SFT_EPOCHS} epochs) ` +
-      `steps: ${scale.ablFewShot.map((n) => `n=${n}: ${sftSteps(n)}`).join(", ")}) + ` +
-      `DMPO K=${K_MID} and DMPO-only K=${K_MID} on the same n prompts, ` +
-      `${scale.dmpoPrefSteps} LoRA steps each`,
+      `seed ${seed}, ${n} train users (few-shot, as the released files' 100), ${kMax} ` +
+      `negatives each, ${test.length} test pairs per domain, response form "${DMPO_RESPONSE}"; ` +
+      "K negatives = K pair prompts per user, each naming the positive and its own negative " +
+      "(the released layout)",
+      `negatives sweep: SFT (${sftSteps(n)} steps, ${protocol.sftEpochs} epochs) then SFT+DMPO ` +
+      `(paper form per pair row, β = 1) with K = ${scale.ablDmpoNegs.join(", ")} ` +
+      `(popularity-weighted) and K = ${samplerKs(scale, "uniform").join(", ")} (the other ` +
+      "samplers), " +
+      `each for ${protocol.prefEpochs} epochs of its ${n}·K rows at batch ${pb} (equal ` +
+      `epochs: ${ks.map((k) => `K=${k}: ${stepsOf(n, k)}`).join(", ")} steps), and the ` +
+      `popularity rows of K = ${equalStepsKs(scale).join(", ")} also for K=1's ${
+        stepsOf(n, 1)
+      } steps (equal steps); ` +
+      "negative 1 = the SFT pair's, the K − 1 extra ones drawn per sampler from the items " +
+      "outside the history: popularity-weighted (DMPO's default), uniform, same-genre as the " +
+      `positive (hard), model-hard (the SFT model's top-scored of ${MINE_FROM} uniform ` +
+      "candidates, hardest first); K = 1 is one arm shared by every sampler",
+      `few-shot: per size n, SFT (${protocol.sftEpochs} epochs: ` +
+      `${protocol.fewShot.map((x) => `n=${x}: ${sftSteps(x)}`).join(", ")} steps) + DMPO ` +
+      `K=${K_MID} and DMPO-only K=${K_MID} on the same n users (n = ${n}: the negatives ` +
+      `sweep's SFT and K=${K_MID} arm), ${protocol.prefEpochs} epochs ` +
+      `(${protocol.fewShot.map((x) => `n=${x}: ${stepsOf(x, K_MID)}`).join(", ")} steps)`,
       `cross-domain: models trained on domain 0 (${source}) scored on the test users' ` +
       `domain-1 (${target}) pairs; the domain-1 wording is outside the tokenizer's ` +
       "template words (<unk>), its titles are not",
@@ -365,6 +461,14 @@ export async function runDmpoAblations(cfg: DmpoAblationConfig): Promise<DmpoAbl
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };
 }
+
+/** Row name of an equal-steps arm of the negatives sweep (popularity negatives). */
+export function equalStepsArmName(k: number): string {
+  return `SFT+DMPO K=${k} (equal steps)`;
+}
+
+/** The protocols the ablations run under, by scale (re-exported for notebooks). */
+export { DMPO_PROTOCOL };
 
 const SAMPLER_LABEL: Record<AblationSampler, string> = {
   popularity: "popularity-weighted extra negatives, DMPO's default",
@@ -425,7 +529,7 @@ export function dmpoAblationFindings(
       spec(
         moreNegativesClaimId(sampler),
         `More negatives help (DMPO, ${SAMPLER_LABEL[sampler]}): the largest K > K=1 on ` +
-          "paired AUC",
+          "paired AUC, at equal epochs",
         a ? hi : "SFT+DMPO K=max",
         a ? lo : "SFT+DMPO K=1",
       ),
@@ -434,6 +538,21 @@ export function dmpoAblationFindings(
       oneK,
     );
   }
+  const eqHi = a?.k_equal_steps?.length
+    ? a.k_equal_steps.reduce((x, y) => (y.k > x.k ? y : x))
+    : undefined;
+  add(
+    spec(
+      "dmpo.more_negatives_help_equal_steps.auc",
+      "More negatives help at equal steps (DMPO, popularity-weighted negatives): the largest " +
+        "K for K=1's steps > K=1 on paired AUC",
+      eqHi?.method ?? "SFT+DMPO K=max (equal steps)",
+      negativesArmName(kLo, "popularity"),
+    ),
+    eqHi ? rows(eqHi.method) : undefined,
+    rows(negativesArmName(kLo, "popularity")),
+    a && !eqHi ? "the negatives sweep has no equal-steps arm" : oneK,
+  );
   const hard = negativesArmName(kHi, "model-hard"), uni = negativesArmName(kHi, "uniform");
   add(
     spec(
@@ -507,7 +626,14 @@ export function dmpoAblationFindings(
 export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Promise<string> {
   await writePlot(
     `${dir}/dmpo_negatives.svg`,
-    lineChart(a.k_sweep.map((r) => ({ K: r.k, auc: r.auc_paired, sampler: r.sampler })), {
+    lineChart([
+      ...a.k_sweep.map((r) => ({ K: r.k, auc: r.auc_paired, sampler: r.sampler })),
+      ...(a.k_equal_steps ?? []).map((r) => ({
+        K: r.k,
+        auc: r.auc_paired,
+        sampler: `${r.sampler} (equal steps)`,
+      })),
+    ], {
       title: `DMPO: paired AUC vs negatives K, per negative sampler (seed ${a.seed})`,
       x: "K",
       y: "auc",
@@ -564,6 +690,22 @@ export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Pro
         }).join(" | ")
       } |`
     ),
+    "",
+    "Popularity negatives by K, at equal epochs (K× the steps of K = 1) and at equal steps " +
+    "(K = 1's steps): paired AUC, mean summed log-prob of the positive's response on the test " +
+    "pairs, last logged training loss:",
+    "",
+    "| K | steps (equal epochs) | paired AUC | positive log-prob | final loss | " +
+    "paired AUC (equal steps) | positive log-prob (equal steps) | final loss (equal steps) |",
+    "|---|---|---|---|---|---|---|---|",
+    ...a.k_sweep.filter((r) => r.sampler === "popularity").map((r) => {
+      const e = (a.k_equal_steps ?? []).find((x) => x.k === r.k);
+      const g = (x: number | null | undefined, d = 3) =>
+        x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d);
+      return `| ${r.k} | ${r.steps} | ${g(r.auc_paired)} | ${g(r.mean_chosen_logp)} | ` +
+        `${g(r.final_loss, 4)} | ${e ? g(e.auc_paired) : r.k === 1 ? "(same arm)" : "–"} | ` +
+        `${e ? g(e.mean_chosen_logp) : "–"} | ${e ? g(e.final_loss, 4) : "–"} |`;
+    }),
     "",
     "![paired AUC vs few-shot size](dmpo_few_shot.svg)",
     "",

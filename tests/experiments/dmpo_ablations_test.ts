@@ -15,6 +15,7 @@ import {
 } from "../../src/experiments/common.ts";
 import {
   candidateScores,
+  equalStepsKs,
   moreNegativesClaimId,
   samplerKs,
 } from "../../src/experiments/dmpo_ablations.ts";
@@ -90,16 +91,27 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
     );
     assert.equal(new Set(sweep.filter((r) => r.k === 2).map((r) => r.method)).size, 4);
     for (const r of sweep) assert.ok(abl.methods[r.method], `row ${r.method}`);
-    assert.equal(abl.sweep_prompts, 12); // test scale: 3 steps × batch 4, one epoch
+    assert.equal(abl.sweep_prompts, 8); // test scale: the protocol's 8 few-shot users
+    // Equal steps: the popularity rows of K = 2 for K = 1's steps.
+    const eq = abl.k_equal_steps as { k: number; method: string; steps: number }[];
+    assert.deepEqual(eq.map((r) => r.k), [2]);
+    assert.equal(eq[0].steps, abl.methods["SFT+DMPO K=1"].steps);
+    assert.equal(abl.methods["SFT+DMPO K=2"].steps, 4); // 1 epoch × 16 rows / batch 4
+    assert.equal(abl.methods["SFT+DMPO K=1"].steps, 2); // 1 epoch × 8 rows / batch 4
+
     assert.ok(
       m.stage_seconds.some((t: { stage: string }) => /model-hard mining/.test(t.stage)),
       "mining time recorded",
     );
-    // The plot: one line per sampler.
+    // The plot: one line per sampler, plus the popularity negatives at equal steps.
     const spec = JSON.parse(await Deno.readTextFile(`${dir}/dmpo_negatives.vl.json`));
     assert.equal(spec.encoding.color.field, "sampler");
-    assert.equal(new Set(spec.data.values.map((v: { sampler: string }) => v.sampler)).size, 4);
+    assert.deepEqual(
+      new Set(spec.data.values.map((v: { sampler: string }) => v.sampler)),
+      new Set([...ABLATION_SAMPLERS, "popularity (equal steps)"]),
+    );
     for (const x of ABLATION_SAMPLERS) assert.ok(table.includes(`| ${x} | `), `table row ${x}`);
+    assert.ok(table.includes("at equal epochs"), "K table: equal epochs and equal steps");
     assert.ok(abl.cross_domain.some((r: { domain: string }) => r.domain === "game"));
     // findings.json: headline + ablation claims, schema, verdicts re-derived from the rows.
     const fj = JSON.parse(await Deno.readTextFile(`${dir}/findings.json`)) as Finding[];
@@ -112,6 +124,7 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
         "dmpo.k3_gt_k1.auc",
         ...ABLATION_SAMPLERS.map(moreNegativesClaimId),
         "dmpo.model_hard_gt_uniform.auc",
+        "dmpo.more_negatives_help_equal_steps.auc",
         "dmpo.sft_dmpo_gt_dmpo_only_few_shot.auc",
         "dmpo.sft_gain_largest_at_small_n.auc",
         "dmpo.transfers.auc",
@@ -270,5 +283,7 @@ Deno.test("DMPO negatives sweep: every sampler's K values hold K = 1 and the lar
     }
   }
   assert.deepEqual(samplerKs(SCALE_PRESETS.small, "popularity"), [1, 2, 3, 4, 5]);
-  assert.deepEqual(samplerKs(SCALE_PRESETS.small, "uniform"), [1, 3, 5]);
+  assert.deepEqual(samplerKs(SCALE_PRESETS.small, "uniform"), [1, 5]);
+  assert.deepEqual(equalStepsKs(SCALE_PRESETS.small), [3, 5]);
+  assert.deepEqual(equalStepsKs(SCALE_PRESETS.test), [2]);
 });

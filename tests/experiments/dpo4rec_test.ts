@@ -149,6 +149,35 @@ Deno.test("run({scale: 'test'}) writes parseable artefacts, sane metrics, deriva
         assert.ok(s.sampling[i].best_reward >= s.sampling[i - 1].best_reward);
       }
     }
+    // The headroom check ran before the LM arms and is in the table.
+    const s0 = m.result.per_seed[0];
+    assert.equal(s0.headroom.window, scale.sasrecWindow);
+    assert.ok(Math.abs(s0.headroom.sasrec - s0.methods["SASRec"].hr1) < 1e-12);
+    assert.ok(
+      Math.abs(s0.headroom.gap - (s0.methods["SASRec+oracle taste"].hr1 - s0.headroom.sasrec)) <
+        1e-12,
+    );
+    assert.equal(s0.headroom.ok, s0.headroom.gap >= scale.minHeadroom);
+    assert.ok(table.includes("## Headroom of the channel"));
+    // Reward diagnostics: every (τ, M) row; at the run's τ and M the best − worst gap, summed
+    // over the prompts with a choice, equals the best-of-N spread of the run's own sampling.
+    const diag = s0.reward_diagnostics as {
+      temperature: number;
+      items: number | "exact";
+      prompts_with_choice: number;
+      best_minus_worst: number;
+    }[];
+    assert.equal(diag.length, scale.temperatureSweep.length * (scale.rewardItemsSweep.length + 1));
+    const own = diag.find((r) =>
+      r.temperature === scale.temperature && r.items === scale.rewardItems
+    )!;
+    const nMax = s0.sampling.at(-1);
+    const spread = (nMax.best_reward - nMax.worst_reward) * scale.prefPrompts;
+    assert.ok(
+      Math.abs(own.best_minus_worst * own.prompts_with_choice - spread) < 1e-3,
+      `${own.best_minus_worst} × ${own.prompts_with_choice} vs ${spread}`,
+    );
+    assert.ok(table.includes("## Reward model: does it tell samples apart?"));
     // LM rows report summary quality; SASRec alone does not.
     assert.equal(m.result.per_seed[0].methods["SASRec"].genre_precision, null);
     assert.equal(m.result.per_seed[0].methods["SASRec+oracle taste"].genre_precision, 1);
