@@ -21,6 +21,7 @@
 import {
   dmpoFindings,
   type Finding,
+  legacyClaims,
   type ResultWithRows,
   sdpoFindings,
   type SeedRows,
@@ -39,6 +40,7 @@ import { subset } from "../experiments/common.ts";
 import { dmpoAblationFindings } from "../experiments/dmpo_ablations.ts";
 import { dpo4recClaimSpecs } from "../experiments/dpo4rec.ts";
 import type { DmpoAblations } from "../experiments/dmpo_ablations.ts";
+import { writeFileAtomic } from "../io.ts";
 
 /** The text around the findings table. */
 export interface FindingsText {
@@ -190,6 +192,7 @@ async function readText(path: string): Promise<string | undefined> {
 export async function recompute(
   metricsPath: string,
   outDir?: string,
+  updateMetrics = false,
 ): Promise<{ seconds: number; findings: Finding[] }> {
   let m: Json;
   try {
@@ -216,17 +219,78 @@ export async function recompute(
     findings,
     [...text.notes.filter((n) => !/predates|recorded no test users/.test(n)), ...notes],
     text.ablation_note,
+    m,
   );
+  if (updateMetrics) {
+    const before = await Deno.readTextFile(metricsPath);
+    const after = JSON.stringify(withClaims(m, findings), null, 2) + "\n";
+    if (after !== before) await writeFileAtomic(metricsPath, after);
+  }
   return { seconds, findings };
 }
+
+/**
+ * metrics.json with its `claims` (and `ablation_claims`, where the run has that field)
+ * replaced by the recomputed findings, in the shape the run writes them (S-DPO and DMPO:
+ * {@link legacyClaims}; DPO4Rec: its claim shape); every other field as it was, in the same
+ * key order.
+ */
+export function withClaims(m: Json, findings: Finding[]): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(m)) {
+    if (k === "claims") {
+      out.claims = m.paper === "dpo4rec"
+        ? dpo4recClaimsOf(findings)
+        : legacyClaims(findings, "headline");
+    } else if (k === "ablation_claims") out.ablation_claims = legacyClaims(findings, "ablation");
+    else out[k] = v;
+  }
+  return JSON.parse(
+    JSON.stringify(out, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
+  );
+}
+
+/** DPO4Rec's `claims` shape (src/experiments/dpo4rec.ts `dpo4recClaims`) from its findings. */
+function dpo4recClaimsOf(findings: Finding[]) {
+  return findings.filter((f) => f.verdict !== "not tested").map((f) => ({
+    id: f.claim_id,
+    text: f.claim,
+    metric: f.metric,
+    metricLabel: f.metric_label,
+    a: f.ours_method,
+    b: f.baseline_method,
+    paper: "dpo4rec",
+    a_per_seed: f.ours_per_seed,
+    b_per_seed: f.baseline_per_seed,
+    rows: f.rows,
+    diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
+    verdict: f.verdict,
+    resampling: f.resampling?.description,
+  }));
+}
+
+const HELP = `usage: deno task findings <metrics.json>... [flags]
+
+Recompute findings.json and findings.md from the per-row arrays of each run's metrics.json and
+write them beside it. Prints each claim's old and new verdict.
+
+flags:
+  --out DIR           write findings.json and findings.md into DIR instead (default: beside
+                      each metrics.json)
+  --update-metrics    also replace the \`claims\` and \`ablation_claims\` fields of each
+                      metrics.json with the recomputed findings (every other field unchanged)
+  --help              this text`;
 
 /** Old verdict → new verdict per claim, for the terminal. */
 function diffLines(old: Finding[], now: Finding[]): string[] {
   const f3 = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
   const ci = (f?: Finding) => f?.ci95 ? `[${f3(f.ci95[0])}, ${f3(f.ci95[1])}]` : "";
   return now.map((f) => {
-    const o = old.find((x) => x.claim_id === f.claim_id);
-    return `  ${f.claim_id}: ${o?.verdict ?? "(new)"} ${ci(o)} -> ${f.verdict} ${ci(f)}` +
+    const o = old.find((x) =>
+      x.claim_id === f.claim_id && (x.scope ?? "headline") === f.scope && x.rule === f.rule
+    );
+    const at = f.scope === "sensitivity" ? ` @ ${f.rule}` : "";
+    return `  ${f.claim_id}${at}: ${o?.verdict ?? "(new)"} ${ci(o)} -> ${f.verdict} ${ci(f)}` +
       (f.resampling ? ` (${f.resampling.description})` : "");
   });
 }
@@ -239,16 +303,28 @@ if (import.meta.main) {
     console.error("findings: --out needs a directory");
     Deno.exit(2);
   }
+  const ui = args.indexOf("--update-metrics");
+  const update = ui >= 0;
+  if (update) args.splice(ui, 1);
+  if (update && out) {
+    console.error("findings: --update-metrics rewrites the metrics.json given; drop --out");
+    Deno.exit(2);
+  }
   if (args.length === 0 || args.includes("--help")) {
-    console.error("usage: deno task findings <metrics.json>... [--out DIR]");
+    console.error(HELP);
     Deno.exit(args.length === 0 ? 2 : 0);
+  }
+  const unknown = args.find((a) => a.startsWith("--"));
+  if (unknown) {
+    console.error(`findings: unknown flag ${unknown} (--help lists the flags)`);
+    Deno.exit(2);
   }
   try {
     for (const p of args) {
       const dir = p.includes("/") ? p.replace(/\/[^/]*$/, "") : ".";
       const oldJson = await readText(`${dir}/findings.json`);
       const old: Finding[] = oldJson ? JSON.parse(oldJson) : [];
-      const { seconds, findings } = await recompute(p, out);
+      const { seconds, findings } = await recompute(p, out, update);
       console.log(`${p}: findings in ${seconds.toFixed(2)} s`);
       console.log(diffLines(old, findings).join("\n"));
     }

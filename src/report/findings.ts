@@ -22,6 +22,7 @@
  */
 import { clusteredBootstrapCI, type ConfidenceInterval } from "../eval/metrics.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io.ts";
+import { isAbsolute, relative, resolve } from "node:path";
 
 /** Per-row arrays a claim can compare. */
 export type RowMetric =
@@ -53,110 +54,132 @@ export interface ClaimSpec {
   a: string;
   /** Method expected to be worse. */
   b: string;
+  /** The analysis plan's id of the claim (docs/analysis-plan.md: "S1", ...); absent: not in the plan. */
+  planId?: string;
+  /** Its role in the plan (absent: not said). */
+  role?: ClaimRole;
+  /** The MDE the plan's design aims for, in the metric's units (absent: none set). */
+  targetMde?: number;
+  /** A run without the arms' rows skips it (e.g. S-DPO K=8, not run on every data set). */
+  optional?: boolean;
 }
 
 /** Id of the β claim, evaluated from the β sweep by {@link betaInteriorOptimum}. */
 export const BETA_CLAIM_ID = "sdpo.beta_interior_optimum.hr1";
 
+/**
+ * A claim's role in the analysis plan (docs/analysis-plan.md): the metric that decides it
+ * (`primary`), the papers' sampled metric reported beside the primary one (`sampled twin`),
+ * a secondary metric or claim, a mechanism, or a comparison the plan does not list
+ * (`exploratory`).
+ */
+export type ClaimRole = "primary" | "sampled twin" | "secondary" | "mechanism" | "exploratory";
+
+/**
+ * The target MDE the plan sets for the S-DPO claims S1-S5: the S-DPO − DPO gap of a
+ * 1B-parameter LastFM reproduction, in HR@1 (docs/analysis-plan.md, "Target MDE").
+ */
+export const SDPO_TARGET_MDE = 0.014;
+
+/** The plan's S-DPO claims S1-S5, compared on ranking HR@1 (expected: primary; sampled). */
+const SDPO_HR1_CLAIMS = [
+  ["S1", "sdpo_gt_dpo", "S-DPO", "DPO", "S-DPO beats DPO"],
+  ["S2", "sdpo_gt_sft", "S-DPO", "SFT", "S-DPO beats the SFT model it starts from"],
+  ["S3", "dpo_gt_sft", "DPO", "SFT", "DPO beats SFT"],
+  ["S4", "sdpo_gt_sft_cont", "S-DPO", "SFT-cont", "the gain is not just more training"],
+  ["S5", "k8_gt_k3", "S-DPO K=8", "S-DPO", "more negatives help"],
+] as const;
+
 /** The claims checked (S-DPO and DMPO main arms, S-DPO ablations). */
 export const CLAIMS: ClaimSpec[] = [
+  // S1-S5 of the plan: expected HR@1 (synthetic world: per test prompt, the world's true
+  // probability that the model's top-1 is the next item) decides; sampled HR@1 beside it.
+  ...SDPO_HR1_CLAIMS.flatMap(([planId, claim, a, b, words]): ClaimSpec[] => [
+    {
+      id: `sdpo.${claim}.exp_hr1`,
+      paper: "sdpo",
+      text: `${planId} (${words}): ${a} > ${b} on expected HR@1 (ranking; the world's true ` +
+        "probability that the top-1 is the next item) — the primary metric",
+      metric: "rank_expected",
+      metricLabel: "expected ranking HR@1",
+      a,
+      b,
+      planId,
+      role: "primary",
+      targetMde: SDPO_TARGET_MDE,
+      optional: claim === "k8_gt_k3",
+    },
+    {
+      id: `sdpo.${claim}.hr1`,
+      paper: "sdpo",
+      text: `${planId} (${words}): ${a} > ${b} on sampled HR@1 (ranking) — reported beside ` +
+        "the primary expected HR@1, must agree in sign",
+      metric: "rank_hits",
+      metricLabel: "ranking HR@1",
+      a,
+      b,
+      planId,
+      role: "sampled twin",
+      targetMde: SDPO_TARGET_MDE,
+      optional: claim === "k8_gt_k3",
+    },
+  ]),
   {
-    id: "sdpo.sdpo_gt_dpo.hr1",
+    id: "sdpo.sdpo_gt_sft.gen_hr1",
     paper: "sdpo",
-    text: "S-DPO > DPO on HR@1 (ranking)",
-    metric: "rank_hits",
-    metricLabel: "ranking HR@1",
+    text: "S2 (secondary metric): S-DPO > SFT on HR@1 (generation, invalid = miss; the " +
+      "paper's Table 1 metric)",
+    metric: "gen_hits",
+    metricLabel: "generation HR@1",
     a: "S-DPO",
-    b: "DPO",
-  },
-  {
-    id: "sdpo.dpo_gt_sft.hr1",
-    paper: "sdpo",
-    text: "DPO > SFT on HR@1 (ranking)",
-    metric: "rank_hits",
-    metricLabel: "ranking HR@1",
-    a: "DPO",
     b: "SFT",
-  },
-  {
-    id: "sdpo.sdpo_gt_sft.hr1",
-    paper: "sdpo",
-    text: "S-DPO > SFT on HR@1 (ranking)",
-    metric: "rank_hits",
-    metricLabel: "ranking HR@1",
-    a: "S-DPO",
-    b: "SFT",
-  },
-  {
-    id: "sdpo.sdpo_gt_sft_cont.hr1",
-    paper: "sdpo",
-    text: "S-DPO > SFT-cont (same extra steps of SFT) on HR@1 (ranking)",
-    metric: "rank_hits",
-    metricLabel: "ranking HR@1",
-    a: "S-DPO",
-    b: "SFT-cont",
-  },
-  // The same four comparisons on the expected hit (synthetic world only): per test prompt,
-  // the true probability under the world's law that the model's top-1 is the next item.
-  ...([
-    ["sdpo_gt_dpo", "S-DPO", "DPO", ""],
-    ["dpo_gt_sft", "DPO", "SFT", ""],
-    ["sdpo_gt_sft", "S-DPO", "SFT", ""],
-    ["sdpo_gt_sft_cont", "S-DPO", "SFT-cont", " (same extra steps of SFT)"],
-  ] as const).map(([claim, a, b, extra]): ClaimSpec => ({
-    id: `sdpo.${claim}.exp_hr1`,
-    paper: "sdpo",
-    text: `${a} > ${b}${extra} on expected HR@1 (ranking; the world's true probability that ` +
-      "the top-1 is the next item)",
-    metric: "rank_expected",
-    metricLabel: "expected ranking HR@1",
-    a,
-    b,
-  })),
-  {
-    id: "sdpo.sdpo_keeps_chosen_logp.logp",
-    paper: "sdpo",
-    text: "S-DPO keeps the chosen likelihood above DPO's (log-prob of the test positive)",
-    metric: "pos_logp",
-    metricLabel: "summed log-prob of the positive title",
-    a: "S-DPO",
-    b: "DPO",
-  },
-  {
-    id: "sdpo.dpo_lowers_chosen_logp.logp",
-    paper: "sdpo",
-    text: "DPO lowers the chosen likelihood: SFT > DPO on the log-prob of the test positive",
-    metric: "pos_logp",
-    metricLabel: "summed log-prob of the positive title",
-    a: "SFT",
-    b: "DPO",
+    planId: "S2",
+    role: "secondary",
   },
   {
     id: "sdpo.sdpo_gt_dpo.gen_hr1",
     paper: "sdpo",
-    text: "S-DPO > DPO on HR@1 (generation, invalid = miss)",
+    text: "S1 (secondary metric): S-DPO > DPO on HR@1 (generation, invalid = miss)",
     metric: "gen_hits",
     metricLabel: "generation HR@1",
     a: "S-DPO",
     b: "DPO",
+    planId: "S1",
+    role: "secondary",
   },
   {
-    id: "sdpo.sdpo_gt_sft.gen_hr1",
+    id: "sdpo.sdpo_keeps_chosen_logp.logp",
     paper: "sdpo",
-    text: "S-DPO > SFT on HR@1 (generation, invalid = miss; the paper's Table 1 metric)",
-    metric: "gen_hits",
-    metricLabel: "generation HR@1",
+    text: "S6 (mechanism): S-DPO keeps the chosen likelihood above DPO's (log-prob of the " +
+      "test positive)",
+    metric: "pos_logp",
+    metricLabel: "summed log-prob of the positive title",
     a: "S-DPO",
-    b: "SFT",
+    b: "DPO",
+    planId: "S6",
+    role: "mechanism",
   },
   {
     id: "sdpo.sdpo_gt_sft.valid_ratio",
     paper: "sdpo",
-    text: "S-DPO > SFT on ValidRatio",
+    text: "S8 (secondary): S-DPO keeps ValidRatio: S-DPO > SFT on ValidRatio",
     metric: "gen_valid",
     metricLabel: "ValidRatio",
     a: "S-DPO",
     b: "SFT",
+    planId: "S8",
+    role: "secondary",
+  },
+  {
+    id: "sdpo.dpo_lowers_chosen_logp.logp",
+    paper: "sdpo",
+    text: "Not in the plan (exploratory): DPO lowers the chosen likelihood: SFT > DPO on the " +
+      "log-prob of the test positive",
+    metric: "pos_logp",
+    metricLabel: "summed log-prob of the positive title",
+    a: "SFT",
+    b: "DPO",
+    role: "exploratory",
   },
   {
     id: "dmpo.sft_dmpo_gt_sft.auc",
@@ -538,7 +561,8 @@ function rowsOrReason(
   const out: number[][] = [];
   for (const s of result.per_seed) {
     const m = s.methods[method] as Record<string, unknown> | undefined;
-    const rows = m?.[metric];
+    if (!m) return `the run has no "${method}" rows (seed ${s.seed})`;
+    const rows = m[metric];
     if (!Array.isArray(rows) || rows.length === 0) {
       if (metric === "rank_expected" || metric === "pair_expected") {
         return `the run has no per-row "${metric}" for "${method}": the expected value ` +
@@ -690,8 +714,9 @@ export function evaluateClaims(result: ResultWithRows): ClaimResult[] {
   for (const c of CLAIMS.filter((c) => c.paper === result.paper)) {
     const r = evaluateSpec(c, result);
     if (typeof r !== "string") out.push(r);
-    // The expected-value claims need the synthetic world's law: skipped without their rows.
-    else if (!/^the run has no per-row "(rank|pair)_expected"/.test(r)) {
+    // The expected-value claims need the synthetic world's law: skipped without their rows,
+    // as are the optional claims (arms a run may not have).
+    else if (!c.optional && !c.metric.endsWith("_expected")) {
       throw new Error(r.replace(/^the run has no per-row/, "result has no"));
     }
   }
@@ -710,7 +735,11 @@ export interface Finding {
   /** Paper. */
   paper: "sdpo" | "dmpo" | "dpo4rec";
   /** A main-table claim or an ablation claim (ablations: one seed). */
-  scope: "headline" | "ablation";
+  /**
+   * A main-table claim, an ablation claim (ablations: one seed), or a row of the
+   * checkpoint-rule sensitivity analysis (`rule`).
+   */
+  scope: "headline" | "ablation" | "sensitivity";
   /** Per-row metric compared. */
   metric: string;
   /** Its human name. */
@@ -750,6 +779,54 @@ export interface Finding {
   reason?: string;
   /** How a data-dependent comparison was chosen. */
   note?: string;
+  /** The analysis plan's id of the claim ("S1", ...; docs/analysis-plan.md); null: not in it. */
+  plan_id: string | null;
+  /** The claim's role in the plan ({@link ClaimRole}); null: not said. */
+  role: ClaimRole | null;
+  /** The MDE the plan's design aims for (null: the plan sets none for this claim). */
+  target_mde: number | null;
+  /**
+   * The design's power against the plan's target ({@link powerLabel}): "under-powered (MDE x
+   * > target y)" for an inconclusive claim whose MDE is above its target — the verdict stays
+   * inconclusive, and is no evidence of no effect; null without a target or a verdict.
+   */
+  power: string | null;
+  /**
+   * Which checkpoint of each trained arm the rows are (S-DPO main arms, see
+   * {@link CHECKPOINT_RULES}); absent where no checkpoint is chosen.
+   */
+  rule?: CheckpointRule;
+  /** Per method, the step of each seed's checkpoint under `rule` (sensitivity rows). */
+  checkpoint_steps?: Record<string, number[]>;
+  /** The claim's verdict differs between the checkpoint rules (the sensitivity analysis). */
+  rule_sensitive?: boolean;
+}
+
+/**
+ * The power of a claim's design against the plan's target MDE: under-powered when the claim
+ * is inconclusive and its MDE is above the target (the plan's rule), "MDE x ≤ target y" when
+ * the design could detect the target, "MDE x > target y (decided anyway)" for a decided claim
+ * of a design weaker than planned; null without a target or an MDE.
+ */
+export function powerLabel(
+  verdict: FindingVerdict,
+  mde: number | null | undefined,
+  target: number | null | undefined,
+): string | null {
+  if (target == null || mde == null || !Number.isFinite(mde) || verdict === "not tested") {
+    return null;
+  }
+  const m = mde.toFixed(3), t = target.toFixed(3);
+  if (mde <= target) return `MDE ${m} ≤ target ${t}`;
+  return verdict === "inconclusive"
+    ? `under-powered (MDE ${m} > target ${t})`
+    : `MDE ${m} > target ${t} (decided anyway)`;
+}
+
+function planFields(
+  c: Pick<ClaimSpec, "planId" | "role" | "targetMde">,
+): Pick<Finding, "plan_id" | "role" | "target_mde"> {
+  return { plan_id: c.planId ?? null, role: c.role ?? null, target_mde: c.targetMde ?? null };
 }
 
 function paperScope(p: ClaimPaper): Pick<Finding, "paper" | "scope"> {
@@ -787,6 +864,8 @@ export function toFinding(
     rows: c.rows,
     verdict: c.verdict,
     ...(c.note ? { note: c.note } : {}),
+    ...planFields(c),
+    power: powerLabel(c.verdict, c.mde, c.targetMde),
   };
 }
 
@@ -813,6 +892,8 @@ export function notTested(spec: ClaimSpec, seeds: number[], reason: string): Fin
     rows: 0,
     verdict: "not tested",
     reason,
+    ...planFields(spec),
+    power: null,
   };
 }
 
@@ -849,6 +930,12 @@ export interface SdpoFindingsInput {
   /** Methods that are the seed's stage-0 model ({@link ResultWithRows.stage0_methods}). */
   stage0_methods?: readonly string[];
   ablations?: { seed: number; methods: Record<string, unknown> };
+  /** Per-row hits of the curve prompts at every evaluation ({@link SdpoCurveRows}). */
+  curve_hits?: SdpoCurveRows["curve_hits"];
+  /** Validation HR@1 versus step ({@link SdpoCurveRows}). */
+  hr1_curves?: SdpoCurveRows["hr1_curves"];
+  /** The released protocol's record (present: the main arms ran it). */
+  protocol?: unknown;
 }
 
 /** The design fields of a result (clusters, shared stage-0 methods). */
@@ -861,24 +948,199 @@ function designFields(
   };
 }
 
+// ---------------------------------------------------------------------------------------
+// The pre-registered checkpoint-rule sensitivity analysis (S-DPO, docs/analysis-plan.md)
+
 /**
- * The S-DPO findings: headline claims on every seed, ablation claims on the ablation seed,
- * or "not tested" with `ablationsOff` as the reason when the ablations did not run.
+ * The checkpoint rules of the S-DPO sensitivity analysis: the released one (the arm's lowest
+ * validation loss, the headline's), the evaluation with the arm's highest validation HR@1,
+ * and the last step.
+ */
+export const CHECKPOINT_RULES = [
+  "lowest validation loss (released)",
+  "best validation HR@1",
+  "last step",
+] as const;
+
+/** One of {@link CHECKPOINT_RULES}. */
+export type CheckpointRule = typeof CHECKPOINT_RULES[number];
+
+/** The plan ids whose claims the sensitivity analysis re-evaluates. */
+export const SENSITIVITY_PLAN_IDS: readonly string[] = ["S1", "S2", "S3", "S4", "S5"];
+
+/** What the sensitivity analysis reads of an S-DPO result (src/experiments/sdpo.ts). */
+export interface SdpoCurveRows {
+  /**
+   * Per-row sampled and expected hits of the curve prompts (the first test prompts) at every
+   * evaluation of every trained main arm and seed.
+   */
+  curve_hits?: readonly {
+    method: string;
+    seed: number;
+    step: number;
+    rank_hits: number[];
+    rank_expected: number[];
+  }[];
+  /** Validation HR@1 (and loss) versus step of the main arms (`split: "valid"`). */
+  hr1_curves?: readonly {
+    method: string;
+    seed: number;
+    step: number;
+    split: string;
+    hr1: number;
+  }[];
+}
+
+/**
+ * The step each rule keeps of one arm and seed, or the reason it cannot say: the released
+ * rule's step is the arm's `best_step` (its lowest validation loss); the best validation
+ * HR@1 is the evaluation (step > 0) with the highest validation HR@1, the earliest on ties (as
+ * `load_best_model_at_end` keeps the first best); the last step is the last evaluation.
+ */
+export function checkpointStep(
+  rule: CheckpointRule,
+  r: SdpoCurveRows & { per_seed: SeedRows[] },
+  method: string,
+  seed: number,
+): number | string {
+  const steps = (r.curve_hits ?? []).filter((h) => h.method === method && h.seed === seed)
+    .map((h) => h.step);
+  if (steps.length === 0) return `no curve rows of "${method}" (seed ${seed})`;
+  if (rule === "last step") return Math.max(...steps);
+  if (rule === "lowest validation loss (released)") {
+    const m = r.per_seed.find((s) => s.seed === seed)?.methods[method] as
+      | { best_step?: number | null }
+      | undefined;
+    const b = m?.best_step;
+    if (typeof b !== "number") return `"${method}" (seed ${seed}) records no best_step`;
+    return steps.includes(b) ? b : `no curve rows of "${method}" at its kept step ${b}`;
+  }
+  let best: { step: number; hr1: number } | undefined;
+  const vals = (r.hr1_curves ?? []).filter((p) =>
+    p.method === method && p.seed === seed && p.split === "valid" && p.step > 0 &&
+    steps.includes(p.step)
+  ).sort((x, y) => x.step - y.step);
+  for (const p of vals) if (!best || p.hr1 > best.hr1) best = p;
+  return best ? best.step : `no validation HR@1 of "${method}" (seed ${seed})`;
+}
+
+/**
+ * The result the claims see under a checkpoint rule: per seed, every trained main arm's
+ * rows at the rule's step (from `curve_hits`), and each stage-0 method's (SFT: step 0) first
+ * rows — the curve prompts are the first test prompts. Returns the reason when the run has
+ * no curve rows.
+ */
+export function rowsAtRule(
+  rule: CheckpointRule,
+  r: SdpoCurveRows & SdpoFindingsInput,
+):
+  | { result: ResultWithRows; steps: Record<string, number[]>; missing: Map<string, string> }
+  | string {
+  const hits = r.curve_hits ?? [];
+  if (hits.length === 0) {
+    return "the run has no per-row curve hits (`result.curve_hits`: S-DPO's released " +
+      "protocol on the synthetic world records them)";
+  }
+  const n = hits[0].rank_hits.length;
+  const stage0 = new Set(r.stage0_methods ?? []);
+  const trained = [...new Set(hits.map((h) => h.method))];
+  const steps: Record<string, number[]> = {};
+  const missing = new Map<string, string>();
+  const perSeed: SeedRows[] = r.per_seed.map((s) => {
+    const methods: Record<string, unknown> = {};
+    for (const m of stage0) {
+      const row = s.methods[m] as Record<string, number[] | undefined> | undefined;
+      if (!row) continue;
+      methods[m] = {
+        rank_hits: row.rank_hits?.slice(0, n),
+        rank_expected: row.rank_expected?.slice(0, n),
+      };
+      (steps[m] ??= []).push(0);
+    }
+    for (const m of trained) {
+      const step = checkpointStep(rule, r, m, s.seed);
+      if (typeof step === "string") {
+        missing.set(m, step);
+        continue;
+      }
+      const h = hits.find((x) => x.method === m && x.seed === s.seed && x.step === step)!;
+      methods[m] = { rank_hits: h.rank_hits, rank_expected: h.rank_expected };
+      (steps[m] ??= []).push(step);
+    }
+    return { seed: s.seed, methods, stage0_seed: s.stage0_seed };
+  });
+  return {
+    result: { paper: "sdpo", per_seed: perSeed, ...designFields(r) },
+    steps,
+    missing,
+  };
+}
+
+/**
+ * The pre-registered checkpoint-rule sensitivity analysis: the plan's claims S1-S5 (both
+ * metrics) evaluated with the same bootstrap and decision rule at each of
+ * {@link CHECKPOINT_RULES}, on the curve prompts that every evaluation scores. Findings of
+ * scope "sensitivity" with `rule` and `checkpoint_steps`; a claim whose verdict differs
+ * between the rules has `rule_sensitive: true` on every rule's row. Without curve rows:
+ * "not tested" with the reason (one row per claim and rule).
+ */
+export function checkpointRuleFindings(r: SdpoCurveRows & SdpoFindingsInput): Finding[] {
+  const specs = CLAIMS.filter((c) =>
+    c.paper === "sdpo" && SENSITIVITY_PLAN_IDS.includes(c.planId ?? "") &&
+    (c.metric === "rank_hits" || c.metric === "rank_expected")
+  );
+  const out: Finding[] = [];
+  for (const rule of CHECKPOINT_RULES) {
+    const at = rowsAtRule(rule, r);
+    for (const c of specs) {
+      let f: Finding;
+      if (typeof at === "string") f = notTested(c, r.seeds, at);
+      else {
+        const why = at.missing.get(c.a) ?? at.missing.get(c.b);
+        const res = why ?? evaluateSpec(c, at.result);
+        f = typeof res === "string" ? notTested(c, r.seeds, res) : {
+          ...toFinding(res, r.seeds),
+          checkpoint_steps: { [c.a]: at.steps[c.a] ?? [], [c.b]: at.steps[c.b] ?? [] },
+        };
+      }
+      out.push({ ...f, scope: "sensitivity", rule });
+    }
+  }
+  for (const c of specs) {
+    const vs = out.filter((f) => f.claim_id === c.id && f.verdict !== "not tested");
+    const sensitive = new Set(vs.map((f) => f.verdict)).size > 1;
+    for (const f of vs) f.rule_sensitive = sensitive;
+  }
+  return out;
+}
+
+/**
+ * The S-DPO findings: headline claims on every seed (with the checkpoint rule their rows
+ * are at: the released one under the released protocol, else the last step), the
+ * checkpoint-rule sensitivity rows ({@link checkpointRuleFindings}) when the run recorded
+ * curve rows, and the ablation claims on the ablation seed, or "not tested" with
+ * `ablationsOff` as the reason when the ablations did not run.
  */
 export function sdpoFindings(
   r: SdpoFindingsInput,
   ablationsOff = "the S-DPO ablations did not run (off by default at scale small; " +
     "`--ablations` runs them)",
 ): Finding[] {
+  const rule: CheckpointRule = r.protocol ? "lowest validation loss (released)" : "last step";
   const head = claimFindings(
     "sdpo",
     { paper: "sdpo", per_seed: r.per_seed, ...designFields(r) },
     r.seeds,
-  );
+  ).map((f) => ({ ...f, rule }));
+  const sens = r.curve_hits?.length ? checkpointRuleFindings(r) : [];
+  for (const f of head) {
+    if (sens.some((x) => x.claim_id === f.claim_id && x.rule_sensitive)) f.rule_sensitive = true;
+  }
   const abl = r.ablations;
   const specs = CLAIMS.filter((c) => c.paper === "sdpo-abl");
   return [
     ...head,
+    ...sens,
     ...(abl
       ? claimFindings("sdpo-abl", {
         paper: "sdpo-abl",
@@ -923,6 +1185,8 @@ export function legacyClaims(findings: readonly Finding[], scope: Finding["scope
     verdict: f.verdict,
     mde: f.mde,
     resampling: f.resampling?.description ?? null,
+    plan_id: f.plan_id ?? null,
+    power: f.power ?? null,
   }));
 }
 
@@ -955,9 +1219,9 @@ export const STATISTICS_TEXT = [
 export const MDE_SENTENCE = STATISTICS_TEXT[2];
 
 const TABLE_HEAD = [
-  "| claim | A (per seed) | B (per seed) | mean A − B [95 % CI] | MDE | rows | resampled | " +
-  "verdict | claim_id |",
-  "|---|---|---|---|---|---|---|---|---|",
+  "| claim | plan | A (per seed) | B (per seed) | mean A − B [95 % CI] | MDE | power | rows | " +
+  "resampled | verdict | claim_id |",
+  "|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 
 /** The `resampled` cell: "5 seeds × 312 users", "312 users", "400 prompts". */
@@ -971,37 +1235,109 @@ function findingRow(f: Finding): string {
   const seeds = (xs: number[]) => xs.map((x) => x.toFixed(3)).join(", ");
   const ci = f.ci95 ?? [NaN, NaN];
   const note = f.note ? ` (${f.note})` : "";
-  return `| ${f.claim} | ${f.ours_method}: ${seeds(f.ours_per_seed)} | ${f.baseline_method}: ${
-    seeds(f.baseline_per_seed)
-  } | ${f3(f.effect ?? NaN)} [${f3(ci[0])}, ${f3(ci[1])}]${note} | ${
-    f.mde === null ? "–" : f.mde.toFixed(3)
-  } | ${f.rows} | ${resampledCell(f.resampling ?? null)} | **${f.verdict}** | \`${f.claim_id}\` |`;
+  const sens = f.rule_sensitive ? " (differs by checkpoint rule: see below)" : "";
+  return `| ${f.claim} | ${f.plan_id ?? "–"} | ${f.ours_method}: ${
+    seeds(f.ours_per_seed)
+  } | ${f.baseline_method}: ${seeds(f.baseline_per_seed)} | ${f3(f.effect ?? NaN)} [${f3(ci[0])}, ${
+    f3(ci[1])
+  }]${note} | ${f.mde == null ? "–" : f.mde.toFixed(3)} | ${f.power ?? "–"} | ${f.rows} | ${
+    resampledCell(f.resampling ?? null)
+  } | **${f.verdict}**${sens} | \`${f.claim_id}\` |`;
+}
+
+/** One cell of the sensitivity table: effect, CI, verdict and the kept steps. */
+function ruleCell(f: Finding | undefined): string {
+  if (!f) return "–";
+  if (f.verdict === "not tested") return `not tested: ${f.reason}`;
+  const steps = Object.entries(f.checkpoint_steps ?? {}).map(([m, xs]) => `${m} ${xs.join(", ")}`)
+    .join("; ");
+  const power = f.power?.startsWith("under-powered") ? `, ${f.power}` : "";
+  return `${f3(f.effect!)} [${f3(f.ci95![0])}, ${f3(f.ci95![1])}] **${f.verdict}**${power}` +
+    (steps ? ` (steps: ${steps})` : "");
+}
+
+/** The sensitivity section of findings.md (empty without sensitivity rows). */
+function sensitivityLines(findings: readonly Finding[]): string[] {
+  const rows = findings.filter((f) => f.scope === "sensitivity");
+  if (!rows.length) return [];
+  const ids = [...new Set(rows.map((f) => f.claim_id))];
+  const intro = [
+    "",
+    "## Checkpoint-rule sensitivity (pre-registered)",
+    "",
+    "The headline uses the released checkpoint rule (each arm's lowest validation loss). The " +
+    "analysis plan fixed two other rules before the run: the evaluation with the arm's highest " +
+    "validation HR@1 (earliest on ties), and the last step. Each is evaluated here with the " +
+    "same bootstrap and decision rule on the test prompts every evaluation scored (the first " +
+    "test prompts; SFT is the stage-0 model, step 0), the released rule too, so the three are " +
+    "compared on the same rows. A claim whose verdict differs between the rules is flagged.",
+    "",
+  ];
+  const reasons = new Set(rows.map((f) => f.reason));
+  if (rows.every((f) => f.verdict === "not tested") && reasons.size === 1) {
+    return [...intro, `Not computed: ${[...reasons][0]}.`];
+  }
+  return [
+    ...intro,
+    `| claim | plan | ${CHECKPOINT_RULES.join(" | ")} | verdict differs | claim_id |`,
+    `|---|---|${CHECKPOINT_RULES.map(() => "---|").join("")}---|---|`,
+    ...ids.map((id) => {
+      const fs = rows.filter((f) => f.claim_id === id);
+      const differs = fs.some((f) => f.rule_sensitive) ? "**yes**" : "no";
+      return `| ${fs[0].claim} | ${fs[0].plan_id ?? "–"} | ${
+        CHECKPOINT_RULES.map((r) => ruleCell(fs.find((f) => f.rule === r))).join(" | ")
+      } | ${differs} | \`${id}\` |`;
+    }),
+  ];
+}
+
+/** What findings.md says about the analysis plan beside the claims. */
+export interface PlanContext {
+  /**
+   * How to reach docs/analysis-plan.md from the findings folder: a relative link, or the
+   * repository path as text when the folder is outside the repository ({@link planLink}).
+   */
+  plan?: { href?: string; text: string };
+  /** Deviations of this run from the plan ({@link planDeviations}). */
+  deviations?: readonly string[];
 }
 
 /**
  * findings.md from the findings list (the only renderer): the tested headline claims, the
- * tested ablation claims (with `ablationNote`), the claims not tested in this run with the
- * reason, then `notes`.
+ * checkpoint-rule sensitivity table, the tested ablation claims (with `ablationNote`), the
+ * claims not tested in this run with the reason, the deviations from the analysis plan, then
+ * `notes`.
  */
 export function renderFindingsMarkdown(
   title: string,
   findings: readonly Finding[],
   notes: readonly string[],
   ablationNote = "",
+  plan: PlanContext = {},
 ): string {
   const tested = findings.filter((f) => f.verdict !== "not tested");
   const head = tested.filter((f) => f.scope === "headline");
   const abl = tested.filter((f) => f.scope === "ablation");
-  const untested = findings.filter((f) => f.verdict === "not tested");
+  const untested = findings.filter((f) => f.verdict === "not tested" && f.scope !== "sensitivity");
   const lines = [
     `# Findings: ${title}`,
     "",
     "Rendered from `findings.json` (written beside this file from the per-row numbers in " +
     "`metrics.json`) by `src/report/findings.ts`; no verdict is written by hand.",
     "",
-    ...STATISTICS_TEXT.flatMap((t) => [t, ""]),
   ];
+  if (plan.plan) {
+    const p = plan.plan.href ? `[${plan.plan.text}](${plan.plan.href})` : `\`${plan.plan.text}\``;
+    lines.push(
+      `Analysis plan: ${p} — each claim (the \`plan\` column), its metric, arms, seeds, target ` +
+        "MDE and decision rule, committed before the full run. Deviations of this run from it " +
+        "are listed below.",
+      "",
+    );
+  }
+  lines.push(...STATISTICS_TEXT.flatMap((t) => [t, ""]));
   if (head.length) lines.push(...TABLE_HEAD, ...head.map(findingRow));
+  lines.push(...sensitivityLines(findings));
   if (abl.length) {
     lines.push(
       "",
@@ -1021,9 +1357,19 @@ export function renderFindingsMarkdown(
       "These claims have no rows in this run, so no verdict; `findings.json` lists them with " +
         '`verdict: "not tested"` and the reason.',
       "",
-      "| claim | claim_id | why not |",
-      "|---|---|---|",
-      ...untested.map((f) => `| ${f.claim} | \`${f.claim_id}\` | ${f.reason ?? "–"} |`),
+      "| claim | plan | claim_id | why not |",
+      "|---|---|---|---|",
+      ...untested.map((f) =>
+        `| ${f.claim} | ${f.plan_id ?? "–"} | \`${f.claim_id}\` | ${f.reason ?? "–"} |`
+      ),
+    );
+  }
+  if (plan.deviations) {
+    lines.push(
+      "",
+      "## Deviations from the analysis plan",
+      "",
+      ...(plan.deviations.length ? plan.deviations.map((d) => `- ${d}`) : ["None recorded."]),
     );
   }
   if (notes.length) lines.push("", "## Notes", "", ...notes.map((n) => `- ${n}`));
@@ -1063,8 +1409,130 @@ function jsonSafe(x: unknown): unknown {
   );
 }
 
+/** The analysis plan, relative to the repository root. */
+export const PLAN_PATH = "docs/analysis-plan.md";
+
+/** The repository root this module sits in (a local checkout), or undefined. */
+function repoRoot(): string | undefined {
+  const u = new URL("../../", import.meta.url);
+  return u.protocol === "file:" ? resolve(decodeURIComponent(u.pathname)) : undefined;
+}
+
 /**
- * Write `<dir>/findings.json` (the list) and `<dir>/findings.md` (rendered from it).
+ * How findings.md in `dir` reaches the analysis plan: a relative link when `dir` is inside
+ * the repository `root` (default: this checkout), else the repository path as text.
+ */
+export function planLink(dir: string, root = repoRoot()): { href?: string; text: string } {
+  if (root) {
+    const rel = relative(resolve(root), resolve(dir));
+    if (!rel.startsWith("..") && !isAbsolute(rel)) {
+      return { href: relative(resolve(dir), resolve(root, PLAN_PATH)), text: PLAN_PATH };
+    }
+  }
+  return { text: PLAN_PATH };
+}
+
+/** The plan's S-DPO design (docs/analysis-plan.md, "S-DPO"). */
+export const SDPO_PLAN = {
+  scale: "full",
+  seeds: 3,
+  testPrompts: 1600,
+  arms: ["SFT", "SFT-cont", "DPO", "S-DPO", "S-DPO K=8"],
+} as const;
+
+const PAPER_SECTION: Record<string, string> = { sdpo: "S-DPO", dmpo: "DMPO", dpo4rec: "DPO4Rec" };
+
+/**
+ * The deviations of a run (its metrics.json, parsed) from the analysis plan, as findings.md
+ * lists them: a scale other than `full`; for S-DPO, seeds and test prompts other than the
+ * plan's, a run without the released protocol or on a released data set, missing arms, no
+ * curve rows for the sensitivity analysis; every departure the run records in
+ * `result.protocol.departures`; arms whose rows are missing (from the findings' reasons); a
+ * paper whose plan section is not written (`planText`: the plan, when readable).
+ */
+export function planDeviations(
+  // deno-lint-ignore no-explicit-any
+  m: any,
+  findings: readonly Finding[] = [],
+  planText?: string,
+): string[] {
+  const out: string[] = [];
+  const r = m?.result ?? {};
+  const paper: string = m?.paper ?? r.paper ?? "";
+  const section = PAPER_SECTION[paper];
+  if (section && planText !== undefined) {
+    const body = planText.split(new RegExp(`^## ${section}\\s*$`, "m"))[1]?.split(/^## /m)[0];
+    if (!body || /to be filled in/i.test(body)) {
+      out.push(
+        `The plan has no ${section} section yet: these claims, metrics and decision rules were ` +
+          "not pre-registered for this paper.",
+      );
+    }
+  }
+  const scale = m?.scale ?? r.scale?.name;
+  const seeds: number = (m?.seeds ?? r.seeds ?? []).length;
+  if (scale && scale !== "full") {
+    out.push(
+      `Scale \`${scale}\`, not the plan's \`full\`: the plan's design and target MDEs are the ` +
+        "full run's; this run cannot decide what that design is sized to decide.",
+    );
+  }
+  if (paper === "sdpo") {
+    if (seeds && seeds !== SDPO_PLAN.seeds) {
+      out.push(`${seeds} seed(s), not the plan's ${SDPO_PLAN.seeds}.`);
+    }
+    if (r.num_test && r.num_test !== SDPO_PLAN.testPrompts) {
+      out.push(`${r.num_test} test prompts, not the plan's ${SDPO_PLAN.testPrompts}.`);
+    }
+    if (m?.dataset && m.dataset !== "synthetic") {
+      out.push(
+        `Data set \`${m.dataset}\`: the plan's S-DPO design is the synthetic world's (the ` +
+          "expected HR@1 needs its law; the released protocol needs its validation split).",
+      );
+    } else if (!r.protocol) {
+      out.push(
+        "The run predates the released protocol (no `result.protocol`): short preference " +
+          "stages, the last step of each arm, no validation split.",
+      );
+    }
+    const methods = new Set(
+      (r.per_seed ?? []).flatMap((s: { methods?: object }) => Object.keys(s.methods ?? {})),
+    );
+    const missing = SDPO_PLAN.arms.filter((a) => !methods.has(a));
+    if (missing.length) out.push(`Arm(s) of the plan not in the run: ${missing.join(", ")}.`);
+    if (r.protocol && !(r.curve_hits?.length)) {
+      out.push(
+        "No per-row curve hits (`result.curve_hits`): the checkpoint-rule sensitivity " +
+          "analysis could not be computed.",
+      );
+    }
+  }
+  const deps: unknown = r.protocol?.departures;
+  if (Array.isArray(deps) && deps.length) {
+    out.push(`Departures from the released scripts that the run records: ${deps.join(" ")}`);
+  }
+  const gone = new Set<string>();
+  for (const f of findings) {
+    const arm = f.reason?.match(/^the run has no "([^"]+)" rows/)?.[1];
+    if (arm && !(paper === "sdpo" && SDPO_PLAN.arms.includes(arm as never))) gone.add(arm);
+  }
+  if (gone.size) out.push(`Arm(s) without rows in this run: ${[...gone].join(", ")}.`);
+  return out;
+}
+
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write `<dir>/findings.json` (the list) and `<dir>/findings.md` (rendered from it), with
+ * the link to the analysis plan and the run's deviations from it. `metrics`: the run's
+ * metrics.json (parsed); default: `<dir>/metrics.json` when it is there (the runs write it
+ * first).
  *
  * @returns The markdown.
  */
@@ -1074,9 +1542,16 @@ export async function writeFindings(
   findings: readonly Finding[],
   notes: readonly string[],
   ablationNote = "",
+  metrics?: unknown,
 ): Promise<string> {
   const list = jsonSafe(findings) as Finding[];
-  const md = renderFindingsMarkdown(title, list, notes, ablationNote);
+  const m = metrics ?? JSON.parse((await readIfThere(`${dir}/metrics.json`)) ?? "null");
+  const root = repoRoot();
+  const planText = root ? await readIfThere(`${root}/${PLAN_PATH}`) : undefined;
+  const md = renderFindingsMarkdown(title, list, notes, ablationNote, {
+    plan: planLink(dir),
+    ...(m ? { deviations: planDeviations(m, list, planText) } : {}),
+  });
   await writeJsonAtomic(`${dir}/findings.json`, list);
   await writeFileAtomic(`${dir}/findings.md`, md);
   return md;

@@ -3,7 +3,12 @@
  * tests/experiments/dmpo_ablations_test.ts.
  */
 import assert from "node:assert/strict";
-import { type Finding, verdictOf } from "../../src/report/findings.ts";
+import {
+  CHECKPOINT_RULES,
+  type Finding,
+  powerLabel,
+  verdictOf,
+} from "../../src/report/findings.ts";
 
 const FINDING_KEYS = [
   "baseline",
@@ -20,11 +25,15 @@ const FINDING_KEYS = [
   "ours_method",
   "ours_per_seed",
   "paper",
+  "plan_id",
+  "power",
   "resampling",
+  "role",
   "rows",
   "scope",
   "se",
   "seeds",
+  "target_mde",
   "verdict",
 ];
 const VERDICTS = ["reproduced", "contradicted", "inconclusive", "not tested"];
@@ -34,7 +43,11 @@ export function assertFindingSchema(f: Finding): void {
   for (const k of FINDING_KEYS) assert.ok(k in f, `${f.claim_id} has ${k}`);
   assert.match(f.claim_id, /^(sdpo|dmpo|dpo4rec)\.[a-z0-9_]+\.[a-z0-9_]+$/, f.claim_id);
   assert.ok(f.claim_id.startsWith(f.paper + "."));
-  assert.ok(["headline", "ablation"].includes(f.scope));
+  assert.ok(["headline", "ablation", "sensitivity"].includes(f.scope));
+  assert.ok(f.plan_id === null || /^[A-Z][0-9]+$/.test(f.plan_id), `${f.claim_id} plan id`);
+  // The power label follows from the verdict, the MDE and the plan's target.
+  assert.equal(f.power, powerLabel(f.verdict, f.mde, f.target_mde), `${f.claim_id} power`);
+  if (f.scope === "sensitivity") assert.ok(CHECKPOINT_RULES.includes(f.rule!), f.rule);
   assert.ok(VERDICTS.includes(f.verdict), f.verdict);
   if (f.verdict === "not tested") {
     assert.ok(typeof f.reason === "string" && f.reason.length > 0, `${f.claim_id} says why`);

@@ -11,6 +11,7 @@ import {
   findingsMarkdown,
   legacyClaims,
   mdePaired,
+  planLink,
   renderFindingsMarkdown,
   sdpoFindings,
   specFindings,
@@ -49,6 +50,7 @@ function fakeSdpo(withAblations: boolean) {
       "SFT-cont": method(0.2, -7),
       DPO: method(0.25, -7.5),
       "S-DPO": method(0.6, -6.5),
+      "S-DPO K=8": method(0.65, -6.3),
     } as Record<string, unknown>,
   }));
   const abl = withAblations
@@ -254,7 +256,12 @@ Deno.test("writeFindings: findings.json holds the list and findings.md is its re
     const file = await Deno.readTextFile(`${dir}/findings.md`);
     assert.equal(file, md);
     // Rendering the stored JSON again gives the same file: md is a function of the list.
-    assert.equal(renderFindingsMarkdown("Test", json, ["a note"], "ablation rows of seed 0"), file);
+    assert.equal(
+      renderFindingsMarkdown("Test", json, ["a note"], "ablation rows of seed 0", {
+        plan: planLink(dir),
+      }),
+      file,
+    );
     // Every tested finding has one row, starting with its claim, holding its numbers.
     const lines = file.split("\n");
     for (const f of json) {
@@ -268,7 +275,7 @@ Deno.test("writeFindings: findings.json holds the list and findings.md is its re
       assert.ok(rows[0].includes(`**${f.verdict}**`));
       const sign = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(3);
       assert.ok(rows[0].includes(`${sign(f.effect!)} [${sign(f.ci95![0])}, ${sign(f.ci95![1])}]`));
-      assert.ok(rows[0].includes(`| ${f.mde!.toFixed(3)} | ${f.rows} |`));
+      assert.ok(rows[0].includes(`| ${f.mde!.toFixed(3)} | ${f.power ?? "–"} | ${f.rows} |`));
     }
     assert.match(file, /MDE is the minimum detectable effect/);
     assert.match(file, /## Not tested in this run/);
