@@ -1,0 +1,326 @@
+/**
+ * The analysis plan in the findings: plan ids and roles, S5, the target MDE and the
+ * under-powered label, the checkpoint-rule sensitivity analysis, the plan link and the
+ * deviations, and `deno task findings --update-metrics`. Hand-built results whose verdicts
+ * are known.
+ */
+import assert from "node:assert/strict";
+import {
+  CHECKPOINT_RULES,
+  checkpointRuleFindings,
+  checkpointStep,
+  CLAIMS,
+  type Finding,
+  planDeviations,
+  planLink,
+  powerLabel,
+  renderFindingsMarkdown,
+  SDPO_TARGET_MDE,
+  sdpoFindings,
+} from "../../src/report/findings.ts";
+import { recompute } from "../../src/cli/findings.ts";
+import { Rng } from "../../src/rng.ts";
+import { assertFindingSchema } from "./_findings_schema.ts";
+
+const N = 60; // test rows (curve prompts: the first 40)
+const NC = 40;
+
+Deno.test("plan ids: S1-S5 each on expected HR@1 (primary, target 0.014) and sampled HR@1 (its twin); S2, S6, S8 as the plan lists them", () => {
+  const sdpo = CLAIMS.filter((c) => c.paper === "sdpo");
+  for (
+    const [id, claim, a, b] of [
+      ["S1", "sdpo_gt_dpo", "S-DPO", "DPO"],
+      ["S2", "sdpo_gt_sft", "S-DPO", "SFT"],
+      ["S3", "dpo_gt_sft", "DPO", "SFT"],
+      ["S4", "sdpo_gt_sft_cont", "S-DPO", "SFT-cont"],
+      ["S5", "k8_gt_k3", "S-DPO K=8", "S-DPO"],
+    ]
+  ) {
+    const exp = sdpo.find((c) => c.id === `sdpo.${claim}.exp_hr1`)!;
+    const hr1 = sdpo.find((c) => c.id === `sdpo.${claim}.hr1`)!;
+    for (const c of [exp, hr1]) {
+      assert.equal(c.planId, id, c.id);
+      assert.deepEqual([c.a, c.b], [a, b], c.id);
+      assert.equal(c.targetMde, SDPO_TARGET_MDE);
+    }
+    assert.equal(exp.metric, "rank_expected");
+    assert.equal(exp.role, "primary");
+    assert.match(exp.text, /primary/);
+    assert.equal(hr1.metric, "rank_hits");
+    assert.equal(hr1.role, "sampled twin");
+    assert.match(hr1.text, /beside the primary/);
+  }
+  const byId = Object.fromEntries(sdpo.map((c) => [c.id, c]));
+  assert.equal(byId["sdpo.sdpo_gt_sft.gen_hr1"].planId, "S2");
+  assert.equal(byId["sdpo.sdpo_keeps_chosen_logp.logp"].planId, "S6");
+  assert.equal(byId["sdpo.sdpo_gt_sft.valid_ratio"].planId, "S8");
+  assert.equal(byId["sdpo.dpo_lowers_chosen_logp.logp"].planId, undefined);
+  assert.equal(byId["sdpo.dpo_lowers_chosen_logp.logp"].role, "exploratory");
+  assert.equal(SDPO_TARGET_MDE, 0.014);
+});
+
+Deno.test("powerLabel: under-powered only when inconclusive with the MDE above the target", () => {
+  assert.equal(powerLabel("inconclusive", 0.02, 0.014), "under-powered (MDE 0.020 > target 0.014)");
+  assert.equal(powerLabel("inconclusive", 0.01, 0.014), "MDE 0.010 ≤ target 0.014");
+  assert.equal(powerLabel("reproduced", 0.02, 0.014), "MDE 0.020 > target 0.014 (decided anyway)");
+  assert.equal(powerLabel("inconclusive", 0.02, null), null);
+  assert.equal(powerLabel("not tested", null, 0.014), null);
+});
+
+/** Per-row arrays of one method: `p` = hit rate, expected hit = p ± a little. */
+function rows(rng: Rng, p: number, n = N) {
+  return {
+    rank_hits: Array.from({ length: n }, () => (rng.next() < p ? 1 : 0)),
+    rank_expected: Array.from({ length: n }, () => p + 0.02 * (rng.next() - 0.5)),
+  };
+}
+
+/**
+ * An S-DPO result of 2 seeds with curve rows at steps 10, 20, 30: at the released kept step
+ * (20) S-DPO and DPO have the same expected hits; at step 10 (best validation HR@1 of
+ * S-DPO and DPO, tied with 30 for DPO) S-DPO is 0.2 above; at 30 (last) 0.2 below. K=8 is
+ * 0.3 above S-DPO at every step; SFT is 0.1 below everything.
+ */
+function fakeRun() {
+  const rng = new Rng(3);
+  const users = Array.from({ length: N }, (_, i) => Math.floor(i / 2));
+  const level: Record<string, Record<number, number>> = {
+    DPO: { 10: 0.4, 20: 0.4, 30: 0.4 },
+    "S-DPO": { 10: 0.6, 20: 0.4, 30: 0.2 },
+    "S-DPO K=8": { 10: 0.9, 20: 0.7, 30: 0.5 },
+    "SFT-cont": { 10: 0.3, 20: 0.3, 30: 0.3 },
+  };
+  const valHr1: Record<string, Record<number, number>> = {
+    DPO: { 10: 0.5, 20: 0.4, 30: 0.5 }, // tie: the earliest (10)
+    "S-DPO": { 10: 0.5, 20: 0.45, 30: 0.3 },
+    "S-DPO K=8": { 10: 0.6, 20: 0.5, 30: 0.4 },
+    "SFT-cont": { 10: 0.2, 20: 0.3, 30: 0.25 },
+  };
+  const curve_hits: {
+    method: string;
+    seed: number;
+    step: number;
+    rank_hits: number[];
+    rank_expected: number[];
+  }[] = [];
+  const hr1_curves: { method: string; seed: number; step: number; split: string; hr1: number }[] =
+    [];
+  const per_seed = [0, 1].map((seed) => {
+    const methods: Record<string, unknown> = { SFT: rows(rng, 0.1) };
+    for (const m of Object.keys(level)) {
+      // The headline rows: the kept checkpoint (step 20) on all N test prompts.
+      methods[m] = { ...rows(rng, level[m][20]), best_step: 20 };
+      for (const step of [10, 20, 30]) {
+        curve_hits.push({ method: m, seed, step, ...rows(rng, level[m][step], NC) });
+        hr1_curves.push({ method: m, seed, step, split: "valid", hr1: valHr1[m][step] });
+      }
+      // Step 0 (SFT) has the highest validation HR@1: not an evaluation of the arm.
+      hr1_curves.push({ method: m, seed, step: 0, split: "valid", hr1: 0.99 });
+    }
+    return { seed, methods, stage0_seed: 0 };
+  });
+  return {
+    seeds: [0, 1],
+    per_seed,
+    row_users: users,
+    stage0_methods: ["SFT"],
+    curve_hits,
+    hr1_curves,
+    protocol: { departures: ["batch 8, not 128."] },
+  };
+}
+
+Deno.test("checkpointStep: released = best_step, best validation HR@1 = earliest of the ties (step 0 excluded), last = last evaluation", () => {
+  const r = fakeRun();
+  assert.equal(checkpointStep("lowest validation loss (released)", r, "S-DPO", 0), 20);
+  assert.equal(checkpointStep("best validation HR@1", r, "S-DPO", 0), 10);
+  assert.equal(checkpointStep("best validation HR@1", r, "DPO", 1), 10);
+  assert.equal(checkpointStep("best validation HR@1", r, "SFT-cont", 1), 20);
+  assert.equal(checkpointStep("last step", r, "DPO", 0), 30);
+  assert.match(String(checkpointStep("last step", r, "nope", 0)), /no curve rows/);
+});
+
+Deno.test("checkpoint-rule sensitivity: S1-S5 at each rule on the curve rows, known verdicts, rule-sensitive claims flagged", () => {
+  const r = fakeRun();
+  const fs = checkpointRuleFindings(r);
+  for (const f of fs) assertFindingSchema(f);
+  const ids = CLAIMS.filter((c) =>
+    c.paper === "sdpo" && /^S[1-5]$/.test(c.planId ?? "") &&
+    /rank_/.test(c.metric)
+  ).map((c) => c.id);
+  assert.equal(ids.length, 10);
+  assert.equal(fs.length, 3 * ids.length);
+  const at = (id: string, rule: string) => fs.find((f) => f.claim_id === id && f.rule === rule)!;
+  const S1 = "sdpo.sdpo_gt_dpo.exp_hr1";
+  // Equal at the released step, +0.2 at the best validation HR@1, −0.2 at the last step.
+  assert.equal(at(S1, "lowest validation loss (released)").verdict, "inconclusive");
+  assert.equal(at(S1, "best validation HR@1").verdict, "reproduced");
+  assert.equal(at(S1, "last step").verdict, "contradicted");
+  assert.ok(Math.abs(at(S1, "best validation HR@1").effect! - 0.2) < 0.01);
+  for (const rule of CHECKPOINT_RULES) assert.equal(at(S1, rule).rule_sensitive, true);
+  assert.deepEqual(at(S1, "last step").checkpoint_steps, { "S-DPO": [30, 30], DPO: [30, 30] });
+  // The rows at a rule are exactly the curve rows of that step (and SFT's first rows).
+  const cur = (m: string, seed: number, step: number) =>
+    r.curve_hits.find((h) => h.method === m && h.seed === seed && h.step === step)!;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const f = at("sdpo.sdpo_gt_sft.exp_hr1", "best validation HR@1");
+  assert.deepEqual(f.ours_per_seed, [0, 1].map((s) => mean(cur("S-DPO", s, 10).rank_expected)));
+  assert.deepEqual(
+    f.baseline_per_seed,
+    [0, 1].map((s) =>
+      mean((r.per_seed[s].methods.SFT as { rank_expected: number[] }).rank_expected.slice(0, NC))
+    ),
+  );
+  assert.equal(f.rows, 2 * NC);
+  // K=8 is 0.3 above S-DPO at every rule: decided the same way everywhere, not flagged.
+  for (const rule of CHECKPOINT_RULES) {
+    assert.equal(at("sdpo.k8_gt_k3.exp_hr1", rule).verdict, "reproduced");
+    assert.equal(at("sdpo.k8_gt_k3.exp_hr1", rule).rule_sensitive, false);
+  }
+  // sdpoFindings: headline at the released rule, flagged when its claim is rule-sensitive;
+  // findings.md carries the sensitivity table.
+  const all = sdpoFindings(r, "no ablations");
+  const head = all.find((x) => x.claim_id === S1 && x.scope === "headline")!;
+  assert.equal(head.rule, "lowest validation loss (released)");
+  assert.equal(head.rule_sensitive, true);
+  assert.equal(all.filter((x) => x.scope === "sensitivity").length, 30);
+  const md = renderFindingsMarkdown("t", all, []);
+  const sec = md.split("## Checkpoint-rule sensitivity (pre-registered)")[1];
+  assert.ok(sec);
+  const row = sec.split("\n").find((l) => l.includes(`\`${S1}\``))!;
+  assert.match(
+    row,
+    /\*\*inconclusive\*\*.*\*\*reproduced\*\*.*\*\*contradicted\*\*.*\| \*\*yes\*\* \|/,
+  );
+  assert.match(row, /steps: S-DPO 10, 10; DPO 10, 10/);
+  // Without curve rows: no sensitivity rows in sdpoFindings, "not tested" from the function.
+  const bare = { ...r, curve_hits: [] };
+  assert.equal(sdpoFindings(bare, "x").filter((x) => x.scope === "sensitivity").length, 0);
+  assert.ok(checkpointRuleFindings(bare).every((x) => x.verdict === "not tested"));
+  // A run without the protocol: the headline's rows are the last step.
+  assert.equal(
+    sdpoFindings({ ...bare, protocol: undefined }, "x").find((x) => x.claim_id === S1)!.rule,
+    "last step",
+  );
+});
+
+Deno.test("S5 and the power label in the headline: K=8 > K=3 decided; a noise-level S1 is inconclusive and under-powered", () => {
+  const r = fakeRun();
+  const fs = sdpoFindings(r, "no ablations");
+  const by = (id: string) => fs.find((f) => f.claim_id === id && f.scope === "headline")!;
+  const s5 = by("sdpo.k8_gt_k3.exp_hr1");
+  assert.equal(s5.plan_id, "S5");
+  assert.equal(s5.verdict, "reproduced"); // 0.7 vs 0.4
+  // S1's sampled twin: equal rates on 60 rows × 2 seeds, so an MDE far above 0.014.
+  const s1 = by("sdpo.sdpo_gt_dpo.hr1");
+  assert.equal(s1.verdict, "inconclusive");
+  assert.ok(s1.mde! > 0.014);
+  assert.equal(s1.power, `under-powered (MDE ${s1.mde!.toFixed(3)} > target 0.014)`);
+  const md = renderFindingsMarkdown("t", fs, []);
+  const row = md.split("\n").find((l) => l.startsWith(`| ${s1.claim} |`))!;
+  assert.ok(row.includes("| S1 |") && row.includes("under-powered"));
+  // A run without K=8: S5 is "not tested", naming the arm.
+  for (const s of r.per_seed) delete s.methods["S-DPO K=8"];
+  const s5b = sdpoFindings(r, "x").find((f) => f.claim_id === "sdpo.k8_gt_k3.exp_hr1")!;
+  assert.equal(s5b.verdict, "not tested");
+  assert.match(s5b.reason!, /"S-DPO K=8"/);
+});
+
+Deno.test("planLink: relative from a folder inside the repository, the path as text outside", () => {
+  assert.deepEqual(planLink("/repo/results/sdpo/synthetic", "/repo"), {
+    href: "../../../docs/analysis-plan.md",
+    text: "docs/analysis-plan.md",
+  });
+  assert.deepEqual(planLink("/repo/out", "/repo/"), {
+    href: "../docs/analysis-plan.md",
+    text: "docs/analysis-plan.md",
+  });
+  assert.deepEqual(planLink("/tmp/x", "/repo"), { text: "docs/analysis-plan.md" });
+  assert.deepEqual(planLink("/repository/x", "/repo"), { text: "docs/analysis-plan.md" });
+  const md = renderFindingsMarkdown("t", [], [], "", {
+    plan: planLink("/repo/results/a/b", "/repo"),
+    deviations: ["one"],
+  });
+  assert.match(
+    md,
+    /Analysis plan: \[docs\/analysis-plan.md\]\(\.\.\/\.\.\/\.\.\/docs\/analysis-plan.md\)/,
+  );
+  assert.match(md, /## Deviations from the analysis plan\n\n- one\n/);
+});
+
+Deno.test("planDeviations: scale, seeds, test prompts, recorded departures, missing arms, unwritten plan sections", () => {
+  const r = fakeRun();
+  const m = {
+    paper: "sdpo",
+    dataset: "synthetic",
+    scale: "small",
+    seeds: [0, 1],
+    result: { ...r, num_test: 800 },
+  };
+  const plan = "# Plan\n\n## S-DPO\n\nwritten\n\n## DMPO\n\nTo be filled in before the full run.\n";
+  const d = planDeviations(m, [], plan);
+  assert.ok(d.some((x) => /Scale `small`, not the plan's `full`/.test(x)));
+  assert.ok(d.some((x) => /2 seed\(s\), not the plan's 3/.test(x)));
+  assert.ok(d.some((x) => /800 test prompts, not the plan's 1600/.test(x)));
+  assert.ok(d.some((x) => /released scripts that the run records: batch 8, not 128\./.test(x)));
+  assert.ok(!d.some((x) => /no S-DPO section|not in the run/.test(x)), d.join("\n"));
+  // The full design with every arm: nothing to list but the departures.
+  const full = { ...m, scale: "full", seeds: [0, 1, 2], result: { ...r, num_test: 1600 } };
+  assert.deepEqual(planDeviations(full, [], plan), [
+    "Departures from the released scripts that the run records: batch 8, not 128.",
+  ]);
+  // No K=8 arm, no protocol, no curve rows.
+  const old = structuredClone(full);
+  for (const s of old.result.per_seed) delete s.methods["S-DPO K=8"];
+  delete (old.result as { protocol?: unknown }).protocol;
+  const d2 = planDeviations(old, [], plan);
+  assert.ok(d2.some((x) => /not in the run: S-DPO K=8/.test(x)));
+  assert.ok(d2.some((x) => /predates the released protocol/.test(x)));
+  // A paper whose plan section is not written yet.
+  const dm = planDeviations({ paper: "dmpo", scale: "full", result: {} }, [], plan);
+  assert.deepEqual(dm.length, 1);
+  assert.match(dm[0], /no DMPO section yet/);
+});
+
+Deno.test("deno task findings --update-metrics: only claims and ablation_claims change, and they agree with findings.json", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "recalign-update-" });
+  try {
+    // A committed run, with its claims made stale by hand.
+    const src = "results/sdpo/lastfm";
+    for (const f of ["metrics.json", "findings.md", "findings.json"]) {
+      await Deno.copyFile(`${src}/${f}`, `${dir}/${f}`);
+    }
+    const before = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    before.claims[0].verdict = "stale";
+    await Deno.writeTextFile(`${dir}/metrics.json`, JSON.stringify(before, null, 2) + "\n");
+    const { findings } = await recompute(`${dir}/metrics.json`, undefined, true);
+    const after = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    assert.deepEqual(Object.keys(after), Object.keys(before));
+    for (const k of Object.keys(before)) {
+      if (k !== "claims" && k !== "ablation_claims") assert.deepEqual(after[k], before[k], k);
+    }
+    const tested = (scope: string) =>
+      findings.filter((f: Finding) => f.scope === scope && f.verdict !== "not tested");
+    assert.deepEqual(
+      after.claims.map((c: { id: string; verdict: string }) => `${c.id}=${c.verdict}`),
+      tested("headline").map((f) => `${f.claim_id}=${f.verdict}`),
+    );
+    assert.equal(after.ablation_claims.length, tested("ablation").length);
+    for (const c of after.claims) {
+      const f = findings.find((x) => x.claim_id === c.id && x.scope === "headline")!;
+      assert.deepEqual([c.diff.lo, c.diff.hi], f.ci95);
+      assert.equal(c.plan_id, f.plan_id);
+    }
+    // Without the flag metrics.json is left alone.
+    const text = await Deno.readTextFile(`${dir}/metrics.json`);
+    await recompute(`${dir}/metrics.json`);
+    assert.equal(await Deno.readTextFile(`${dir}/metrics.json`), text);
+    // findings.md lists the deviations this run records (a released data set at scale tiny).
+    const md = await Deno.readTextFile(`${dir}/findings.md`);
+    const dev = md.split("## Deviations from the analysis plan")[1];
+    assert.ok(dev && /Scale `tiny`/.test(dev) && /Data set `lastfm`/.test(dev), dev);
+    assert.match(md, /Analysis plan: `docs\/analysis-plan.md`/); // outside the repository
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
