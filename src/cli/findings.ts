@@ -3,6 +3,9 @@
  * the per-row arrays of a run's `metrics.json` (S-DPO, DMPO or DPO4Rec), with the
  * statistics of src/report/findings.ts, and write them beside it (or into `--out DIR`).
  * Every verdict of a committed run can be checked this way without training anything.
+ * `--update-metrics` also rewrites the `claims` / `ablation_claims` fields of each
+ * metrics.json from the recomputed findings (nothing else in it changes), so a committed
+ * metrics.json never shows verdicts of an older statistics.
  *
  * What a verdict needs from metrics.json: the per-row arrays per seed and method; the test
  * user of each row (`result.row_users`); which methods are the shared stage-0 model
@@ -21,6 +24,7 @@
 import {
   dmpoFindings,
   type Finding,
+  hasVerdict,
   legacyClaims,
   type ResultWithRows,
   sdpoFindings,
@@ -252,7 +256,7 @@ export function withClaims(m: Json, findings: Finding[]): Json {
 
 /** DPO4Rec's `claims` shape (src/experiments/dpo4rec.ts `dpo4recClaims`) from its findings. */
 function dpo4recClaimsOf(findings: Finding[]) {
-  return findings.filter((f) => f.verdict !== "not tested").map((f) => ({
+  return findings.filter(hasVerdict).map((f) => ({
     id: f.claim_id,
     text: f.claim,
     metric: f.metric,
@@ -287,7 +291,8 @@ function diffLines(old: Finding[], now: Finding[]): string[] {
   const ci = (f?: Finding) => f?.ci95 ? `[${f3(f.ci95[0])}, ${f3(f.ci95[1])}]` : "";
   return now.map((f) => {
     const o = old.find((x) =>
-      x.claim_id === f.claim_id && (x.scope ?? "headline") === f.scope && x.rule === f.rule
+      x.claim_id === f.claim_id && (x.scope ?? "headline") === f.scope &&
+      (f.scope !== "sensitivity" || x.rule === f.rule)
     );
     const at = f.scope === "sensitivity" ? ` @ ${f.rule}` : "";
     return `  ${f.claim_id}${at}: ${o?.verdict ?? "(new)"} ${ci(o)} -> ${f.verdict} ${ci(f)}` +

@@ -16,7 +16,13 @@
  * 2.80 × the bootstrap SE of the same resampling ({@link mdeFromSe}).
  *
  * Claim ids are stable: `<paper>.<claim>.<metric>` (`sdpo.sdpo_gt_dpo.hr1`,
- * `dmpo.sft_dmpo_gt_dmpo_only.auc`, `dpo4rec.rm_gt_random.genre_precision`).
+ * `dmpo.sft_dmpo_gt_dmpo_only.auc`, `dpo4rec.rm_gt_random.genre_precision`). A claim of the
+ * analysis plan (docs/analysis-plan.md) carries its plan id (`plan_id`: "S1", ...), its role
+ * (the primary metric, its sampled twin, secondary, mechanism; `exploratory` when the plan
+ * does not list it), the target MDE the plan sets and the power label derived from it
+ * ({@link powerLabel}). S-DPO runs under the released protocol also get the plan's
+ * checkpoint-rule sensitivity rows ({@link checkpointRuleFindings}); findings.md links the
+ * plan and lists the run's deviations from it ({@link planDeviations}).
  *
  * @module
  */
@@ -73,7 +79,13 @@ export const BETA_CLAIM_ID = "sdpo.beta_interior_optimum.hr1";
  * a secondary metric or claim, a mechanism, or a comparison the plan does not list
  * (`exploratory`).
  */
-export type ClaimRole = "primary" | "sampled twin" | "secondary" | "mechanism" | "exploratory";
+export type ClaimRole =
+  | "primary"
+  | "sampled twin"
+  | "secondary"
+  | "mechanism"
+  | "descriptive"
+  | "exploratory";
 
 /**
  * The target MDE the plan sets for the S-DPO claims S1-S5: the S-DPO − DPO gap of a
@@ -330,8 +342,16 @@ export const CLAIMS: ClaimSpec[] = [
 /** A verdict of a tested claim. */
 export type Verdict = "reproduced" | "contradicted" | "inconclusive";
 
-/** A verdict in findings.json: a tested claim's, or "not tested" (with a reason). */
-export type FindingVerdict = Verdict | "not tested";
+/**
+ * A verdict in findings.json: a tested claim's, "not tested" (with a reason), or
+ * "descriptive" (a claim the plan describes without a verdict, e.g. S7's curves; `note`).
+ */
+export type FindingVerdict = Verdict | "not tested" | "descriptive";
+
+/** Whether a finding has a verdict from a CI (reproduced, contradicted, inconclusive). */
+export function hasVerdict(f: { verdict: FindingVerdict }): boolean {
+  return f.verdict !== "not tested" && f.verdict !== "descriptive";
+}
 
 /** How a claim's rows were resampled (findings.json's `resampling`). */
 export interface Resampling {
@@ -813,7 +833,9 @@ export function powerLabel(
   mde: number | null | undefined,
   target: number | null | undefined,
 ): string | null {
-  if (target == null || mde == null || !Number.isFinite(mde) || verdict === "not tested") {
+  if (
+    target == null || mde == null || !Number.isFinite(mde) || !hasVerdict({ verdict })
+  ) {
     return null;
   }
   const m = mde.toFixed(3), t = target.toFixed(3);
@@ -1114,6 +1136,79 @@ export function checkpointRuleFindings(r: SdpoCurveRows & SdpoFindingsInput): Fi
   return out;
 }
 
+/** Id of the plan's S7 (descriptive: S-DPO reaches DPO's accuracy in fewer steps). */
+export const S7_CLAIM_ID = "sdpo.sdpo_faster_than_dpo.hr1_curve";
+
+/**
+ * S7 of the plan, descriptive (no verdict: 3 seeds, per-seed curve points): from the
+ * HR@1-versus-step curves, per split (validation; test = the curve prompts), DPO's best
+ * seed-mean HR@1 and its step (the earliest on ties), and the first step at which S-DPO's
+ * seed-mean HR@1 reaches it. "not tested" without curves.
+ */
+export function s7Finding(
+  r: Pick<SdpoFindingsInput, "seeds" | "hr1_curves">,
+): Finding {
+  const base: Finding = {
+    claim_id: S7_CLAIM_ID,
+    claim: "S7 (descriptive): S-DPO reaches DPO's accuracy in fewer steps (validation and " +
+      "test HR@1 versus step; hr1_curves.svg)",
+    paper: "sdpo",
+    scope: "headline",
+    metric: "hr1_curve",
+    metric_label: "ranking HR@1 versus step (seed mean)",
+    ours_method: "S-DPO",
+    baseline_method: "DPO",
+    ours: null,
+    baseline: null,
+    ours_per_seed: [],
+    baseline_per_seed: [],
+    effect: null,
+    ci95: null,
+    se: null,
+    mde: null,
+    resampling: null,
+    seeds: r.seeds,
+    rows: 0,
+    verdict: "descriptive",
+    plan_id: "S7",
+    role: "descriptive",
+    target_mde: null,
+    power: null,
+  };
+  const pts = (r.hr1_curves ?? []).filter((p) => p.step > 0);
+  const parts: string[] = [];
+  for (const split of ["valid", "test"]) {
+    const curve = (m: string) => {
+      const by = new Map<number, number[]>();
+      for (const p of pts.filter((p) => p.method === m && p.split === split)) {
+        by.set(p.step, [...(by.get(p.step) ?? []), p.hr1]);
+      }
+      return [...by].sort((a, b) => a[0] - b[0]).map(([step, xs]) => ({ step, hr1: mean(xs) }));
+    };
+    const dpo = curve("DPO"), sdpo = curve("S-DPO");
+    if (!dpo.length || !sdpo.length) continue;
+    const best = dpo.reduce((a, b) => (b.hr1 > a.hr1 ? b : a));
+    const reach = sdpo.find((p) => p.hr1 >= best.hr1);
+    parts.push(
+      `${split === "valid" ? "validation" : "test (curve prompts)"}: DPO's best seed-mean ` +
+        `HR@1 ${best.hr1.toFixed(3)} at step ${best.step}; S-DPO ` +
+        (reach
+          ? `reaches it at step ${reach.step} (${reach.hr1.toFixed(3)})`
+          : `never reaches it (best ${Math.max(...sdpo.map((p) => p.hr1)).toFixed(3)})`),
+    );
+  }
+  if (!parts.length) {
+    const { note: _n, ...rest } = base;
+    return {
+      ...rest,
+      verdict: "not tested",
+      reason: "the run has no HR@1-versus-step curves of DPO and S-DPO (`result.hr1_curves`: " +
+        "the released protocol records them)",
+    };
+  }
+  return { ...base, note: parts.join("; ") + "; no verdict (the plan's rule for S7)" };
+}
+
 /**
  * The S-DPO findings: headline claims on every seed (with the checkpoint rule their rows
  * are at: the released one under the released protocol, else the last step), the
@@ -1140,6 +1235,7 @@ export function sdpoFindings(
   const specs = CLAIMS.filter((c) => c.paper === "sdpo-abl");
   return [
     ...head,
+    s7Finding(r),
     ...sens,
     ...(abl
       ? claimFindings("sdpo-abl", {
@@ -1172,7 +1268,7 @@ export function dmpoFindings(
  * those fields have always had (`id`, `text`, `a`, `b`, `diff`, ...), plus `mde`.
  */
 export function legacyClaims(findings: readonly Finding[], scope: Finding["scope"]) {
-  return findings.filter((f) => f.scope === scope && f.verdict !== "not tested").map((f) => ({
+  return findings.filter((f) => f.scope === scope && hasVerdict(f)).map((f) => ({
     id: f.claim_id,
     text: f.claim,
     metric: f.metric,
@@ -1315,7 +1411,8 @@ export function renderFindingsMarkdown(
   ablationNote = "",
   plan: PlanContext = {},
 ): string {
-  const tested = findings.filter((f) => f.verdict !== "not tested");
+  const tested = findings.filter(hasVerdict);
+  const described = findings.filter((f) => f.verdict === "descriptive");
   const head = tested.filter((f) => f.scope === "headline");
   const abl = tested.filter((f) => f.scope === "ablation");
   const untested = findings.filter((f) => f.verdict === "not tested" && f.scope !== "sensitivity");
@@ -1337,6 +1434,18 @@ export function renderFindingsMarkdown(
   }
   lines.push(...STATISTICS_TEXT.flatMap((t) => [t, ""]));
   if (head.length) lines.push(...TABLE_HEAD, ...head.map(findingRow));
+  if (described.length) {
+    lines.push(
+      "",
+      "## Descriptive claims (no verdict, as the plan says)",
+      "",
+      "| claim | plan | what the run shows | claim_id |",
+      "|---|---|---|---|",
+      ...described.map((f) =>
+        `| ${f.claim} | ${f.plan_id ?? "–"} | ${f.note ?? "–"} | \`${f.claim_id}\` |`
+      ),
+    );
+  }
   lines.push(...sensitivityLines(findings));
   if (abl.length) {
     lines.push(

@@ -36,7 +36,7 @@ const FINDING_KEYS = [
   "target_mde",
   "verdict",
 ];
-const VERDICTS = ["reproduced", "contradicted", "inconclusive", "not tested"];
+const VERDICTS = ["reproduced", "contradicted", "inconclusive", "not tested", "descriptive"];
 
 /** Schema of one findings.json entry (also used by the DMPO pipeline test). */
 export function assertFindingSchema(f: Finding): void {
@@ -49,7 +49,12 @@ export function assertFindingSchema(f: Finding): void {
   assert.equal(f.power, powerLabel(f.verdict, f.mde, f.target_mde), `${f.claim_id} power`);
   if (f.scope === "sensitivity") assert.ok(CHECKPOINT_RULES.includes(f.rule!), f.rule);
   assert.ok(VERDICTS.includes(f.verdict), f.verdict);
-  if (f.verdict === "not tested") {
+  if (f.verdict === "descriptive") {
+    assert.ok(typeof f.note === "string" && f.note.length > 0, `${f.claim_id} describes`);
+    assert.equal(f.effect, null);
+    assert.equal(f.ci95, null);
+    assert.equal(f.power, null);
+  } else if (f.verdict === "not tested") {
     assert.ok(typeof f.reason === "string" && f.reason.length > 0, `${f.claim_id} says why`);
     assert.equal(f.effect, null);
     assert.equal(f.ci95, null);

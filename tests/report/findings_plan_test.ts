@@ -15,6 +15,8 @@ import {
   planLink,
   powerLabel,
   renderFindingsMarkdown,
+  S7_CLAIM_ID,
+  s7Finding,
   SDPO_TARGET_MDE,
   sdpoFindings,
 } from "../../src/report/findings.ts";
@@ -113,6 +115,11 @@ function fakeRun() {
       for (const step of [10, 20, 30]) {
         curve_hits.push({ method: m, seed, step, ...rows(rng, level[m][step], NC) });
         hr1_curves.push({ method: m, seed, step, split: "valid", hr1: valHr1[m][step] });
+      }
+      if (m === "DPO" || m === "S-DPO") {
+        for (const step of [10, 20, 30]) {
+          hr1_curves.push({ method: m, seed, step, split: "test", hr1: m === "DPO" ? 0.3 : 0.2 });
+        }
       }
       // Step 0 (SFT) has the highest validation HR@1: not an evaluation of the arm.
       hr1_curves.push({ method: m, seed, step: 0, split: "valid", hr1: 0.99 });
@@ -224,6 +231,28 @@ Deno.test("S5 and the power label in the headline: K=8 > K=3 decided; a noise-le
   const s5b = sdpoFindings(r, "x").find((f) => f.claim_id === "sdpo.k8_gt_k3.exp_hr1")!;
   assert.equal(s5b.verdict, "not tested");
   assert.match(s5b.reason!, /"S-DPO K=8"/);
+});
+
+Deno.test("S7 is descriptive: from the seed-mean curves, DPO's best and the step S-DPO reaches it; not tested without curves", () => {
+  const r = fakeRun();
+  const f = s7Finding(r);
+  assertFindingSchema(f);
+  assert.equal(f.verdict, "descriptive");
+  assert.equal(f.plan_id, "S7");
+  // Validation: DPO 0.5 at steps 10 and 30 (the earliest kept), S-DPO 0.5 at step 10; test:
+  // DPO 0.3, S-DPO 0.2 throughout.
+  assert.equal(
+    f.note,
+    "validation: DPO's best seed-mean HR@1 0.500 at step 10; S-DPO reaches it at step 10 " +
+      "(0.500); test (curve prompts): DPO's best seed-mean HR@1 0.300 at step 10; S-DPO never " +
+      "reaches it (best 0.200); no verdict (the plan's rule for S7)",
+  );
+  const md = renderFindingsMarkdown("t", sdpoFindings(r, "x"), []);
+  assert.match(md, /## Descriptive claims \(no verdict, as the plan says\)/);
+  assert.equal(md.split("\n").filter((l) => l.includes(`\`${S7_CLAIM_ID}\``)).length, 1);
+  const none = s7Finding({ seeds: [0], hr1_curves: [] });
+  assert.equal(none.verdict, "not tested");
+  assertFindingSchema(none);
 });
 
 Deno.test("planLink: relative from a folder inside the repository, the path as text outside", () => {
