@@ -820,6 +820,33 @@ export interface Finding {
   checkpoint_steps?: Record<string, number[]>;
   /** The claim's verdict differs between the checkpoint rules (the sensitivity analysis). */
   rule_sensitive?: boolean;
+  /**
+   * A sampled twin's effect has the sign of its primary's (the plan: sampled HR@1 "must agree
+   * in sign" with expected HR@1); absent when either is untested.
+   */
+  agrees_with_primary?: boolean;
+}
+
+/**
+ * Mark each tested sampled twin with whether its effect agrees in sign with the primary
+ * finding of the same plan id, scope and rule (a zero effect agrees with either sign); a
+ * disagreement also goes into its `note`.
+ */
+export function markTwins(findings: Finding[]): Finding[] {
+  for (const f of findings) {
+    if (f.role !== "sampled twin" || !hasVerdict(f)) continue;
+    const p = findings.find((x) =>
+      x.role === "primary" && x.plan_id === f.plan_id && x.scope === f.scope &&
+      x.rule === f.rule && hasVerdict(x)
+    );
+    if (!p) continue;
+    f.agrees_with_primary = p.effect! * f.effect! >= 0;
+    if (!f.agrees_with_primary) {
+      f.note = (f.note ? f.note + "; " : "") +
+        `sign differs from the primary (${p.metric_label}: ${f3(p.effect!)})`;
+    }
+  }
+  return findings;
 }
 
 /**
@@ -1233,6 +1260,8 @@ export function sdpoFindings(
   }
   const abl = r.ablations;
   const specs = CLAIMS.filter((c) => c.paper === "sdpo-abl");
+  markTwins(head);
+  markTwins(sens);
   return [
     ...head,
     s7Finding(r),

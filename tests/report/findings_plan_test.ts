@@ -11,6 +11,7 @@ import {
   checkpointStep,
   CLAIMS,
   type Finding,
+  markTwins,
   planDeviations,
   planLink,
   powerLabel,
@@ -253,6 +254,37 @@ Deno.test("S7 is descriptive: from the seed-mean curves, DPO's best and the step
   const none = s7Finding({ seeds: [0], hr1_curves: [] });
   assert.equal(none.verdict, "not tested");
   assertFindingSchema(none);
+});
+
+Deno.test("markTwins: a sampled twin whose effect has the other sign than its primary's is marked and noted", () => {
+  const f = (id: string, role: string, effect: number | null, scope = "headline", rule?: string) =>
+    ({
+      claim_id: id,
+      plan_id: "S1",
+      role,
+      effect,
+      scope,
+      rule,
+      metric_label: "expected ranking HR@1",
+      verdict: effect === null ? "not tested" : "inconclusive",
+    }) as unknown as Finding;
+  const fs = markTwins([
+    f("a.exp", "primary", 0.01),
+    f("a.hr1", "sampled twin", -0.02),
+    f("b.exp", "primary", 0.01, "sensitivity", "last step"),
+    f("b.hr1", "sampled twin", 0.03, "sensitivity", "last step"),
+    f("c.hr1", "sampled twin", 0, "sensitivity", "best validation HR@1"),
+    f("c.exp", "primary", -0.01, "sensitivity", "best validation HR@1"),
+    f("d.hr1", "sampled twin", 0.01, "sensitivity", "lowest validation loss (released)"),
+    f("d.exp", "primary", null, "sensitivity", "lowest validation loss (released)"),
+  ]);
+  assert.equal(fs[1].agrees_with_primary, false);
+  assert.match(fs[1].note!, /sign differs from the primary \(expected ranking HR@1: \+0\.010\)/);
+  assert.equal(fs[3].agrees_with_primary, true);
+  assert.equal(fs[3].note, undefined);
+  assert.equal(fs[4].agrees_with_primary, true); // zero agrees
+  assert.equal(fs[6].agrees_with_primary, undefined); // primary untested
+  assert.equal(fs[0].agrees_with_primary, undefined); // only twins are marked
 });
 
 Deno.test("planLink: relative from a folder inside the repository, the path as text outside", () => {
