@@ -221,6 +221,16 @@ export const CLAIMS: ClaimSpec[] = [
     b: "SFT+DMPO K=1",
   },
   {
+    id: "dmpo.k3_gt_k1_equal_steps.auc",
+    paper: "dmpo",
+    text: "DMPO with K=3 negatives > K=1 on AUC at equal steps (K=3 trained for K=1's steps)",
+    metric: "pair_correct",
+    metricLabel: "paired AUC",
+    a: "SFT+DMPO K=3 (equal steps)",
+    b: "SFT+DMPO K=1",
+    optional: true,
+  },
+  {
     id: "dmpo.sft_dmpo_gt_sft_cont.auc",
     paper: "dmpo",
     text: "SFT+DMPO > SFT-cont (same extra steps of SFT) on AUC",
@@ -244,6 +254,7 @@ export const CLAIMS: ClaimSpec[] = [
     ["sft_dmpo_gt_sft", "SFT+DMPO K=3", "SFT", ""],
     ["sft_dmpo_gt_dmpo_only", "SFT+DMPO K=3", "DMPO-only K=3", ""],
     ["k3_gt_k1", "SFT+DMPO K=3", "SFT+DMPO K=1", ""],
+    ["k3_gt_k1_equal_steps", "SFT+DMPO K=3 (equal steps)", "SFT+DMPO K=1", ""],
     ["sft_dmpo_gt_sft_cont", "SFT+DMPO K=3", "SFT-cont", " (same extra steps of SFT)"],
     ["released_gt_sft", "SFT+DMPO-released K=3", "SFT", ""],
   ] as const).map(([claim, a, b, extra]): ClaimSpec => ({
@@ -799,7 +810,10 @@ export interface Finding {
   reason?: string;
   /** How a data-dependent comparison was chosen. */
   note?: string;
-  /** The analysis plan's id of the claim ("S1", ...; docs/analysis-plan.md); null: not in it. */
+  /**
+   * The analysis plan's id of the claim ("S1", ...; docs/analysis-plan.md), or the section
+   * whose table lists it by claim id ("DMPO", "DPO4Rec"); null: not in the plan.
+   */
   plan_id: string | null;
   /** The claim's role in the plan ({@link ClaimRole}); null: not said. */
   role: ClaimRole | null;
@@ -872,10 +886,57 @@ export function powerLabel(
     : `MDE ${m} > target ${t} (decided anyway)`;
 }
 
+/**
+ * The DMPO and DPO4Rec claims of the analysis plan, which lists them by claim id in each
+ * paper's table (docs/analysis-plan.md, "DMPO" and "DPO4Rec"): the section (as `plan_id`),
+ * the role and the target MDE ("see below" in the plan: none). The expected-AUC twins of the
+ * DMPO claims are secondary (the plan's metric is paired AUC).
+ */
+export const PLAN_CLAIMS: Record<string, { planId: string; role: ClaimRole; targetMde?: number }> =
+  {
+    ...Object.fromEntries(
+      ([
+        ["sft_dmpo_gt_sft", 0.02],
+        ["sft_dmpo_gt_dmpo_only", 0.03],
+        ["k3_gt_k1", 0.02],
+        ["k3_gt_k1_equal_steps", 0.02],
+        ["sft_dmpo_gt_sft_cont", 0.02],
+        ["released_gt_sft", 0.02],
+      ] as const).flatMap(([c, t]) => [
+        [`dmpo.${c}.auc`, { planId: "DMPO", role: "primary" as const, targetMde: t }],
+        [`dmpo.${c}.exp_auc`, { planId: "DMPO", role: "secondary" as const }],
+      ]),
+    ),
+    "dpo4rec.lm_features_improve_sasrec.hr1": {
+      planId: "DPO4Rec",
+      role: "primary",
+      targetMde: 0.03,
+    },
+    "dpo4rec.dpo_lm_features_improve_sasrec.hr1": {
+      planId: "DPO4Rec",
+      role: "primary",
+      targetMde: 0.03,
+    },
+    "dpo4rec.rm_gt_random.genre_precision": { planId: "DPO4Rec", role: "primary", targetMde: 0.03 },
+    "dpo4rec.rm_gt_random.hr1": { planId: "DPO4Rec", role: "secondary" },
+    "dpo4rec.larger_n_helps.genre_precision": {
+      planId: "DPO4Rec",
+      role: "primary",
+      targetMde: 0.03,
+    },
+    "dpo4rec.larger_n_helps.hr1": { planId: "DPO4Rec", role: "secondary" },
+    "dpo4rec.dpo_gt_sft.hr1": { planId: "DPO4Rec", role: "primary" },
+  };
+
 function planFields(
-  c: Pick<ClaimSpec, "planId" | "role" | "targetMde">,
+  c: Pick<ClaimSpec, "id" | "planId" | "role" | "targetMde">,
 ): Pick<Finding, "plan_id" | "role" | "target_mde"> {
-  return { plan_id: c.planId ?? null, role: c.role ?? null, target_mde: c.targetMde ?? null };
+  const p = PLAN_CLAIMS[c.id];
+  return {
+    plan_id: c.planId ?? p?.planId ?? null,
+    role: c.role ?? p?.role ?? null,
+    target_mde: c.targetMde ?? p?.targetMde ?? null,
+  };
 }
 
 function paperScope(p: ClaimPaper): Pick<Finding, "paper" | "scope"> {
@@ -914,7 +975,7 @@ export function toFinding(
     verdict: c.verdict,
     ...(c.note ? { note: c.note } : {}),
     ...planFields(c),
-    power: powerLabel(c.verdict, c.mde, c.targetMde),
+    power: powerLabel(c.verdict, c.mde, planFields(c).target_mde),
   };
 }
 
@@ -1580,6 +1641,13 @@ export const SDPO_PLAN = {
 
 const PAPER_SECTION: Record<string, string> = { sdpo: "S-DPO", dmpo: "DMPO", dpo4rec: "DPO4Rec" };
 
+/** Seeds and test rows of each paper's planned full run (docs/analysis-plan.md). */
+export const PLAN_DESIGN: Record<string, { seeds: number; test: number; unit: string }> = {
+  sdpo: { seeds: SDPO_PLAN.seeds, test: SDPO_PLAN.testPrompts, unit: "test prompts" },
+  dmpo: { seeds: 5, test: 1000, unit: "test pairs" },
+  dpo4rec: { seeds: 5, test: 800, unit: "test rows" },
+};
+
 /**
  * The deviations of a run (its metrics.json, parsed) from the analysis plan, as findings.md
  * lists them: a scale other than `full`; for S-DPO, seeds and test prompts other than the
@@ -1615,13 +1683,17 @@ export function planDeviations(
         "full run's; this run cannot decide what that design is sized to decide.",
     );
   }
+  const design = PLAN_DESIGN[paper];
+  if (design) {
+    if (seeds && seeds !== design.seeds) {
+      out.push(`${seeds} seed(s), not the plan's ${design.seeds}.`);
+    }
+    const n = r.num_test ?? r.scale?.testRows;
+    if (typeof n === "number" && n !== design.test) {
+      out.push(`${n} ${design.unit}, not the plan's ${design.test}.`);
+    }
+  }
   if (paper === "sdpo") {
-    if (seeds && seeds !== SDPO_PLAN.seeds) {
-      out.push(`${seeds} seed(s), not the plan's ${SDPO_PLAN.seeds}.`);
-    }
-    if (r.num_test && r.num_test !== SDPO_PLAN.testPrompts) {
-      out.push(`${r.num_test} test prompts, not the plan's ${SDPO_PLAN.testPrompts}.`);
-    }
     if (m?.dataset && m.dataset !== "synthetic") {
       out.push(
         `Data set \`${m.dataset}\`: the plan's S-DPO design is the synthetic world's (the ` +

@@ -44,7 +44,10 @@ export function assertFindingSchema(f: Finding): void {
   assert.match(f.claim_id, /^(sdpo|dmpo|dpo4rec)\.[a-z0-9_]+\.[a-z0-9_]+$/, f.claim_id);
   assert.ok(f.claim_id.startsWith(f.paper + "."));
   assert.ok(["headline", "ablation", "sensitivity"].includes(f.scope));
-  assert.ok(f.plan_id === null || /^[A-Z][0-9]+$/.test(f.plan_id), `${f.claim_id} plan id`);
+  assert.ok(
+    f.plan_id === null || /^(S[0-9]+|DMPO|DPO4Rec)$/.test(f.plan_id),
+    `${f.claim_id} plan id`,
+  );
   // The power label follows from the verdict, the MDE and the plan's target.
   assert.equal(f.power, powerLabel(f.verdict, f.mde, f.target_mde), `${f.claim_id} power`);
   if (f.scope === "sensitivity") assert.ok(CHECKPOINT_RULES.includes(f.rule!), f.rule);

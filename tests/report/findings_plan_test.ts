@@ -10,8 +10,11 @@ import {
   checkpointRuleFindings,
   checkpointStep,
   CLAIMS,
+  dmpoFindings,
+  evaluateClaims,
   type Finding,
   markTwins,
+  PLAN_CLAIMS,
   planDeviations,
   planLink,
   powerLabel,
@@ -285,6 +288,52 @@ Deno.test("markTwins: a sampled twin whose effect has the other sign than its pr
   assert.equal(fs[4].agrees_with_primary, true); // zero agrees
   assert.equal(fs[6].agrees_with_primary, undefined); // primary untested
   assert.equal(fs[0].agrees_with_primary, undefined); // only twins are marked
+});
+
+Deno.test("DMPO and DPO4Rec claims of the plan: section, role and target MDE; K=3 at equal steps is a claim, not tested without its arm", () => {
+  const rng = new Rng(9);
+  const pairs = (p: number) => ({
+    pair_correct: Array.from({ length: 80 }, () => (rng.next() < p ? 1 : 0)),
+  });
+  const methods = (equalSteps: boolean): Record<string, unknown> => ({
+    SFT: pairs(0.6),
+    "SFT-cont": pairs(0.6),
+    "SFT+DMPO K=1": pairs(0.6),
+    "SFT+DMPO K=3": pairs(0.95),
+    "DMPO-only K=3": pairs(0.6),
+    "SFT+DMPO-released K=3": pairs(0.6),
+    ...(equalSteps ? { "SFT+DMPO K=3 (equal steps)": pairs(0.95) } : {}),
+  });
+  const run = (equalSteps: boolean) => ({
+    seeds: [0, 1],
+    per_seed: [0, 1].map((seed) => ({ seed, methods: methods(equalSteps), stage0_seed: 0 })),
+    stage0_methods: ["SFT"],
+  });
+  const fs = dmpoFindings(run(true));
+  for (const f of fs) assertFindingSchema(f);
+  const by = (id: string) => fs.find((f) => f.claim_id === id)!;
+  const eq = by("dmpo.k3_gt_k1_equal_steps.auc");
+  assert.deepEqual([eq.plan_id, eq.role, eq.target_mde], ["DMPO", "primary", 0.02]);
+  assert.equal(eq.verdict, "reproduced"); // 0.95 vs 0.6 on 160 rows
+  assert.equal(eq.power, powerLabel("reproduced", eq.mde, 0.02));
+  assert.equal(by("dmpo.sft_dmpo_gt_dmpo_only.auc").target_mde, 0.03);
+  // Inconclusive on 80 pairs (SFT-cont ≈ SFT+DMPO-released): under-powered against 0.02.
+  const rel = by("dmpo.released_gt_sft.auc");
+  if (rel.verdict === "inconclusive") assert.match(rel.power!, /^under-powered/);
+  const noEq = dmpoFindings(run(false)).find((f) => f.claim_id === eq.claim_id)!;
+  assert.equal(noEq.verdict, "not tested");
+  assert.match(noEq.reason!, /"SFT\+DMPO K=3 \(equal steps\)"/);
+  assert.doesNotThrow(() => evaluateClaims({ paper: "dmpo", ...run(false) }));
+  for (
+    const [id, target] of [
+      ["dpo4rec.rm_gt_random.genre_precision", 0.03],
+      ["dpo4rec.rm_gt_random.hr1", undefined],
+      ["dpo4rec.lm_features_improve_sasrec.hr1", 0.03],
+    ] as const
+  ) {
+    assert.equal(PLAN_CLAIMS[id].planId, "DPO4Rec");
+    assert.equal(PLAN_CLAIMS[id].targetMde, target);
+  }
 });
 
 Deno.test("planLink: relative from a folder inside the repository, the path as text outside", () => {

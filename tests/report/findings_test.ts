@@ -307,6 +307,7 @@ Deno.test("dmpoAblationFindings without ablations: every DMPO ablation claim, no
     "dmpo.more_negatives_help_uniform.auc",
     "dmpo.more_negatives_help_same_genre.auc",
     "dmpo.more_negatives_help_model_hard.auc",
+    "dmpo.more_negatives_help_equal_steps.auc",
     "dmpo.model_hard_gt_uniform.auc",
     "dmpo.sft_dmpo_gt_dmpo_only_few_shot.auc",
     "dmpo.sft_gain_largest_at_small_n.auc",
