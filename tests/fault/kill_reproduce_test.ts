@@ -8,9 +8,11 @@
  * - deterministic kills, each right after the first checkpoint of one kind of stage (train()'s
  *   fault-injection pause, see {@link runKilledAfterCheckpoint}), chained in one output folder:
  *   each rerun resumes the stage killed before it and runs on to the next kill point.
- *   `--paper sdpo`: stage 0 (full fine-tuning SFT), a main LoRA arm with a live reference, an
- *   ablation arm, an ablation arm with a precomputed reference; `--paper dmpo
- *   --no-ablations`: DMPO's full fine-tuning SFT and a LoRA arm with a precomputed reference.
+ *   `--paper sdpo`: stage 0 (full fine-tuning SFT), a main LoRA arm (precomputed reference,
+ *   best-checkpoint selection), an ablation arm with a live reference (and, in the full
+ *   setting, one with a precomputed reference); `--paper dmpo --no-ablations`: DMPO's full
+ *   fine-tuning SFT and a LoRA arm with a precomputed reference. The kinds are checked against
+ *   the arm.json files of the uninterrupted run.
  *   Each rerun must log that it resumed from exactly the checkpoint the kill followed.
  *
  * Observations go to the reliability report.
@@ -194,28 +196,20 @@ interface KillPoint {
   stage: string;
   /** What kind of stage it is. */
   kind: string;
-  /** The end of its first checkpoint's path. */
-  checkpoint: string;
+  /** The end of its first checkpoint's path (arms: from the steps in their arm.json). */
+  checkpoint?: string;
   /** Its arm name (LoRA / DMPO SFT stages): arm.json of the reference run confirms the kind. */
   arm?: string;
-  /** Expected arm.json `mode` and `train.reference` (null: none, e.g. an SFT). */
-  expect?: { mode: string; reference: string | null };
+  /**
+   * Expected arm.json `mode` and `train.reference` (null: none, e.g. an SFT), and whether it
+   * selects a best checkpoint (`extra.selection`; absent = not checked).
+   */
+  expect?: { mode: string; reference: string | null; selection?: boolean };
 }
 
-/** A point after the first checkpoint of the stage `name` (seed 0) of `steps` steps. */
-function armPoint(
-  name: string,
-  kind: string,
-  steps: number,
-  expect: KillPoint["expect"],
-): KillPoint {
-  return {
-    stage: name,
-    kind,
-    checkpoint: `seed0/${armSlug(name)}/checkpoints/${firstCheckpoint(steps)}`,
-    arm: name,
-    expect,
-  };
+/** A point after the first checkpoint of the stage `name` (seed 0). */
+function armPoint(name: string, kind: string, expect: KillPoint["expect"]): KillPoint {
+  return { stage: name, kind, arm: name, expect };
 }
 
 /**
@@ -230,7 +224,8 @@ async function killAtStages(paper: string, flags: string[], points: KillPoint[])
     const args = [...base, ...flags, "--out", out];
     const { dir: refDir, run: ref } = await reference(flags);
     const problems: string[] = [];
-    // The kinds claimed here are the ones the reference run recorded in its arm.json files.
+    // The kinds claimed here are the ones the reference run recorded in its arm.json files,
+    // and the first checkpoint follows from the steps recorded there.
     for (const p of points) {
       if (!p.arm || !p.expect) continue;
       const arm = JSON.parse(
@@ -238,14 +233,19 @@ async function killAtStages(paper: string, flags: string[], points: KillPoint[])
           `${refDir}/${paper}/synthetic/runs/seed0/${armSlug(p.arm)}/arm.json`,
         ),
       );
-      const got = { mode: arm.mode, reference: arm.mode === "full" ? null : arm.train.reference };
+      p.checkpoint = `seed0/${armSlug(p.arm)}/checkpoints/${firstCheckpoint(arm.train.steps)}`;
+      const got: KillPoint["expect"] = {
+        mode: arm.mode,
+        reference: arm.mode === "full" ? null : arm.train.reference,
+      };
+      if (p.expect.selection !== undefined) got.selection = arm.extra?.selection !== undefined;
       if (JSON.stringify(got) !== JSON.stringify(p.expect)) {
         problems.push(`${p.stage} is ${JSON.stringify(got)}, not ${JSON.stringify(p.expect)}`);
       }
     }
     const runs: RunOutcome[] = [];
     for (const p of points) {
-      runs.push(await runKilledAfterCheckpoint(exe, args, p.checkpoint, `${tmp}/paused`, ROOT));
+      runs.push(await runKilledAfterCheckpoint(exe, args, p.checkpoint!, `${tmp}/paused`, ROOT));
     }
     const final = await runOnce(exe, args, undefined, ROOT);
     const details = [`uninterrupted run: ${Math.round(ref.ms / 100) / 10} s`];
@@ -314,30 +314,27 @@ Deno.test("reproduce --paper sdpo killed after the first checkpoint of each kind
       // Stage 0 checkpoints in <out>/.cache/base-<scale>-s<seed>-<key>.run/ (common.ts).
       checkpoint: `.run/checkpoints/${firstCheckpoint(t.baseSteps)}`,
     },
-    armPoint("S-DPO", "LoRA arm, live reference", t.prefSteps, {
-      mode: "lora",
-      reference: "live",
-    }),
-    // An ablation arm with a live reference too in the full setting (the test setting keeps
-    // the suite short: every rerun past the main arms retrains the baselines).
-    ...bySetting([], [
-      armPoint("S-DPO β=0.5", "ablation arm", t.prefSteps, { mode: "lora", reference: "live" }),
-    ]),
-    armPoint("S-DPO (same-genre)", "ablation arm, precomputed reference", t.prefSteps, {
+    armPoint("S-DPO", "main LoRA arm, precomputed reference, best-checkpoint selection", {
       mode: "lora",
       reference: "precomputed",
+      selection: true,
     }),
+    armPoint("S-DPO β=0.5", "ablation arm, live reference", { mode: "lora", reference: "live" }),
+    // One more ablation arm in the full setting (the test setting keeps the suite short: every
+    // rerun past the main arms trains the baselines again).
+    ...bySetting([], [
+      armPoint("S-DPO (same-genre)", "ablation arm, precomputed reference", {
+        mode: "lora",
+        reference: "precomputed",
+      }),
+    ]),
   ]);
 });
 
 Deno.test("reproduce --paper dmpo killed after the first checkpoint of its SFT and of a precomputed-reference arm, then rerun, writes the same metrics.json", async () => {
-  const t = SCALE_PRESETS.test;
   await killAtStages("dmpo", DMPO_FLAGS, [
-    armPoint("SFT", "DMPO's full fine-tuning SFT", t.dmpoSftSteps, {
-      mode: "full",
-      reference: null,
-    }),
-    armPoint("SFT+DMPO K=3", "LoRA arm, precomputed reference", t.dmpoPrefSteps, {
+    armPoint("SFT", "DMPO's full fine-tuning SFT", { mode: "full", reference: null }),
+    armPoint("SFT+DMPO K=3", "LoRA arm, precomputed reference", {
       mode: "lora",
       reference: "precomputed",
     }),
