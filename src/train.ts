@@ -11,8 +11,9 @@
  *
  * Everything random in a step (batch order, negative draws, dropout) is derived from
  * `(seed, step)`, so a run resumed from a checkpoint reaches the same weights as an
- * uninterrupted one. Checkpoints hold the trainable weights, the optimizer state, the step and
- * the RNG seed, and are written to a temporary folder then renamed.
+ * uninterrupted one. Checkpoints hold the trainable weights, the optimizer state, the step,
+ * the RNG seed, the precomputed reference log-probs computed so far and the open logging
+ * window (docs/resume.md), and are written to a temporary folder then renamed.
  *
  * Logged metrics follow TRL's names: `loss`, `learning_rate`, `grad_norm`, `epoch`, and for
  * preference stages `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
@@ -483,6 +484,12 @@ interface CheckpointState {
   config: TrainConfig;
   /** Best evaluation so far (EvalHook.select): its step and value; weights in best.safetensors. */
   best?: { step: number; value: number };
+  /**
+   * The logging window open at the checkpoint (metric sums and steps since the last logged
+   * row) and the skipped-step count, so the rows logged after a resume equal an uninterrupted
+   * run's even when checkpoints and log rows do not line up. Absent in older checkpoints.
+   */
+  log_window?: { sums: Record<string, number>; steps: number; skipped_steps: number };
 }
 
 /** The best evaluated weights so far (EvalHook.select), by variable key. */
@@ -491,6 +498,9 @@ interface BestWeights {
   value: number;
   weights: Map<string, Float32Array>;
 }
+
+/** What a checkpoint keeps of the loop's logging state. */
+type LogWindow = NonNullable<CheckpointState["log_window"]>;
 
 function ckptName(step: number): string {
   return `step-${String(step).padStart(7, "0")}`;
@@ -502,6 +512,8 @@ async function saveCheckpoint(
   cfg: TrainConfig,
   vars: tf.Variable[],
   opt: AdamW,
+  logWindow: LogWindow,
+  refCache: ReadonlyMap<number, Float32Array>,
   best?: BestWeights,
 ): Promise<string> {
   const root = `${dir}/checkpoints`;
@@ -539,6 +551,10 @@ async function saveCheckpoint(
     await writeSafetensors(`${tmp}/best.safetensors`, rec);
     files.push("best.safetensors");
   }
+  if (refCache.size > 0) {
+    await writeSafetensors(`${tmp}/${REFERENCE_FILE}`, referenceRecords(refCache));
+    files.push(REFERENCE_FILE);
+  }
   const checksums: Record<string, string> = {};
   for (const f of files) {
     checksums[f] = await sha256Hex(await Deno.readFile(`${tmp}/${f}`));
@@ -552,6 +568,7 @@ async function saveCheckpoint(
     variables: vars.map(variableKey),
     checksums,
     config: cfg,
+    log_window: logWindow,
     ...(best ? { best: { step: best.step, value: best.value } } : {}),
   };
   await writeJsonAtomic(`${tmp}/${CHECKPOINT_STATE_FILE}`, state);
@@ -577,12 +594,54 @@ async function listCheckpoints(dir: string): Promise<string[]> {
   return names.sort();
 }
 
+/**
+ * A checkpoint's file of precomputed reference log-probs: the cached examples' indices,
+ * offsets into `logps` (one run of 1 + pool values per example) and the float32 values, as
+ * computed — restored bit for bit on resume.
+ */
+const REFERENCE_FILE = "reference.safetensors";
+
+function referenceRecords(cache: ReadonlyMap<number, Float32Array>): Record<string, TensorRecord> {
+  const keys = [...cache.keys()].sort((a, b) => a - b);
+  const offsets = new Int32Array(keys.length + 1);
+  keys.forEach((k, j) => (offsets[j + 1] = offsets[j] + cache.get(k)!.length));
+  const logps = new Float32Array(offsets[keys.length]);
+  keys.forEach((k, j) => logps.set(cache.get(k)!, offsets[j]));
+  return {
+    example_index: { dtype: "I32", shape: [keys.length], data: Int32Array.from(keys) },
+    offsets: { dtype: "I32", shape: [keys.length + 1], data: offsets },
+    logps: { dtype: "F32", shape: [logps.length], data: logps },
+  };
+}
+
+/** The reference cache of a checkpoint, checked against the examples it must belong to. */
+function referenceCacheOf(
+  file: Awaited<ReturnType<typeof readSafetensors>>,
+  examples: TrainExample[],
+  where: string,
+): Map<number, Float32Array> {
+  const { example_index: ix, offsets: off, logps } = file.tensors;
+  if (ix?.dtype !== "I32" || off?.dtype !== "I32" || logps?.dtype !== "F32") {
+    throw new CheckpointError(`${where}: expected I32 example_index and offsets, F32 logps`);
+  }
+  const cache = new Map<number, Float32Array>();
+  ix.data.forEach((i, j) => {
+    const n = 1 + (examples[i]?.rejected?.length ?? NaN);
+    if (off.data[j + 1] - off.data[j] !== n || off.data[j + 1] > logps.data.length) {
+      throw new CheckpointError(`${where}: entry ${j} (example ${i}) does not fit the examples`);
+    }
+    cache.set(i, logps.data.slice(off.data[j], off.data[j + 1]));
+  });
+  return cache;
+}
+
 /** Load a checkpoint folder's state after verifying its checksums. */
 async function readCheckpoint(path: string): Promise<{
   state: CheckpointState;
   weights: Awaited<ReturnType<typeof readSafetensors>>;
   optimizer: Awaited<ReturnType<typeof readSafetensors>>;
   best?: Awaited<ReturnType<typeof readSafetensors>>;
+  reference?: Awaited<ReturnType<typeof readSafetensors>>;
 }> {
   let state: CheckpointState;
   let file = `${path}/${CHECKPOINT_STATE_FILE}`;
@@ -610,6 +669,9 @@ async function readCheckpoint(path: string): Promise<{
     weights: await readSafetensors(`${path}/weights.safetensors`),
     optimizer: await readSafetensors(`${path}/optimizer.safetensors`),
     best: state.best ? await readSafetensors(`${path}/best.safetensors`) : undefined,
+    reference: REFERENCE_FILE in state.checksums
+      ? await readSafetensors(`${path}/${REFERENCE_FILE}`)
+      : undefined,
   };
 }
 
@@ -686,6 +748,9 @@ export async function train(
       throw new RecalignError((e as Error).message, { cause: e });
     }
   }
+  let restoredWindow: LogWindow | undefined;
+  // Precomputed reference log-probs per example (restored with a checkpoint).
+  const refCache = new Map<number, Float32Array>();
   if (opts.outDir && opts.resume) {
     const names = await listCheckpoints(opts.outDir);
     for (const name of names.reverse()) {
@@ -712,6 +777,9 @@ export async function train(
           m[v.name] = mt.data as Float32Array;
           vv[v.name] = vt.data as Float32Array;
         }
+        const cache = ck.reference
+          ? referenceCacheOf(ck.reference, examples, `${path}/${REFERENCE_FILE}`)
+          : undefined;
         opt.setState({ step: ck.state.optimizer_step, m, v: vv });
         if (ck.state.best && ck.best) {
           best = {
@@ -722,6 +790,9 @@ export async function train(
           };
         }
         step = resumedFrom = ck.state.step;
+        restoredWindow = ck.state.log_window;
+        refCache.clear();
+        for (const [i, values] of cache ?? []) refCache.set(i, values);
         log(`[train] resumed from ${path} (step ${step})`);
         break;
       } catch (e) {
@@ -769,7 +840,6 @@ export async function train(
     evals.push(...kept.map((l) => JSON.parse(l) as MetricsRow));
   }
 
-  const refCache = new Map<number, Float32Array>();
   const k = cfg.stage === "sft" ? 0 : cfg.numNegatives;
   const rowsPerExample = 1 + k;
   const examplesPerMicro = Math.max(1, Math.floor(cfg.microBatchSize / rowsPerExample));
@@ -777,9 +847,14 @@ export async function train(
   const label = opts.label ?? cfg.stage;
   let windowTokens = 0;
   let windowStart = performance.now();
-  const acc: Record<string, number> = {};
-  let accSteps = 0;
-  let skippedSteps = 0;
+  const acc: Record<string, number> = { ...restoredWindow?.sums };
+  let accSteps = restoredWindow?.steps ?? 0;
+  let skippedSteps = restoredWindow?.skipped_steps ?? 0;
+  const logWindow = (): LogWindow => ({
+    sums: { ...acc },
+    steps: accSteps,
+    skipped_steps: skippedSteps,
+  });
 
   try {
     while (step < cfg.steps) {
@@ -921,7 +996,9 @@ export async function train(
           opts.outDir &&
           (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
         ) {
-          await saveCheckpoint(opts.outDir, step, cfg, vars, opt, best);
+          await faultPause(
+            await saveCheckpoint(opts.outDir, step, cfg, vars, opt, logWindow(), refCache, best),
+          );
         }
         continue;
       }
@@ -1009,7 +1086,9 @@ export async function train(
         opts.outDir &&
         (step === cfg.steps || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))
       ) {
-        await saveCheckpoint(opts.outDir, step, cfg, vars, opt, best);
+        await faultPause(
+          await saveCheckpoint(opts.outDir, step, cfg, vars, opt, logWindow(), refCache, best),
+        );
       }
     }
     // load_best_model_at_end: the selected weights become the model's.
@@ -1033,6 +1112,33 @@ export async function train(
     evals,
     bestStep: best?.step,
   };
+}
+
+/** Environment variables of {@link faultPause}. */
+export const FAULT_PAUSE_ENV = {
+  /** The end of a checkpoint path, e.g. `seed0/s-dpo/checkpoints/step-0000001`. */
+  at: "RECALIGN_PAUSE_AFTER_CHECKPOINT",
+  /** File written (with the checkpoint's path) once the process has paused there. */
+  marker: "RECALIGN_PAUSE_MARKER",
+};
+
+/**
+ * Fault-injection point of the kill -9 suite (tests/fault/): when the checkpoint just written
+ * ends with `$RECALIGN_PAUSE_AFTER_CHECKPOINT`, write `$RECALIGN_PAUSE_MARKER` and wait
+ * forever, so the suite can SIGKILL the process at exactly that point. Inert unless both are
+ * set (and without --allow-env).
+ */
+async function faultPause(checkpoint: string): Promise<void> {
+  let at: string | undefined, marker: string | undefined;
+  try {
+    at = Deno.env.get(FAULT_PAUSE_ENV.at);
+    marker = Deno.env.get(FAULT_PAUSE_ENV.marker);
+  } catch {
+    return;
+  }
+  if (!at || !marker || !checkpoint.endsWith(at)) return;
+  await writeFileAtomic(marker, checkpoint + "\n");
+  await new Promise<never>(() => setInterval(() => {}, 60_000));
 }
 
 async function lastCheckpoint(outDir?: string): Promise<string> {
@@ -1153,7 +1259,9 @@ function referenceLogps(
   } else {
     const missing = [...new Set(idx.filter((i) => !cache.has(i)))];
     if (missing.length) {
-      // Score chosen + the whole pool of each new example once.
+      // Score chosen + the whole pool of each new example once. The values depend (in the
+      // last bits) on which examples are scored together (padding, packing), so the cache is
+      // part of a checkpoint: a resumed run continues with the uninterrupted run's values.
       const scores = score(missing.map((i) => ({
         prompt: examples[i].prompt,
         responses: [examples[i].chosen, ...examples[i].rejected!],

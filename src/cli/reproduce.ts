@@ -13,7 +13,8 @@
  * ablations (negatives K, few-shot sizes, cross-domain; about 1.5 min at small) run at every
  * scale unless `--no-ablations` is given. Stage-0 weights are cached in `<out>/.cache/`
  * (safetensors, keyed by a hash of the config) and reused by a rerun or after an
- * interruption; `--no-cache` disables that. metrics.json holds the per-stage wall times
+ * interruption (stage 0 itself resumes from its checkpoints in `<out>/.cache/*.run/`);
+ * `--no-cache` disables that. metrics.json holds the per-stage wall times
  * (`stage_seconds`).
  *
  * Every trained stage (LoRA arms, DMPO's SFT) has a run folder
@@ -655,7 +656,9 @@ async function writeIndex(out: string): Promise<void> {
     "",
     "`.cache/` holds the stage-0 (SFT / base LM) weights of each (scale, seed) as safetensors,",
     "keyed by a hash of the model config, the stage-0 knobs, the seed and the training",
-    "prompts: a rerun, or a run interrupted after stage 0, reuses them. Delete the folder (or",
+    "prompts: a rerun, or a run interrupted after stage 0, reuses them; while stage 0 trains,",
+    "its checkpoints are in `.cache/base-<scale>-s<seed>-<hash>.run/`, so a run killed during",
+    "stage 0 resumes it. Delete the folder (or",
     "pass `--no-cache`) to retrain. With `--model <folder>` stage 0 is a LoRA SFT of that",
     "model, kept as a PEFT adapter in `.cache/stage0-lora-<scale>-s<seed>-<hash>/` and merged",
     "again on reuse.",

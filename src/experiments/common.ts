@@ -404,7 +404,7 @@ export async function trainBase(
   scale: Scale,
   seed: number,
   opts: StageOptions,
-  stage0: { batchSize?: number; warmupSteps?: number; init?: Snapshot } = {},
+  stage0: { batchSize?: number; warmupSteps?: number; init?: Snapshot; outDir?: string } = {},
 ): Promise<{ model: LlamaModel; seconds: number; finalLoss: number }> {
   const t0 = performance.now();
   // From the given weights (the pretrained base LM), else from a random init.
@@ -422,7 +422,9 @@ export async function trainBase(
     beta2: 0.95,
     seed,
     logEvery: Math.max(1, Math.floor(scale.baseSteps / 5)),
-  }, { label: opts.label, progress: opts.progress });
+    // With a folder: checkpoints, so an interrupted stage 0 resumes (bit-exact, see train()).
+    ...(stage0.outDir ? { checkpointEvery: Math.max(1, Math.ceil(scale.baseSteps / 10)) } : {}),
+  }, { label: opts.label, progress: opts.progress, outDir: stage0.outDir, resume: true });
   model.freeze();
   return { model, seconds: since(t0), finalLoss: r.history.at(-1)?.loss ?? NaN };
 }
@@ -623,10 +625,13 @@ export async function baseSnapshot(
       return disk;
     }
   }
+  // While it trains, stage 0 checkpoints next to its cache file (same key), then drops them.
+  const runDir = diskCacheDir ? path.replace(/\.safetensors$/, ".run") : undefined;
   const { model, seconds, finalLoss } = await trainBase(config, examples, scale, seed, opts, {
     batchSize: scale.sftBatch,
     warmupSteps: scale.baseWarmup,
     init: baseLm && sameShapes(baseLm.snap, config) ? baseLm.snap : undefined,
+    outDir: runDir,
   });
   const out: BaseSnapshot = { snap: snapshot(model), seconds, finalLoss, reused: false };
   model.dispose();
@@ -634,6 +639,7 @@ export async function baseSnapshot(
   if (diskCacheDir) {
     await ensureDir(diskCacheDir);
     await writeCachedBase(path, out);
+    if (runDir) await Deno.remove(runDir, { recursive: true }).catch(() => {});
   }
   return out;
 }

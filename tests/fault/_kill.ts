@@ -72,15 +72,20 @@ export interface RunOutcome {
   stderr: string;
 }
 
-/** Spawn `exe args` in `cwd`; kill it with SIGKILL when `trigger` fires (never, if undefined). */
+/**
+ * Spawn `exe args` in `cwd` (with `env` added to this process's environment); kill it with
+ * SIGKILL when `trigger` fires (never, if undefined).
+ */
 export async function runOnce(
   exe: string,
   args: string[],
   trigger?: Trigger,
   cwd?: string,
+  env?: Record<string, string>,
 ): Promise<RunOutcome> {
   const t0 = performance.now();
-  const child = new Deno.Command(exe, { args, cwd, stdout: "piped", stderr: "piped" }).spawn();
+  const child = new Deno.Command(exe, { args, cwd, env, stdout: "piped", stderr: "piped" })
+    .spawn();
   const stdoutP = new Response(child.stdout).text();
   const stderrP = new Response(child.stderr).text();
   const ac = new AbortController();
@@ -198,6 +203,33 @@ export function scanProblems(scan: OutDirScan): string[] {
   if (scan.badJson.length) p.push(`unparsable JSON: ${scan.badJson.join(", ")}`);
   if (scan.lockLeft.length) p.push(`locks left: ${scan.lockLeft.join(", ")}`);
   return p;
+}
+
+/**
+ * Run the command with train()'s fault-injection pause set (src/train.ts `faultPause`): it
+ * stops right after writing the checkpoint whose path ends with `checkpoint`, writes `marker`,
+ * and is killed with SIGKILL there — a deterministic kill point. Resolves when it has exited
+ * (also when it finished without reaching that checkpoint: then `killed` is false).
+ */
+export async function runKilledAfterCheckpoint(
+  exe: string,
+  args: string[],
+  checkpoint: string,
+  marker: string,
+  cwd?: string,
+): Promise<RunOutcome> {
+  await Deno.remove(marker).catch(() => {});
+  const trigger = when(`after checkpoint ${checkpoint}`, () => {
+    try {
+      return Deno.readTextFileSync(marker).trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }, 20);
+  return await runOnce(exe, args, trigger, cwd, {
+    RECALIGN_PAUSE_AFTER_CHECKPOINT: checkpoint,
+    RECALIGN_PAUSE_MARKER: marker,
+  });
 }
 
 /** A small seeded PRNG (mulberry32) for kill points. */
