@@ -63,7 +63,7 @@ import {
   subset,
 } from "./common.ts";
 import type { ReferenceRow, SdpoDataset } from "./sdpo.ts";
-import type { DmpoDataset, DmpoResponse } from "./dmpo.ts";
+import { type DmpoDataset, dmpoProtocol, type DmpoResponse, epochSteps } from "./dmpo.ts";
 
 // ---------------------------------------------------------------------------------------
 // Names, applicability, files
@@ -601,12 +601,66 @@ export const DMPO_SFT_EPOCHS = 5;
 export const DMPO_STAGE0_WINDOW = 10;
 
 /**
+ * The few-shot training rows of the released DMPO files: the first `users` users of the K = 1
+ * file (one pair row each: SFT and the K = 1 arm) and, for each, its rows of the K = 3 file
+ * (one pair row per negative, each naming the positive and its own negative, as the released
+ * trainer reads them: FORMATS.md §2.4). A user is its (history, positive); the K = 1 row's
+ * negative must be the user's first K = 3 negative (the files' nested series).
+ *
+ * @param k1 The K = 1 file's rows (one per user).
+ * @param k3 The K = 3 file's rows (contiguous per user).
+ * @param users How many users to keep (all when the files hold fewer).
+ * @param dataset Data set name, for errors.
+ * @returns `k1`: the kept users' K = 1 rows; `k3`: their K = 3 rows, grouped by user in the
+ *   order of `k1`; `rest`: the K = 1 and K = 3 rows of the users not kept.
+ * @throws {DatasetError} naming the row when a K = 1 user has no K = 3 rows or another
+ *   first negative.
+ */
+export function dmpoFewShotRows(
+  k1: readonly FileDmpoSample[],
+  k3: readonly FileDmpoSample[],
+  users: number,
+  dataset: string,
+): { k1: FileDmpoSample[]; k3: FileDmpoSample[]; rest: FileDmpoSample[] } {
+  const key = (s: FileDmpoSample) => JSON.stringify([s.history, s.positive]);
+  const groups = new Map(
+    groupDmpoByUser(k3).map((g) => [JSON.stringify([g.history, g.positive]), g]),
+  );
+  const kept = k1.slice(0, users);
+  const out3: FileDmpoSample[] = [];
+  kept.forEach((s, i) => {
+    const g = groups.get(key(s));
+    if (!g) {
+      throw new DatasetError(
+        `--dataset ${dataset}: K=1 row ${i} (positive "${s.positive.trim()}") has no rows in ` +
+          "the K=3 file; expected the released nested dpo_ranking_k series",
+      );
+    }
+    if (g.negatives[0] !== s.negative) {
+      throw new DatasetError(
+        `--dataset ${dataset}: K=1 row ${i} names negative "${s.negative.trim()}", the K=3 ` +
+          `file's first row of that user "${g.negatives[0].trim()}"; expected the released ` +
+          "nested dpo_ranking_k series",
+      );
+    }
+    out3.push(...g.samples);
+  });
+  const keptKeys = new Set(kept.map(key));
+  const rest = [...k1, ...k3].filter((s) => !keptKeys.has(key(s)));
+  return { k1: kept, k3: out3, rest };
+}
+
+/**
  * DMPO data from the released files of `ml-1m` or `amazon-movie` (`<root>/dmpo/<name>/`).
  *
  * - K=1 arm and SFT: `dpo_ranking_1` (ML-1M: the SFT rows as pairs; Amazon Movie:
  *   `dpo_ranking_1_old`, the file that matches the SFT rows, see README defect 6);
- * - K=3 arms: `dpo_ranking_3` grouped by user (3 negatives per user); the prompt is the
- *   user's first row (it names the SFT pair), rejected = each negative's response;
+ * - K=3 arms: every `dpo_ranking_3` row is its own pair example (its prompt names the
+ *   positive and that row's negative, one rejected response), as the released trainer reads
+ *   the file (FORMATS.md §2.4): 3 pair rows per user, the first the SFT pair;
+ * - few-shot users: the first `dmpoProtocol(scale).users` users of the files (all 100 at
+ *   `tiny` and above); SFT and preference steps by epochs (`DMPO_PROTOCOL`), as on the
+ *   synthetic world;
  * - test: a seeded subset of `scale.dmpoTest` eval rows (ML-1M eval stores only the correct
  *   ranking: the rejected one is derived, README defect 1);
  * - ML-1M eval titles are cut to the training files' short form (`ml1mShortTitle`, README
@@ -662,13 +716,13 @@ export async function dmpoDataset(
     if (forEval && row.positive.trim() === row.negatives[0].trim()) evalMerged++;
     return row;
   };
-  const train1Rows = dpo1.map((s) => fromFile(s, false));
-  const train3Rows = groupDmpoByUser(dpo3).map((g): DmpoRow => ({
-    history: g.history,
-    candidates: g.samples[0].candidates,
-    positive: g.positive,
-    negatives: g.negatives,
-  }));
+  // Few-shot users: the first `protocol.users` users of the K=1 file and their K=3 rows.
+  const protocol = dmpoProtocol(scale);
+  const users = dmpoFewShotRows(dpo1, dpo3, protocol.users, dataset);
+  const train1Rows = users.k1.map((s) => fromFile(s, false));
+  const train3Rows = users.k3.map((s) => fromFile(s, false));
+  // Rows of unused users still feed stage 0.
+  extra.push(...users.rest);
   const allEval = evalRows.map((s) => fromFile(s, true));
   const testRows = subset(allEval, scale.dmpoTest, 13);
   const trainRowsAll = [...train1Rows, ...train3Rows, ...extra.map((s) => fromFile(s, false))];
@@ -703,7 +757,7 @@ export async function dmpoDataset(
     ),
   });
   const train1 = train1Rows.map((r) => example(r, 1));
-  const train3 = train3Rows.map((r) => example(r, 3));
+  const train3 = train3Rows.map((r) => example(r, 1));
   const test = testRows.map((r) => example(r, 1));
   // Stage 0 corpus: one sequence per distinct (history, positive) of the training files and
   // per distinct eval history.
@@ -757,11 +811,10 @@ export async function dmpoDataset(
   const respText = response === "title"
     ? "the positive's tagged title `<Title:…>` + EOS (rejected: each negative's)"
     : "DMPO's ranking ` <Title:P> ,  <Title:N> ` + EOS (rejected: ranking(N, P) per negative)";
-  // SFT: 5 epochs over the SFT pairs (DMPO's run.sh), at most the scale's SFT steps.
-  const sftSteps = Math.min(
-    scale.dmpoSftSteps,
-    Math.ceil((DMPO_SFT_EPOCHS * train1.length) / scale.batchSize),
-  );
+  // SFT and preference steps by epochs (DMPO's run.sh: 5 and 3; DMPO_PROTOCOL per scale).
+  const sftSteps = epochSteps(train1.length, protocol.sftEpochs, scale.batchSize);
+  const prefSteps1 = epochSteps(train1.length, protocol.prefEpochs, scale.prefBatch);
+  const prefSteps3 = epochSteps(train3.length, protocol.prefEpochs, scale.prefBatch);
   const data: DmpoDataset = {
     name: dataset,
     sftSteps,
@@ -785,15 +838,20 @@ export async function dmpoDataset(
         `files (${evalUsers} of them eval users' histories, without their candidate pair): ` +
         `${stage0.length} examples; the Base LM row`,
       response: respText,
-      train_prompts: `${train1.length} (${k1File}, K=1 and SFT) and ${train3.length} ` +
-        `(${files.dpo[2]} grouped by user, K=3)`,
+      train_prompts: `${train1.length} users' pair rows (${k1File}, K=1 and SFT) and ` +
+        `${train3.length} pair rows (${files.dpo[2]}, K=3: 3 per user, each prompt naming ` +
+        "the positive and its own negative)",
       test: `${test.length} of the ${evalRows.length} rows of ${files.eval} (seeded subset, ` +
         "seed 13)" + (shorten ? "; titles cut to the training files' short form" : ""),
       sft: `full fine-tuning of the base LM on the ${train1.length} SFT pairs, ${sftSteps} steps ` +
-        `(${DMPO_SFT_EPOCHS} epochs as in DMPO's run.sh, at most scale.dmpoSftSteps), batch ` +
+        `(${protocol.sftEpochs} epochs; DMPO's run.sh: ${DMPO_SFT_EPOCHS}), batch ` +
         `${scale.batchSize}; the reference of the SFT+ arms`,
-      negatives: "K=3: the user's 3 released negatives (dpo_ranking_3), the prompt names the " +
-        "first; K=1: the prompt's negative",
+      preference_steps: `${protocol.prefEpochs} epochs of each arm's rows at batch ` +
+        `${scale.prefBatch} (run.sh: 3): K=1 and SFT-cont ${prefSteps1} steps, K=3 ` +
+        `${prefSteps3}; "K=3 (equal steps)" = the K=3 rows for K=1's ${prefSteps1} steps`,
+      negatives: "K=3: the user's 3 released negatives, one pair row each (dpo_ranking_3 as " +
+        "the released trainer reads it: every rejected title is named in its prompt); K=1: " +
+        "the user's first row",
       tokenizer: lm
         ? `the base model's (${lm.folder})`
         : `word tokenizer of the instruction template and the ${titles.size} titles: ` +
@@ -804,8 +862,10 @@ export async function dmpoDataset(
   };
   const notes = [
     `Released DMPO ${label} files. Train: ${train1.length} users (${k1File}: one pair each, ` +
-    `also the SFT set) and their 3 negatives (${files.dpo[2]}, grouped by user: the prompt is ` +
-    `the user's first row, which names the SFT pair); test: a seeded subset of ${test.length} ` +
+    `also the SFT set) and their 3 negatives as ${train3.length} pair rows (${files.dpo[2]}: ` +
+    "K negatives = K pair prompts per user, each naming the positive and its own negative, " +
+    "as the released trainer reads the file, FORMATS.md §2.4; the first row is the SFT " +
+    `pair); test: a seeded subset of ${test.length} ` +
     `of the ${evalRows.length} rows of ${files.eval} (users disjoint from training).` +
     (dataset === "amazon-movie"
       ? " K=1 uses `dpo_ranking_1_old.json`: the registered `dpo_ranking_1.json` holds 200 " +
@@ -828,9 +888,11 @@ export async function dmpoDataset(
     `sequences, ${stage0.length} examples; the ${evalUsers} eval users contribute their ` +
     "histories only, never their candidate pair), as a stand-in for a pretrained LLM's " +
     "knowledge of the titles. SFT = full fine-tuning of the base LM on the " +
-    `${train1.length} SFT pairs for ${DMPO_SFT_EPOCHS} epochs as in DMPO's run.sh ` +
-    `(${sftSteps} steps of ${scale.batchSize}); arms: fresh LoRA adapters, ` +
-    `${scale.dmpoPrefSteps} steps each; DMPO-only ` +
+    `${train1.length} SFT pairs for ${protocol.sftEpochs} epochs (run.sh: ${DMPO_SFT_EPOCHS}; ` +
+    `${sftSteps} steps of ${scale.batchSize}); arms: fresh LoRA adapters for ` +
+    `${protocol.prefEpochs} epochs of their rows at batch ${scale.prefBatch} (run.sh: 3; ` +
+    `"equal epochs": K=1 and SFT-cont ${prefSteps1} steps, K=3 ${prefSteps3}), plus ` +
+    `"K=3 (equal steps)" = the K=3 rows for K=1's ${prefSteps1} steps; DMPO-only ` +
     "starts from the base LM. β = 1 (paper form), 0.1 with γ = 1 (released form).",
     `Classic baselines: titles as item ids (${ids.size} items), trained on the stage-0 ` +
     "sequences. `Popularity` reference = counts of each title in those sequences. No oracle " +

@@ -523,11 +523,11 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
   const evalModel = (m: LlamaModel) =>
     real ? evaluateDmpoExamples(m, real.test) : evaluateDmpo(m, tok, world!, test, response);
   const pb = scale.prefBatch;
-  // Released data (src/experiments/datasets.ts): every arm at scale.dmpoPrefSteps, K=3 as
-  // grouped prompts; the synthetic world: the released protocol's epochs.
-  const steps1 = real ? scale.dmpoPrefSteps : epochSteps(train1.length, protocol.prefEpochs, pb);
-  const steps3 = real ? scale.dmpoPrefSteps : epochSteps(train3.length, protocol.prefEpochs, pb);
-  const k3 = real ? 3 : 1; // negatives per example: the synthetic rows name one each
+  // The released protocol's epochs, on the synthetic world and the released data alike
+  // (src/experiments/datasets.ts: one pair row per released dpo_ranking_3 row).
+  const steps1 = epochSteps(train1.length, protocol.prefEpochs, pb);
+  const steps3 = epochSteps(train3.length, protocol.prefEpochs, pb);
+  const k3 = 1; // negatives per example: every pair row names one
   log(
     `[dmpo] ${train1.length} train users, ${train3.length} pair rows (K=3), ${numTest} test ` +
       `pairs; preference steps K=1: ${steps1}, K=3: ${steps3}`,
@@ -617,15 +617,15 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
         data: train1,
         steps: steps1,
       },
-      ...(real ? [] : [{
-        name: "SFT+DMPO K=3 (equal steps)" as const,
+      {
+        name: "SFT+DMPO K=3 (equal steps)",
         from: sft,
-        stage: "dmpo-paper" as const,
+        stage: "dmpo-paper",
         k: 1,
         beta: 1,
         data: train3,
         steps: steps1,
-      }]),
+      },
       {
         name: "SFT+DMPO-released K=3",
         from: sft,
@@ -724,16 +724,15 @@ export async function run(cfg: DmpoRunConfig): Promise<DmpoResult> {
         `at lr ${DMPO_SFT_LR}, batch ${scale.batchSize}; the reference of the SFT+ arms; ` +
         `${scale.stage0Seeds} distinct SFT model(s): seed s uses the one of seed ` +
         `s % ${scale.stage0Seeds}, so further seeds vary the preference stages only`,
-      preference_steps: real
-        ? `${scale.dmpoPrefSteps} per arm, batch ${pb}`
-        : `${protocol.prefEpochs} epochs of each arm's rows at batch ${pb} (as run.sh): K=1 ` +
-          `and SFT-cont ${steps1} steps, K=3 ${steps3}; "K=3 (equal steps)" = the K=3 rows ` +
-          `for K=1's ${steps1} steps`,
+      preference_steps:
+        `${protocol.prefEpochs} epochs of each arm's rows at batch ${pb} (as run.sh): K=1 ` +
+        `and SFT-cont ${steps1} steps, K=3 ${steps3}; "K=3 (equal steps)" = the K=3 rows ` +
+        `for K=1's ${steps1} steps`,
       dmpo_only: "DMPO (paper form, K=3) on the base LM, whose frozen weights are its reference",
       beta: { "dmpo-paper": 1, "dmpo-released": 0.1 },
       gamma_released: 1,
       negatives: real
-        ? "K=3: the released dpo_ranking_3 negatives (grouped per user by datasets.ts)"
+        ? "K=3: the released dpo_ranking_3 rows, one pair row per negative (datasets.ts)"
         : "popularity-drawn outside the history; every negative is named in its own pair " +
           "prompt; paper form = the paper's loss on each pair row (with one negative per " +
           "prompt the mean over negatives sits outside the sigmoid), released form = the " +

@@ -9,9 +9,11 @@ import { initBackend } from "../../src/backend.ts";
 import { SCALE_PRESETS } from "../../src/experiments/common.ts";
 import { BASELINE_ROWS } from "../../src/experiments/baselines.ts";
 import {
+  DatasetError,
   DATASETS,
   defaultDataRoot,
   dmpoDataset,
+  dmpoFewShotRows,
   lastfmSdpo,
   lastfmUsers,
   notApplicable,
@@ -19,6 +21,13 @@ import {
 } from "../../src/experiments/datasets.ts";
 import { SDPO_TEMPLATES } from "../../src/data/prompts.ts";
 import { readSdpoFile } from "../../src/data/sdpo.ts";
+import {
+  DMPO_FILES,
+  type DmpoSample as FileDmpoSample,
+  readDmpoFile,
+} from "../../src/data/dmpo.ts";
+import { MOVIE_WORDING } from "../../src/data/prompts.ts";
+import { dmpoProtocol } from "../../src/experiments/dmpo.ts";
 import { main } from "../../src/cli/reproduce.ts";
 
 const CLI = new URL("../../src/cli/reproduce.ts", import.meta.url).pathname;
@@ -216,24 +225,118 @@ Deno.test("lastfmSdpo: S-DPO's lastfm-train.json, when present, is the training 
   }
 });
 
+// A made-up released layout: user u has history [h<u>], positive P<u>, negatives N<u>a..c; the
+// K=1 file holds each user's first pair, the K=3 file its three pairs, each question naming
+// the positive and that row's negative (in the order a coin gives).
+function fakeRow(u: number, neg: string, swap = false): FileDmpoSample {
+  const p = `P${u}`, n = `N${u}${neg}`;
+  return {
+    history: [`h${u}`],
+    candidates: swap ? [n, p] : [p, n],
+    positive: p,
+    negative: n,
+    wording: MOVIE_WORDING,
+    outputKind: "pair",
+    input: "",
+  };
+}
+
+Deno.test("dmpoFewShotRows: one pair row per K=3 negative, the first users kept, the rest returned", () => {
+  const k1 = [0, 1, 2].map((u) => fakeRow(u, "a"));
+  const k3 = [0, 1, 2].flatMap((u) => ["a", "b", "c"].map((n, j) => fakeRow(u, n, j === 1)));
+  const { k1: one, k3: three, rest } = dmpoFewShotRows(k1, k3, 2, "ml-1m");
+  assert.deepEqual(one.map((s) => s.positive), ["P0", "P1"]);
+  // 2 users × 3 rows, grouped by user, each with one negative that its question names.
+  assert.deepEqual(three.map((s) => s.negative), ["N0a", "N0b", "N0c", "N1a", "N1b", "N1c"]);
+  for (const s of three) {
+    assert.ok(s.candidates.includes(s.negative) && s.candidates.includes(s.positive));
+  }
+  // Row 0 of each user is its K=1 pair (the SFT pair).
+  assert.deepEqual(three[3], one[1]);
+  // The third user's K=1 and K=3 rows are left for stage 0.
+  assert.deepEqual(rest.map((s) => s.negative), ["N2a", "N2a", "N2b", "N2c"]);
+  // More users asked than the files hold: all of them.
+  assert.equal(dmpoFewShotRows(k1, k3, 100, "ml-1m").k3.length, 9);
+  // A K=1 user without K=3 rows, or with another first negative: one line naming the row.
+  assert.throws(
+    () => dmpoFewShotRows(k1, k3.slice(0, 6), 3, "ml-1m"),
+    (e: Error) =>
+      e instanceof DatasetError && /K=1 row 2 .*no rows in the K=3 file/.test(e.message),
+  );
+  assert.throws(
+    () => dmpoFewShotRows([k1[0], fakeRow(1, "b")], k3, 2, "ml-1m"),
+    (e: Error) =>
+      e instanceof DatasetError && /K=1 row 1 names negative "N1b".*"N1a"/.test(e.message),
+  );
+});
+
 Deno.test({
-  name: `dmpoDataset(ml-1m): K=1/K=3 train prompts, eval titles in the training form${
+  name: `dmpoFewShotRows on a slice of the released ML-1M and Amazon Movie files${
+    why(HAVE_ML1M && HAVE_AMAZON, "dmpo")
+  }`,
+  ignore: !HAVE_ML1M || !HAVE_AMAZON,
+  fn: async () => {
+    for (const [name, folder] of [["ml-1m", "ml-1m"], ["amazon-movie", "amazon-movie"]] as const) {
+      const files = DMPO_FILES[name];
+      const read = (f: string) =>
+        readDmpoFile(`${ROOT}/dmpo/${folder}/${f}`, { onSummary: () => {} });
+      // The first 5 users (15 rows of the K=3 file).
+      const k1 = (await read(files.dpo[0])).slice(0, 5);
+      const k3 = (await read(files.dpo[2])).slice(0, 15);
+      const got = dmpoFewShotRows(k1, k3, 5, name);
+      assert.equal(got.k3.length, 15, name);
+      assert.equal(got.rest.length, 0, name);
+      got.k1.forEach((s, u) => {
+        const rows = got.k3.slice(3 * u, 3 * u + 3);
+        // Three distinct negatives, each named by its own question beside the positive.
+        assert.equal(new Set(rows.map((r) => r.negative)).size, 3, `${name} user ${u}`);
+        for (const r of rows) {
+          assert.equal(r.positive, s.positive);
+          assert.deepEqual([...r.candidates].sort(), [r.positive, r.negative].sort());
+        }
+        assert.equal(rows[0].negative, s.negative);
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: `dmpoDataset(ml-1m): K=1/K=3 pair rows, eval titles in the training form${
     why(HAVE_ML1M, "dmpo/ml-1m")
   }`,
   ignore: !HAVE_ML1M,
   fn: async () => {
-    const { data, tableReferences } = await dmpoDataset("ml-1m", SCALE_PRESETS.test, "title", ROOT);
-    assert.equal(data.train1.length, 100);
-    assert.equal(data.train3.length, 100);
-    assert.ok(data.train3.every((e) => e.rejected.length === 3));
-    assert.ok(data.train1.every((e) => e.rejected.length === 1));
+    const { data, tableReferences, notes } = await dmpoDataset(
+      "ml-1m",
+      SCALE_PRESETS.test,
+      "title",
+      ROOT,
+    );
+    // The test scale's few-shot users (8), K=3 as 3 pair rows each, one negative per row.
+    const users = dmpoProtocol(SCALE_PRESETS.test).users;
+    assert.equal(data.train1.length, users);
+    assert.equal(data.train3.length, 3 * users);
+    assert.ok([...data.train1, ...data.train3].every((e) => e.rejected.length === 1));
     assert.equal(data.test.length, SCALE_PRESETS.test.dmpoTest);
     assert.equal(data.baselineTest.length, data.test.length);
-    // K=1 prompts = the first row of each K=3 user (the SFT pair), same chosen title.
+    // Row 0 of each user's K=3 rows is its K=1 pair (the SFT pair); rows 1, 2 name another
+    // negative in another prompt, with the same chosen title.
     data.train1.forEach((e, i) => {
-      assert.deepEqual(e.chosen, data.train3[i].chosen);
-      assert.deepEqual(e.rejected[0], data.train3[i].rejected[0]);
+      const rows = data.train3.slice(3 * i, 3 * i + 3);
+      // (same pair; the files may name its two titles in another order)
+      assert.deepEqual([rows[0].chosen, rows[0].rejected], [e.chosen, e.rejected]);
+      for (const r of rows.slice(1)) {
+        assert.deepEqual(r.chosen, e.chosen);
+        assert.notDeepEqual(r.prompt, e.prompt);
+        assert.notDeepEqual(r.rejected[0], e.rejected[0]);
+        // The prompt names the rejected title.
+        const rejected = /<Title:([^>]*)>/.exec(data.tok.decode(r.rejected[0]))![1].trim();
+        assert.ok(data.tok.decode(r.prompt).includes(rejected), rejected);
+      }
     });
+    // Steps by epochs, as on the synthetic world; the notes name the pair-row form.
+    assert.equal(data.sftSteps, Math.ceil((2 * users) / SCALE_PRESETS.test.batchSize));
+    assert.match(notes[0], /K negatives = K pair prompts per user/);
     // ML-1M eval titles are cut: no "(19xx)" year reaches the model.
     const text = data.test.map((e) => data.tok.decode(e.prompt)).join(" ");
     assert.ok(!/\(19\d\d\)/.test(text));
@@ -254,7 +357,9 @@ Deno.test({
   ignore: !HAVE_AMAZON,
   fn: async () => {
     const { data } = await dmpoDataset("amazon-movie", SCALE_PRESETS.test, "ranking", ROOT);
-    assert.equal(data.train1.length, 100); // _old: 100 SFT users (the registered file has 200)
+    // _old: the SFT users (the registered file has 200 others); the test scale keeps 8 of 100.
+    assert.equal(data.train1.length, dmpoProtocol(SCALE_PRESETS.test).users);
+    assert.equal(data.train3.length, 3 * data.train1.length);
     assert.equal(data.response, "ranking");
     const e = data.test[0];
     // Chosen and rejected rankings hold the same tokens in another order.
