@@ -132,8 +132,8 @@ Deno.test("planReproduce: seeds, papers and ablations change the plan as the run
   });
   assert.equal(tiny.filter((x) => x.kind === "sdpo-arm").length, 5 + 4);
   // The prior of a full-scale K=8 arm: 17,280 examples × 16.3 ms + 10 evaluations of 400 +
-  // 800 prompts × 3 ms.
-  const k8 = 0.7 + 17280 * (0.0075 + 0.0011 * 8) + 10 * 0.003 * 1200;
+  // 800 prompts × 5 ms.
+  const k8 = 0.7 + 17280 * (0.0075 + 0.0011 * 8) + 10 * 0.005 * 1200;
   assert.ok(Math.abs(sdpoMainArmSeconds(SCALE_PRESETS.full, 8) - k8) < 1e-9);
 });
 
@@ -201,4 +201,81 @@ Deno.test("formatDuration / formatEta", () => {
   assert.equal(formatEta(42), "40s");
   assert.equal(formatEta(1), "5s");
   assert.equal(formatEta(3900), "1h05m");
+});
+
+/** A recorded run's stages (`stage_seconds` of its metrics.json) and what it ran. */
+interface RecordedRun {
+  run: string;
+  scale: "test" | "tiny" | "small" | "full";
+  seeds: number;
+  papers: ("sdpo" | "dmpo" | "dpo4rec")[];
+  sdpoAblations: boolean;
+  dmpoAblations: boolean;
+  synthetic: boolean;
+  stage_seconds: { experiment: string; stage: string; seconds: number }[];
+}
+
+const FIXTURES = new URL("./fixtures/stage_seconds/", import.meta.url).pathname;
+
+/**
+ * Replay a recorded run through RunProgress (wall clock = the stages' own seconds); returns the
+ * worst factor between the ETA and the seconds actually left, over the stage boundaries after
+ * the first two stages while at least a quarter of the run is left.
+ */
+function worstEtaFactor(r: RecordedRun): { worst: number; at: number } {
+  const scale = SCALE_PRESETS[r.scale];
+  const plan = planReproduce({
+    papers: r.papers,
+    scale,
+    seeds: { sdpo: r.seeds, dmpo: r.seeds, dpo4rec: r.seeds },
+    sdpoAblations: r.sdpoAblations,
+    dmpoAblations: r.dmpoAblations,
+    synthetic: r.synthetic,
+  });
+  assert.equal(plan.length, r.stage_seconds.length, `${r.run}: planned vs recorded stages`);
+  const total = r.stage_seconds.reduce((a, s) => a + s.seconds, 0);
+  let t = 0, worst = 1, at = -1;
+  const p = new RunProgress(plan, scale, () => t, 0);
+  r.stage_seconds.forEach((s, i) => {
+    t += s.seconds;
+    p.stage(s.experiment, s.stage, s.seconds);
+    const left = total - t;
+    if (i < 2 || left < 0.25 * total) return;
+    const eta = p.etaSeconds();
+    const f = Math.max(eta / left, left / eta);
+    if (f > worst) [worst, at] = [f, i];
+  });
+  return { worst, at };
+}
+
+Deno.test("RunProgress: on recorded runs the ETA stays within 2x of the time actually left", async () => {
+  const files = [...Deno.readDirSync(FIXTURES)].map((e) => e.name).filter((n) =>
+    n.endsWith(".json")
+  );
+  assert.ok(files.length >= 3, "the recorded runs are in tests/fixtures/stage_seconds");
+  for (const f of files.sort()) {
+    const r: RecordedRun = JSON.parse(await Deno.readTextFile(FIXTURES + f));
+    const { worst, at } = worstEtaFactor(r);
+    assert.ok(worst <= 2, `${f}: ETA off by ${worst.toFixed(2)}x after stage ${at + 1}`);
+  }
+});
+
+Deno.test("RunProgress: a finished stage is compared with its own planned prior", () => {
+  // Two DMPO arms of very different planned lengths, both run exactly at 3x their prior: the
+  // ETA of the rest is 3x its prior (a kind-wide prior at n = 1 would give ~ 3 × 113 / 1).
+  const scale = SCALE_PRESETS.small;
+  const arm = (steps: number) => ({
+    experiment: "dmpo",
+    kind: "dmpo-arm" as const,
+    seconds: priorSeconds("dmpo-arm", scale, steps),
+  });
+  const plan = [arm(113), arm(38), arm(113)];
+  let t = 0;
+  const p = new RunProgress(plan, scale, () => t, 0);
+  t += 3 * plan[0].seconds;
+  p.stage("dmpo", "SFT+DMPO K=3", 3 * plan[0].seconds);
+  assert.ok(Math.abs(p.etaSeconds() - 3 * (plan[1].seconds + plan[2].seconds)) < 1e-9);
+  t += 3 * plan[1].seconds;
+  p.stage("dmpo", "SFT+DMPO K=1", 3 * plan[1].seconds);
+  assert.ok(Math.abs(p.etaSeconds() - 3 * plan[2].seconds) < 1e-9);
 });

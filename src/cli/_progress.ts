@@ -13,10 +13,13 @@
  *    cost in seconds from a cost model per kind: a fixed overhead plus a per-step cost times
  *    the scale's steps × batch (`SCALE_PRESETS`), with constants measured on 2 cores at
  *    `--scale small` and `test`. DPO4Rec records no stages: it is one planned block.
- * 2. **Refine.** Each finished stage is classified by its recorded name ({@link stageKind});
- *    the ratio measured / prior of the finished stages of a kind rescales that kind's remaining
- *    stages (kinds not seen yet use the ratio over all finished stages). Stages loaded from a
- *    run folder or cache are not used to refine.
+ * 2. **Refine.** Each finished stage is classified by its recorded name ({@link stageKind}) and
+ *    compared with *its own planned prior* (the next planned stage of that kind: the plan lists
+ *    stages in the order the run records them, so a 113-step DMPO arm is compared with the
+ *    prior of a 113-step arm, a main S-DPO arm with {@link sdpoMainArmSeconds}); the ratio
+ *    measured / prior of the finished stages of a kind rescales that kind's remaining stages
+ *    (kinds not seen yet use the ratio over all finished stages). Stages loaded from a run
+ *    folder or cache are not used to refine.
  * 3. **Overhead.** Wall time spent outside the timed stages (evaluations of baselines, plots,
  *    tables) is carried as the ratio of wall time to the stages' seconds since the first stage
  *    finished (between 1 and 2).
@@ -94,12 +97,13 @@ export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
  * Prior seconds of a main S-DPO arm under the released protocol (K = 0: SFT-cont): its
  * examples at a per-example cost growing with K (on 2 idle cores, from the default run's
  * 960-example arms: 6.4 ms SFT-cont, 8.6 ms DPO, 9.5 ms K = 3; K = 8 about 1.65-2× K = 3),
- * plus its validation and curve evaluations (about 3 ms a 20-candidate prompt).
+ * plus its validation and curve evaluations at the cost of an `sdpo-eval` stage's prompt (5 ms a
+ * 20-candidate prompt; 3 ms underestimated the curve evaluations of `--scale tiny` runs).
  */
 export function sdpoMainArmSeconds(scale: Scale, k: number): number {
   const perExample = k === 0 ? 0.0064 : 0.0075 + 0.0011 * k;
   return 0.7 + sdpoArmSteps(scale) * scale.prefBatch * perExample +
-    scale.sdpoEvals * 0.003 * (scale.sdpoValid + scale.sdpoCurveTest);
+    scale.sdpoEvals * 0.005 * (scale.sdpoValid + scale.sdpoCurveTest);
 }
 
 /** What a run does, as far as the plan needs it. */
@@ -176,17 +180,17 @@ export function planReproduce(p: PlanInput): PlannedStage[] {
       const shared = p.synthetic && p.papers.includes("sdpo");
       const pr = dmpoProtocol(s);
       const pb = s.prefBatch;
-      const armSteps = (users: number, k: number) =>
-        p.synthetic ? epochSteps(users * k, pr.prefEpochs, pb) : s.dmpoPrefSteps;
-      const sftSteps = (users: number) =>
-        p.synthetic ? epochSteps(users, pr.sftEpochs, s.batchSize) : s.dmpoSftSteps;
-      // SFT-cont, K=3, K=1, (synthetic: K=3 at equal steps), released K=3, DMPO-only K=3.
-      const arms = [1, 3, 1, ...(p.synthetic ? [0] : []), 3, 3];
+      const armSteps = (users: number, k: number) => epochSteps(users * k, pr.prefEpochs, pb);
+      const sftSteps = (users: number) => epochSteps(users, pr.sftEpochs, s.batchSize);
+      // The released files hold 100 users (src/experiments/datasets.ts keeps the first ones).
+      const users = p.synthetic ? pr.users : Math.min(pr.users, 100);
+      // SFT-cont, K=3, K=1, K=3 at equal steps (0: K=1's steps), released K=3, DMPO-only K=3.
+      const arms = [1, 3, 1, 0, 3, 3];
       for (let seed = 0; seed < seeds; seed++) {
         const own = seed < Math.max(1, s.stage0Seeds);
         add("dmpo", own && !shared ? "stage0" : "reused");
-        add("dmpo", own ? "dmpo-sft" : "reused", sftSteps(pr.users));
-        for (const k of arms) add("dmpo", "dmpo-arm", armSteps(pr.users, k || 1));
+        add("dmpo", own ? "dmpo-sft" : "reused", sftSteps(users));
+        for (const k of arms) add("dmpo", "dmpo-arm", armSteps(users, k || 1));
         // On the synthetic world the baselines are S-DPO's (same world), trained once.
         if (!p.synthetic || !p.papers.includes("sdpo")) baselines(seed);
       }
@@ -274,6 +278,17 @@ export class RunProgress {
     return this.done;
   }
 
+  /**
+   * The prior of a finished stage: the planned stage it is (the one at its position when the
+   * kinds agree, else the next planned stage of its kind), else the kind's prior at `n`.
+   */
+  private priorOf(kind: StageKind, n: number): number {
+    const at = this.plan[this.done];
+    if (at?.kind === kind) return at.seconds;
+    const next = this.plan.slice(this.done).find((p) => p.kind === kind);
+    return next?.seconds ?? priorSeconds(kind, this.scale, n);
+  }
+
   /** Record a finished stage (its experiment, name and seconds); returns the progress line. */
   stage(experiment: string, stage: string, seconds: number, n = 1): string {
     const kind = stageKind(experiment, stage);
@@ -281,7 +296,7 @@ export class RunProgress {
     if (kind !== "reused") {
       const m = this.measured.get(kind) ?? { seconds: 0, prior: 0 };
       m.seconds += seconds;
-      m.prior += priorSeconds(kind, this.scale, n);
+      m.prior += this.priorOf(kind, n);
       this.measured.set(kind, m);
     }
     if (this.first === undefined) this.first = this.now();
