@@ -110,7 +110,7 @@ export const REPRODUCE_FLAGS = {
   seeds: {
     type: "string",
     value: "N",
-    defaultText: "2 for S-DPO, 5 for DMPO, 2 for DPO4Rec at small; 3, 5, 2 at full; 1 at test " +
+    defaultText: "2 for S-DPO, 5 for DMPO, 2 for DPO4Rec at small; 3, 5, 5 at full; 1 at test " +
       "and tiny",
     help: "seeds per paper (the preference stages, and stage 0 where the scale gives each seed " +
       "its own)",
@@ -218,14 +218,15 @@ export interface ReproduceOptions {
  * four arms now run the released protocol's shape, about 1.5 minutes per seed; the default
  * run cannot decide S-DPO vs DPO, the full run does), five for DMPO (issue #10) and two for
  * DPO4Rec, whose claims are decided on 400 test users per seed and whose two seeds already
- * cost 3.5 minutes; at `full` three for S-DPO (the analysis plan: 3 seeds × 1,600 test
- * prompts at the released budget, about 15 minutes per seed); one at tiny/test.
+ * cost 3.5 minutes; at `full` the seeds of docs/analysis-plan.md: three for S-DPO (3 seeds ×
+ * 1,600 test prompts at the released budget, about 15 minutes per seed), five for DMPO and five
+ * for DPO4Rec (each seed trains its own SASRecs, SFT LM and arms); one at tiny/test.
  */
 export const DEFAULT_SEEDS: Record<ScaleName, Record<"sdpo" | "dmpo" | "dpo4rec", number>> = {
   test: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
   tiny: { sdpo: 1, dmpo: 1, dpo4rec: 1 },
   small: { sdpo: 2, dmpo: 5, dpo4rec: 2 },
-  full: { sdpo: 3, dmpo: 5, dpo4rec: 2 },
+  full: { sdpo: 3, dmpo: 5, dpo4rec: 5 },
 };
 
 /**
