@@ -1,0 +1,57 @@
+/**
+ * `deno task reproduce --scale full` carries docs/analysis-plan.md: its default seeds per paper
+ * are the plan's (read back from the plan's text), and parsing `--scale full` keeps every part
+ * the plan needs (the DMPO ablations run; nothing refused).
+ */
+import assert from "node:assert/strict";
+import { DEFAULT_SEEDS, parseOptions } from "../src/cli/reproduce.ts";
+
+const PLAN = new URL("../docs/analysis-plan.md", import.meta.url).pathname;
+
+/** The text of the plan's `## <name>` section. */
+function section(plan: string, name: string): string {
+  const at = plan.indexOf(`\n## ${name}\n`);
+  assert.ok(at >= 0, `docs/analysis-plan.md has a "## ${name}" section`);
+  const end = plan.indexOf("\n## ", at + 1);
+  return plan.slice(at, end < 0 ? undefined : end);
+}
+
+/** The first capture of `re` in `text`, as a number (fails naming what was looked for). */
+function seedsIn(text: string, re: RegExp, what: string): number {
+  const m = re.exec(text);
+  assert.ok(m, `docs/analysis-plan.md states ${what} (${re})`);
+  return Number(m[1]);
+}
+
+Deno.test("DEFAULT_SEEDS.full = the seeds docs/analysis-plan.md plans for the full run", async () => {
+  const plan = await Deno.readTextFile(PLAN);
+  const want = {
+    // "`deno task reproduce --scale full` (S-DPO part: 3 seeds, ..."
+    sdpo: seedsIn(section(plan, "S-DPO"), /S-DPO part: (\d+) seeds/, "S-DPO's full-run seeds"),
+    // "Seeds: **5** (they vary the preference stages ..."
+    dmpo: seedsIn(section(plan, "DMPO"), /Seeds: \*\*(\d+)\*\*/, "DMPO's seeds"),
+    // "Seeds: **2** at small, **5** in the full run"
+    dpo4rec: seedsIn(
+      section(plan, "DPO4Rec"),
+      /\*\*(\d+)\*\* in the full run/,
+      "DPO4Rec's full-run seeds",
+    ),
+  };
+  assert.deepEqual(DEFAULT_SEEDS.full, want);
+  // DPO4Rec's small-run seeds are the plan's too.
+  assert.equal(
+    DEFAULT_SEEDS.small.dpo4rec,
+    seedsIn(section(plan, "DPO4Rec"), /Seeds: \*\*(\d+)\*\* at small/, "DPO4Rec's small seeds"),
+  );
+});
+
+Deno.test("parseOptions(--scale full): every paper, the plan's seeds, no refusal", () => {
+  const o = parseOptions(["--scale", "full"])!;
+  assert.deepEqual(o.papers, ["sdpo", "dmpo", "dpo4rec"]);
+  assert.equal(o.scale, "full");
+  assert.equal(o.seeds, 0); // 0 = DEFAULT_SEEDS.full per paper
+  assert.deepEqual(o.skipped, []);
+  assert.equal(o.dataset, "synthetic");
+  // --seeds still overrides, at any count.
+  assert.equal(parseOptions(["--scale", "full", "--seeds", "5"])!.seeds, 5);
+});
