@@ -64,7 +64,9 @@ const BASELINE_PRIOR = [0, 9, 5, 13];
  * seed count of a DPO4Rec block; the steps of a DMPO SFT or arm). Constants measured on 2
  * cores: S-DPO stage 0 183 s for 450 steps × 64 (small) and 4 s for 12 × 8 (test); an arm
  * 6–10 s for 120 steps × 8; DMPO's SFT 17 s for 200 steps, an arm 2.5–3.5 s for 40 steps;
- * DPO4Rec 67 s a seed at small, 27 s at test.
+ * DPO4Rec (since its headroom design: SASRec window 1, reward diagnostics, τ = 2) 949 s for
+ * one seed at small on 2 cores shared with other jobs, whose DMPO stages of the same hour ran at
+ * about 2.5× their priors, so about 300-380 s idle; 4-44 s at test, by load.
  */
 export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
   switch (kind) {
@@ -89,7 +91,7 @@ export function priorSeconds(kind: StageKind, scale: Scale, n = 1): number {
     case "reused":
       return 0.1;
     case "dpo4rec":
-      return n * (25 + 0.35 * scale.prefSteps);
+      return n * (4 + 2.5 * scale.prefSteps);
   }
 }
 
