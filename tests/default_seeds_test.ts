@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_SEEDS, parseOptions } from "../src/cli/reproduce.ts";
+import { PLAN_DESIGN } from "../src/report/findings.ts";
 
 const PLAN = new URL("../docs/analysis-plan.md", import.meta.url).pathname;
 
@@ -38,6 +39,10 @@ Deno.test("DEFAULT_SEEDS.full = the seeds docs/analysis-plan.md plans for the fu
     ),
   };
   assert.deepEqual(DEFAULT_SEEDS.full, want);
+  // The findings' deviation check reads the same plan.
+  for (const paper of ["sdpo", "dmpo", "dpo4rec"] as const) {
+    assert.equal(PLAN_DESIGN[paper].seeds, want[paper], paper);
+  }
   // DPO4Rec's small-run seeds are the plan's too.
   assert.equal(
     DEFAULT_SEEDS.small.dpo4rec,
