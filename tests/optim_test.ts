@@ -244,3 +244,162 @@ Deno.test("GradAccumulator.mean() averages micro-batches and holds one tensor pe
   assert.throws(() => acc.mean(), InputError);
   assert.equal(tf.memory().numTensors, baseline);
 });
+
+/**
+ * The per-variable AdamW update this module used before the update was fused (~14 kernels per
+ * variable): the reference the fused update must reproduce bit for bit.
+ */
+class PerVariableAdamW {
+  t = 0;
+  m: tf.Variable[];
+  v: tf.Variable[];
+  constructor(
+    readonly vars: tf.Variable[],
+    readonly c: { beta1: number; beta2: number; eps: number; weightDecay: number },
+  ) {
+    this.m = vars.map((p) => tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+    this.v = vars.map((p) => tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+  }
+  step(grads: tf.Tensor[], lr: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.c;
+    const t = ++this.t;
+    const stepSize = lr / (1 - beta1 ** t), bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+    tf.tidy(() => {
+      this.vars.forEach((p, i) => {
+        const g = grads[i];
+        const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[i], beta2), tf.mul(tf.square(g), 1 - beta2));
+        const decayed = weightDecay !== 0 ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+        this.m[i].assign(m);
+        this.v[i].assign(v);
+      });
+    });
+  }
+  dispose(): void {
+    tf.dispose([...this.m, ...this.v]);
+  }
+}
+
+/** Deterministic values of mixed magnitudes (1e-4 … 10), no two runs alike. */
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const u = s / 2 ** 32;
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (u - 0.5) * 10 ** (4 * (s / 2 ** 32) - 3);
+  });
+}
+
+// LoRA-like shapes of the shipped model, a vector, and one tensor of 2^16 values (updated alone).
+const MIXED_SHAPES = [[64, 8], [8, 64], [192, 8], [8, 192], [5], [256, 256], [1, 3]];
+
+Deno.test("fused AdamW and clipping equal the per-variable update bit for bit", () => {
+  const cfg = { beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay: 0.05 };
+  const fused = MIXED_SHAPES.map((s, i) =>
+    tf.variable(tf.tensor(values(s.reduce((a, b) => a * b), 100 + i), s), true, `fused_${i}`)
+  );
+  const ref = fused.map((p, i) => tf.variable(p.clone(), true, `pervar_${i}`));
+  const beforeOptimizer = tf.memory().numTensors;
+  const opt = new AdamW(fused, cfg);
+  const refOpt = new PerVariableAdamW(ref, cfg);
+  const baseline = tf.memory().numTensors;
+  for (let s = 0; s < 4; s++) {
+    const raw = MIXED_SHAPES.map((sh, i) =>
+      tf.tensor(values(sh.reduce((a, b) => a * b), 1000 * s + i), sh)
+    );
+    // The per-variable global norm: one Sum per tensor, then AddN (float32 throughout).
+    const refNormSq = tf.tidy(() => tf.addN(raw.map((g) => tf.sum(tf.square(g)))));
+    const refNorm = Math.sqrt(refNormSq.dataSync()[0]);
+    refNormSq.dispose();
+    const named = Object.fromEntries(raw.map((g, i) => [fused[i].name, g]));
+    const { grads, norm } = clipGradsByGlobalNorm(named, 1);
+    assert.equal(norm, refNorm, `step ${s + 1}: global norm`);
+    assert.ok(norm > 1, "the clipping is exercised");
+    const coef = Math.min(1, 1 / (refNorm + 1e-6));
+    const refGrads = raw.map((g) => tf.mul(g, coef));
+    opt.step(grads, 0.01 / (s + 1));
+    refOpt.step(refGrads, 0.01 / (s + 1));
+    tf.dispose([raw, grads, refGrads]);
+    assert.equal(tf.memory().numTensors, baseline, `tensors after step ${s + 1}`);
+    fused.forEach((p, i) => {
+      assert.deepEqual(p.shape, ref[i].shape);
+      assert.deepEqual(p.dataSync(), ref[i].dataSync(), `step ${s + 1}: ${MIXED_SHAPES[i]}`);
+    });
+  }
+  const state = opt.getState();
+  assert.deepEqual(Object.keys(state.m), fused.map((p) => p.name), "moments in variable order");
+  fused.forEach((p, i) => {
+    assert.deepEqual(state.m[p.name], refOpt.m[i].dataSync(), `m of ${p.name}`);
+    assert.deepEqual(state.v[p.name], refOpt.v[i].dataSync(), `v of ${p.name}`);
+  });
+  opt.dispose();
+  refOpt.dispose();
+  assert.equal(tf.memory().numTensors, beforeOptimizer, "tensors after dispose()");
+  tf.dispose([fused, ref]);
+});
+
+Deno.test("fused AdamW over several variables matches AdamW by hand in float64", () => {
+  // Three variables fused into one buffer; each must follow PyTorch's formula on its own slice.
+  const shapes = [[2, 2], [3], [1]];
+  const p0 = [[0.5, -1.25, 2, 0], [1, -0.5, 0.25], [-3]];
+  const grads = [0, 1, 2].map((s) => p0.map((p, i) => p.map((_, j) => GRADS[s][(i + j) % 4])));
+  const cfg = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+  const vars = shapes.map((s, i) => tf.variable(tf.tensor(p0[i], s), true, `byhand_${i}`));
+  const opt = new AdamW(vars, cfg);
+  for (let s = 0; s < 3; s++) {
+    const g = Object.fromEntries(vars.map((v, i) => [v.name, tf.tensor(grads[s][i], shapes[i])]));
+    opt.step(g, LRS[s]);
+    tf.dispose(g);
+  }
+  vars.forEach((v, i) => {
+    const want = referenceAdamW(p0[i], grads.map((g) => g[i]), LRS, cfg);
+    close(v.dataSync(), want, 1e-6, `variable ${i}`);
+  });
+  opt.dispose();
+  tf.dispose(vars);
+});
+
+Deno.test("a per-variable optimizer state loads into the fused AdamW and continues exactly", () => {
+  // The checkpoint layout is per variable (m/<name>, v/<name>): a state written by the
+  // per-variable update must resume the fused one exactly where the per-variable one goes on.
+  const cfg = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+  const shapes = [[64, 8], [8, 64], [300, 256], [7]];
+  const init = shapes.map((s, i) => values(s.reduce((a, b) => a * b), 7 + i));
+  const gradsAt = (s: number) =>
+    shapes.map((sh, i) => tf.tensor(values(sh.reduce((a, b) => a * b), 50 * s + i), sh));
+  const ref = shapes.map((s, i) => tf.variable(tf.tensor(init[i], s), true, `old_layout_${i}`));
+  const refOpt = new PerVariableAdamW(ref, cfg);
+  for (let s = 0; s < 2; s++) {
+    const g = gradsAt(s);
+    refOpt.step(g, 1e-3);
+    tf.dispose(g);
+  }
+  const saved = {
+    step: refOpt.t,
+    m: Object.fromEntries(ref.map((p, i) => [p.name, refOpt.m[i].dataSync() as Float32Array])),
+    v: Object.fromEntries(ref.map((p, i) => [p.name, refOpt.v[i].dataSync() as Float32Array])),
+  };
+  const resumed = ref.map((p) => tf.variable(p.clone(), true, `${p.name}_resumed`));
+  const opt = new AdamW(resumed, cfg);
+  opt.setState({
+    step: saved.step,
+    m: Object.fromEntries(resumed.map((p, i) => [p.name, saved.m[ref[i].name]])),
+    v: Object.fromEntries(resumed.map((p, i) => [p.name, saved.v[ref[i].name]])),
+  });
+  assert.equal(opt.stepCount, 2);
+  for (let s = 2; s < 4; s++) {
+    const g = gradsAt(s);
+    refOpt.step(g, 1e-3);
+    opt.step(Object.fromEntries(resumed.map((p, i) => [p.name, g[i]])), 1e-3);
+    tf.dispose(g);
+  }
+  resumed.forEach((p, i) => assert.deepEqual(p.dataSync(), ref[i].dataSync(), `variable ${i}`));
+  const st = opt.getState();
+  resumed.forEach((p, i) => assert.deepEqual(st.v[p.name], refOpt.v[i].dataSync()));
+  opt.dispose();
+  refOpt.dispose();
+  tf.dispose([ref, resumed]);
+});
