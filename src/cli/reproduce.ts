@@ -490,7 +490,7 @@ export async function main(args: string[]): Promise<string[]> {
         setRunFolders({ runs: `${dir}/runs` });
         r.ablations = abl;
         r.seconds = Math.round((r.seconds + abl.seconds) * 10) / 10; // run + ablations
-        plots = await writeDmpoAblationPlots(dir, abl);
+        plots = await writeDmpoAblationPlots(dir, abl, r.references);
       }
       table = tableMarkdown({
         title: `DMPO on ${datasetLabel(opts.dataset)} (scale ${opts.scale}, ` +
