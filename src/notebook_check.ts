@@ -39,6 +39,83 @@ export interface Notebook {
   nbformat_minor: number;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Output that lands in its cell
+
+/** What {@link notebookOutput} returns. */
+export interface NotebookOutput {
+  /** Wait until everything printed so far is in this cell's output (end a printing cell with it). */
+  flush: () => Promise<void>;
+  /** True inside the Jupyter kernel (outside it console is left as it is). */
+  inKernel: boolean;
+}
+
+let installed: NotebookOutput | undefined;
+
+/** Text of console arguments as Deno prints them (strings as they are, the rest inspected). */
+export function formatArgs(args: unknown[]): string {
+  return args.map((a) => typeof a === "string" ? a : Deno.inspect(a, { colors: false, depth: 6 }))
+    .join(" ") + "\n";
+}
+
+/** A plain-text table of rows (what console.table shows, without colours). */
+export function formatTable(rows: readonly Record<string, unknown>[]): string {
+  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cell = (v: unknown) => typeof v === "string" ? v : v === undefined ? "" : String(v);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(width[i])).join("  ").trimEnd();
+  return [
+    line(cols),
+    line(width.map((w) => "-".repeat(w))),
+    ...rows.map((r) => line(cols.map((c) => cell(r[c])))),
+  ].join("\n") + "\n";
+}
+
+/**
+ * Make console output land in the cell that printed it. The Deno kernel forwards console
+ * output from a pipe on a separate task and reports the cell finished after a few
+ * milliseconds' grace; on a busy machine the last lines then arrive after the cell is done,
+ * and Jupyter drops them or files them under the next cell. This routes `console.log / info /
+ * debug / warn / error / table` through the kernel's own message channel
+ * (`Deno.jupyter.broadcast`), in order, and {@link NotebookOutput.flush} waits for them:
+ * a cell that prints ends with `await flush();`. Outside the kernel it changes nothing.
+ * Idempotent (re-running the setup cell keeps one router).
+ */
+export function notebookOutput(): NotebookOutput {
+  if (installed) return installed;
+  type Jupyter = { broadcast?: (t: string, c: Record<string, unknown>) => Promise<void> };
+  let jupyter: Jupyter | undefined;
+  try {
+    jupyter = (Deno as unknown as { jupyter?: Jupyter }).jupyter; // throws outside the kernel
+  } catch {
+    jupyter = undefined;
+  }
+  if (typeof jupyter?.broadcast !== "function") {
+    installed = { flush: () => Promise.resolve(), inKernel: false };
+    return installed;
+  }
+  const broadcast = jupyter.broadcast.bind(jupyter) as NonNullable<Jupyter["broadcast"]>;
+  const send = (name: "stdout" | "stderr", text: string) => {
+    broadcast("stream", { name, text });
+  };
+  const c = console as unknown as Record<string, (...a: unknown[]) => void>;
+  for (const m of ["log", "info", "debug"]) {
+    c[m] = (...a: unknown[]) => send("stdout", formatArgs(a));
+  }
+  for (const m of ["warn", "error"]) c[m] = (...a: unknown[]) => send("stderr", formatArgs(a));
+  c.table = (rows: unknown) =>
+    Array.isArray(rows) ? send("stdout", formatTable(rows)) : send("stdout", formatArgs([rows]));
+  installed = {
+    inKernel: true,
+    // broadcast() queues the message; the kernel sends it (with the running cell as its parent)
+    // when the event loop turns. A few turns before the cell ends send everything queued.
+    flush: async () => {
+      for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
+    },
+  };
+  return installed;
+}
+
 /** The repository root (absolute path, trailing slash). */
 export const REPO_ROOT: string = decodeURIComponent(new URL("../", import.meta.url).pathname);
 
@@ -46,17 +123,42 @@ export const REPO_ROOT: string = decodeURIComponent(new URL("../", import.meta.u
 export const NOTEBOOKS_DIR: string = `${REPO_ROOT}notebooks`;
 
 /**
- * Folder of the released datasets: `RECALIGN_DATA` if set, else `../shared/data` next to
- * the repository (absolute path, no trailing slash).
+ * Folder of the released datasets (the S-DPO LastFM and DMPO files, which the kit does not
+ * redistribute): `RECALIGN_DATA` (set by `deno task notebooks --data DIR`), or undefined when
+ * it is not set. No trailing slash.
  */
-export function dataRoot(): string {
+export function dataRoot(): string | undefined {
   let env: string | undefined;
   try {
     env = Deno.env.get("RECALIGN_DATA");
   } catch {
     env = undefined; // no --allow-env
   }
-  return (env || `${REPO_ROOT}../shared/data`).replace(/\/+$/, "");
+  return env ? env.replace(/\/+$/, "") : undefined;
+}
+
+/** Where a notebook says how to show the released data. */
+export const DATA_HINT =
+  "the released files (S-DPO's LastFM from github.com/chenyuxin1999/S-DPO, " +
+  "DMPO's from github.com/BZX667/DMPO) are not part of the kit, their licences forbid " +
+  "redistribution: put them in a folder (sdpo-lastfm/…, dmpo/…) and start Jupyter with " +
+  "RECALIGN_DATA=<folder>, or run `deno task notebooks --data <folder>`";
+
+/**
+ * A released data file, `rel` under {@link dataRoot}: its path, or why it is not readable
+ * (one line naming the file and what to do).
+ */
+export async function releasedFile(
+  rel: string,
+): Promise<{ path: string } | { missing: string }> {
+  const root = dataRoot();
+  if (!root) return { missing: `${rel}: RECALIGN_DATA is not set; ${DATA_HINT}` };
+  try {
+    await Deno.stat(`${root}/${rel}`);
+    return { path: `${root}/${rel}` };
+  } catch {
+    return { missing: `${rel} is not in RECALIGN_DATA (${root}); ${DATA_HINT}` };
+  }
 }
 
 /** Read and parse a notebook file. */
@@ -314,4 +416,99 @@ export async function sourceMarkdown(
     parts.push(`\`${s.file}\`, lines ${s.start}–${s.end}:\n\n\`\`\`ts\n${s.text}\n\`\`\``);
   }
   return parts.join("\n\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an executed notebook must show, cell by cell
+
+/**
+ * The lines a cell must show, kept in the cell's metadata (`metadata.recalign.expect`): each
+ * a regular expression that some line of the cell's printed output must match.
+ */
+export function cellExpectations(cell: NotebookCell): RegExp[] {
+  const r = (cell.metadata?.recalign as { expect?: string[] } | undefined)?.expect ?? [];
+  return r.map((x) => new RegExp(x));
+}
+
+/** A code cell's printed text (stdout and stderr streams, in order). */
+export function cellText(cell: NotebookCell): string {
+  return (cell.outputs ?? []).filter((o) => o.output_type === "stream")
+    .map((o) => Array.isArray(o.text) ? (o.text as string[]).join("") : String(o.text ?? ""))
+    .join("");
+}
+
+/** Everything a reader sees of a cell: source, printed text, displayed text / markdown. */
+function cellVisible(cell: NotebookCell): string {
+  const shown = (cell.outputs ?? []).flatMap((o) => {
+    const data = (o.data ?? {}) as Record<string, unknown>;
+    return ["text/plain", "text/markdown", "text/html"].map((k) => {
+      const v = data[k];
+      return Array.isArray(v) ? v.join("") : typeof v === "string" ? v : "";
+    });
+  });
+  return [cellSource(cell), cellText(cell), ...shown].join("\n");
+}
+
+/** Text that must never reach a committed notebook, with why. */
+export const FORBIDDEN_TEXT: [RegExp, string][] = [
+  [/(^|[\s"'`(=])\/(work|home|tmp|root|Users|usr|mnt|opt)\//m, "a machine path"],
+  [/\.\.\/shared\b/, "a path outside the repository (../shared)"],
+  [/\bETA \d+s\b|\d tok\/s\b/, "a progress line"],
+  [/NOT FOUND in any readable|arXiv HTML is stored|TODO|FIXME|XXX/, "text meant for maintainers"],
+];
+
+/** Longest printed text a cell may show (longer = noise, e.g. progress bars). */
+export const MAX_CELL_TEXT = 3000;
+
+/**
+ * What an executed notebook gets wrong, cell by cell (empty = nothing): a cell missing a line
+ * it must show, a cell printing another cell's line, forbidden text, a cell too noisy, an error.
+ */
+export function checkExecutedNotebook(nb: Notebook): string[] {
+  const out: string[] = [];
+  const expectations = nb.cells.map(cellExpectations);
+  nb.cells.forEach((cell, i) => {
+    const where = `cell ${i}`;
+    for (const [re, why] of FORBIDDEN_TEXT) {
+      const m = cellVisible(cell).match(re);
+      if (m) out.push(`${where}: ${why}: "${m[0].trim()}"`);
+    }
+    if (cell.cell_type !== "code") return;
+    for (const o of cell.outputs ?? []) {
+      if (o.output_type === "error") {
+        out.push(`${where}: error ${String(o.ename)}: ${String(o.evalue)}`);
+      }
+    }
+    const text = cellText(cell);
+    if (text.length > MAX_CELL_TEXT) {
+      out.push(`${where}: prints ${text.length} characters (at most ${MAX_CELL_TEXT})`);
+    }
+    const lines = text.split("\n");
+    for (const re of expectations[i]) {
+      if (!lines.some((l) => re.test(l))) out.push(`${where}: no line matches /${re.source}/`);
+    }
+    // A line another cell must show, printed here: output landed in the wrong cell.
+    expectations.forEach((res, j) => {
+      if (j === i) return;
+      for (const re of res) {
+        if (lines.some((l) => re.test(l)) && !expectations[i].some((r) => r.source === re.source)) {
+          out.push(`${where}: shows cell ${j}'s line /${re.source}/`);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+/**
+ * Code cells that print but do not end with `await flush();` (their last lines could land in
+ * the next cell or be lost, see {@link notebookOutput}).
+ */
+export function unflushedCells(nb: Notebook): number[] {
+  return nb.cells.flatMap((cell, i) => {
+    if (cell.cell_type !== "code") return [];
+    const src = cellSource(cell).trimEnd();
+    const prints = /\bconsole\.(log|info|warn|error|table|debug)\b/.test(src);
+    return prints && !/await flush\(\);?$/.test(src) ? [i] : [];
+  });
 }

@@ -1,19 +1,25 @@
 /**
  * The notebooks: (1) every notebook's code cells, concatenated into one module, pass
- * `deno check` (the Deno Jupyter kernel does not type-check); (2) when Jupyter and the Deno
- * kernel are installed, every notebook runs top to bottom through the kernel (to a temporary
- * copy) without a cell error, at the `test` scale (`RECALIGN_NOTEBOOK_SCALE=test`). Without
+ * `deno check` (the Deno Jupyter kernel does not type-check); (2) the committed notebooks show,
+ * cell by cell, the lines each cell must show (`metadata.recalign.expect`), no machine path,
+ * no path outside the repository, no progress bar, no maintainer text, and every printing cell
+ * ends with `await flush();`; (3) when Jupyter and the Deno kernel are installed, every
+ * notebook runs top to bottom through the kernel (to a temporary copy) at the `test` scale
+ * (`RECALIGN_NOTEBOOK_SCALE=test`) and its output passes the same cell-by-cell check. Without
  * Jupyter the execution tests are reported as ignored, with the reason.
  */
 import assert from "node:assert/strict";
 import {
+  checkExecutedNotebook,
   executeNotebook,
+  formatTable,
   jupyterStatus,
   listNotebooks,
   notebookModule,
   NOTEBOOKS_DIR,
   readNotebook,
   REPO_ROOT,
+  unflushedCells,
 } from "../src/notebook_check.ts";
 
 const notebooks = await listNotebooks();
@@ -59,6 +65,53 @@ Deno.test("notebookModule() of every notebook passes deno check", async () => {
   } finally {
     for (const file of tmp.keys()) await Deno.remove(file).catch(() => {});
   }
+});
+
+Deno.test("the committed notebooks show each cell's lines, in their cells, with nothing that must not be there", async () => {
+  for (const path of notebooks) {
+    const nb = await readNotebook(path);
+    assert.deepEqual(checkExecutedNotebook(nb), [], name(path));
+    assert.deepEqual(unflushedCells(nb), [], `${name(path)}: printing cells without await flush()`);
+    const expecting = nb.cells.filter((c) =>
+      (c.metadata?.recalign as { expect?: string[] })?.expect
+    );
+    assert.ok(expecting.length >= 3, `${name(path)}: cells with expected lines`);
+  }
+});
+
+Deno.test("checkExecutedNotebook() catches a lost line, a misplaced line, a machine path and a progress bar", () => {
+  const code = (src: string, text: string, expect?: string[]) => ({
+    cell_type: "code" as const,
+    source: src,
+    metadata: expect ? { recalign: { expect } } : {},
+    outputs: text ? [{ output_type: "stream", name: "stdout", text }] : [],
+    execution_count: 1,
+  });
+  const nb = {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {},
+    cells: [
+      code("console.log(a); console.log(b);\nawait flush();", "first line\n", [
+        "^first",
+        "^max \\|base",
+      ]),
+      code(
+        "console.log(c);",
+        "max |base − adapters disabled| = 0\n[SFT] step 10/120 loss 5.37 268 tok/s ETA 23s\n",
+      ),
+      code("console.log(`${d}`)", "read /work/main/../shared/data/x.json\n"),
+    ],
+  };
+  const problems = checkExecutedNotebook(nb);
+  const has = (re: RegExp) => problems.some((p) => re.test(p));
+  assert.ok(has(/cell 0: no line matches \/\^max/), "lost line");
+  assert.ok(has(/cell 1: shows cell 0's line/), "misplaced line");
+  assert.ok(has(/cell 1: a progress line/), "progress bar");
+  assert.ok(has(/cell 2: a machine path/), "machine path");
+  assert.ok(has(/cell 2: a path outside the repository/), "../shared");
+  assert.deepEqual(unflushedCells(nb), [1, 2]);
+  assert.equal(formatTable([{ a: 1, b: "x" }, { a: 22 }]), "a   b\n--  -\n1   x\n22\n");
 });
 
 const status = await jupyterStatus();
@@ -142,6 +195,8 @@ for (const path of notebooks) {
           code.every((c) => typeof c.execution_count === "number"),
           `${name(path)}: every code cell ran`,
         );
+        // Cell by cell: the lines each cell must show, nothing lost or misplaced, no noise.
+        assert.deepEqual(checkExecutedNotebook(out), [], `${name(path)} (test scale)`);
       } finally {
         await Deno.remove(dir, { recursive: true }).catch(() => {});
       }

@@ -1,6 +1,6 @@
 /**
  * table.md writers: mean ± std over seeds per method, beside the papers' published numbers
- * (from `data/paper-numbers.json`, else `../shared/`, else "not available"), plus the
+ * (from `data/paper-numbers.json`, else "not available"), plus the
  * reference rows.
  *
  * @module
@@ -20,21 +20,23 @@ interface PaperEntry {
 /** The parts of paper-numbers.json used here. */
 export type PaperNumbers = Record<string, { main?: PaperEntry[]; secondary?: PaperEntry[] }>;
 
+/** The project's paper-numbers.json (with its sources), found from this module, not the cwd. */
+export const PAPER_NUMBERS: string = decodeURIComponent(
+  new URL("../../data/paper-numbers.json", import.meta.url).pathname,
+);
+
 /**
- * Read paper-numbers.json (the project's copy in `data/`, with its sources; else the shared one),
- * or undefined when none is readable — tables then say "not available".
+ * Read paper-numbers.json (`path`, default the project's copy in `data/`), or undefined when
+ * it is not readable — tables then say "not available".
  */
 export async function readPaperNumbers(
-  path?: string,
+  path: string = PAPER_NUMBERS,
 ): Promise<PaperNumbers | undefined> {
-  for (const p of path ? [path] : ["data/paper-numbers.json", "../shared/paper-numbers.json"]) {
-    try {
-      return JSON.parse(await Deno.readTextFile(p));
-    } catch {
-      // try the next one
-    }
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /** The paper's value for a method and metric: main table first, then secondary quotes. */
