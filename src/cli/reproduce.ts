@@ -301,7 +301,7 @@ const SDPO_NOTES = [
   "(uniform), K drawn from it each step. Classic baselines: src/baselines, trained on the train " +
   "users' histories, scored on the same 20 candidates.",
   "Paper columns: the S-DPO paper's tables could not be read (see " +
-  "`../shared/paper-numbers.json`); a quoted secondary value is shown where one exists. " +
+  "`data/paper-numbers.json`); a quoted secondary value is shown where one exists. " +
   "Only orderings (findings.md) are comparable, never absolute values.",
 ];
 

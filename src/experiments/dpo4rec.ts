@@ -1542,7 +1542,7 @@ const NOTES = [
   "measures what SASRec's window leaves out: compare `SASRec` with `SASRec+history counts` " +
   "before reading the LM rows.",
   "The paper (arXiv 2410.05939) publishes no readable numbers (see " +
-  "`../shared/paper-numbers.json`); only orderings are compared.",
+  "`data/paper-numbers.json`); only orderings are compared.",
 ];
 
 /** table.md of a result. */
