@@ -56,18 +56,45 @@ export async function writePlot(path: string, spec: VegaLiteSpec): Promise<void>
   );
 }
 
+/** An SVG as an `<img>` with a data URI (survives HTML exporters that strip inline SVG). */
+export function svgImgHtml(svg: string, alt = "plot"): string {
+  const bytes = new TextEncoder().encode(svg);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  const esc = alt.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  return `<img src="data:image/svg+xml;base64,${btoa(bin)}" alt="${esc}" style="max-width:100%">`;
+}
+
+/** A displayable SVG (e.g. a committed plot): as SVG, and as an `<img>` for HTML exports. */
+export function svgDisplay(
+  svg: string,
+  alt = "plot",
+): Record<symbol, () => Record<string, unknown>> {
+  return {
+    [Symbol.for("Jupyter.display")]: () => ({
+      "image/svg+xml": svg,
+      "text/html": svgImgHtml(svg, alt),
+    }),
+  };
+}
+
 /**
- * An object the Deno Jupyter kernel displays as an interactive vega-lite chart
- * (with the SVG as a fallback for viewers without vega).
+ * An object the Deno Jupyter kernel displays as an interactive vega-lite chart, with the SVG
+ * and an `<img>` of it as fallbacks (viewers without vega; HTML exports, whose sanitiser strips
+ * inline SVG).
  */
 export async function display(
   spec: VegaLiteSpec,
 ): Promise<Record<symbol, () => Record<string, unknown>>> {
   const svg = await renderSvg(spec);
+  const alt = typeof spec.title === "string" ? spec.title : "plot";
   return {
     [Symbol.for("Jupyter.display")]: () => ({
       "application/vnd.vegalite.v5+json": { $schema: SCHEMA, ...spec },
       "image/svg+xml": svg,
+      "text/html": svgImgHtml(svg, alt),
     }),
   };
 }

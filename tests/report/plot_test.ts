@@ -41,6 +41,11 @@ Deno.test("barChart() with error bars renders one rect per category; writePlot()
   const shown = await display(spec);
   const bundle = shown[Symbol.for("Jupyter.display")]();
   assert.ok("application/vnd.vegalite.v5+json" in bundle && "image/svg+xml" in bundle);
+  // HTML exports strip inline SVG: the bundle also carries it as an <img> with a data URI.
+  const img = String(bundle["text/html"]).match(/^<img src="data:image\/svg\+xml;base64,([^"]+)"/);
+  assert.ok(img, "an <img> of the plot");
+  const bytes = Uint8Array.from(atob(img[1]), (c) => c.charCodeAt(0));
+  assert.equal(new TextDecoder().decode(bytes), bundle["image/svg+xml"]);
   await Deno.remove(dir, { recursive: true });
 });
 
