@@ -409,7 +409,9 @@ export function lineChart(rows: Record<string, unknown>[], o: LineChartOptions):
     type: "quantitative",
     title: o.xTitle ?? o.x,
     scale: o.xLog ? { type: "log" } : o.integerX ? { nice: false, zero: false } : undefined,
-    axis: o.integerX || o.xLog
+    // Ticks at the data's x values: always for counts (K, N), and on a log axis with few points
+    // (a β sweep); a log axis over many points keeps vega's ticks.
+    axis: o.integerX || (o.xLog && xs.length <= 12)
       ? { values: xs, format: o.integerX ? "d" : "~g", grid: true }
       : undefined,
   };
