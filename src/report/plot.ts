@@ -118,7 +118,7 @@ const METHOD_COLORS: [RegExp, string][] = [
   [/Random|chance/, "#7f7f7f"],
 ];
 
-/** Colours for anything else, in order (Tableau 10 without the ones above). */
+/** Colours for other categories (e.g. negative samplers), in order: Tableau 10. */
 const PALETTE = [
   "#1f77b4",
   "#ff7f0e",
@@ -130,6 +130,20 @@ const PALETTE = [
   "#17becf",
   "#bcbd22",
   "#7f7f7f",
+];
+
+/** Colours for other methods beside the fixed ones: none of the fixed hues (no second DPO blue). */
+const METHOD_EXTRA = [
+  "#e377c2",
+  "#8c6d31",
+  "#393b79",
+  "#ad494a",
+  "#7b4173",
+  "#637939",
+  "#9edae5",
+  "#bd9e39",
+  "#6b6ecf",
+  "#d6616b",
 ];
 
 /**
@@ -153,15 +167,16 @@ export function colorScale(
     if (c && !used.has(c)) used.add(c);
     else fixed[i] = undefined;
   });
+  const palette = opts.byMethod === false ? PALETTE : METHOD_EXTRA;
   let p = 0;
   for (const c of fixed) {
     if (c) {
       range.push(c);
       continue;
     }
-    while (p < PALETTE.length - 1 && used.has(PALETTE[p])) p++;
-    range.push(PALETTE[p % PALETTE.length]);
-    used.add(PALETTE[p % PALETTE.length]);
+    while (p < palette.length - 1 && used.has(palette[p])) p++;
+    range.push(palette[p % palette.length]);
+    used.add(palette[p % palette.length]);
     p++;
   }
   return { domain, range };
