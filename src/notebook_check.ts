@@ -42,10 +42,24 @@ export interface Notebook {
 // ---------------------------------------------------------------------------------------------
 // Output that lands in its cell
 
+/** Something the Deno kernel displays: an object with a `Symbol.for("Jupyter.display")` method. */
+export type Displayable = object;
+
+/** The mime bundle of a displayable. */
+function bundleOf(x: Displayable): Record<string, unknown> {
+  const f = (x as Record<symbol, unknown>)[Symbol.for("Jupyter.display")];
+  return typeof f === "function" ? (f.call(x) as Record<string, unknown>) : {
+    "text/plain": String(x),
+  };
+}
+
 /** What {@link notebookOutput} returns. */
 export interface NotebookOutput {
-  /** Wait until everything printed so far is in this cell's output (end a printing cell with it). */
-  flush: () => Promise<void>;
+  /**
+   * This cell's output: the lines printed since the last call, followed by `extras` (plots,
+   * markdown), as one value. End every cell with `flush(…);` — its value is what the cell shows.
+   */
+  flush: (...extras: (Displayable | undefined)[]) => Displayable | undefined;
   /** True inside the Jupyter kernel (outside it console is left as it is). */
   inKernel: boolean;
 }
@@ -55,7 +69,7 @@ let installed: NotebookOutput | undefined;
 /** Text of console arguments as Deno prints them (strings as they are, the rest inspected). */
 export function formatArgs(args: unknown[]): string {
   return args.map((a) => typeof a === "string" ? a : Deno.inspect(a, { colors: false, depth: 6 }))
-    .join(" ") + "\n";
+    .join(" ");
 }
 
 /** A plain-text table of rows (what console.table shows, without colours). */
@@ -68,22 +82,74 @@ export function formatTable(rows: readonly Record<string, unknown>[]): string {
     line(cols),
     line(width.map((w) => "-".repeat(w))),
     ...rows.map((r) => line(cols.map((c) => cell(r[c])))),
-  ].join("\n") + "\n";
+  ].join("\n");
+}
+
+const escapeHtml = (t: string) =>
+  t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+/** An SVG as an `<img>` with a data URI (HTML exporters strip inline SVG). */
+function svgImg(svg: string): string {
+  const bytes = new TextEncoder().encode(svg);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return `<img src="data:image/svg+xml;base64,${btoa(bin)}" style="max-width:100%">`;
 }
 
 /**
- * Make console output land in the cell that printed it. The Deno kernel forwards console
- * output from a pipe on a separate task and reports the cell finished after a few
- * milliseconds' grace; on a busy machine the last lines then arrive after the cell is done,
- * and Jupyter drops them or files them under the next cell. This routes `console.log / info /
- * debug / warn / error / table` through the kernel's own message channel
- * (`Deno.jupyter.broadcast`), in order, and {@link NotebookOutput.flush} waits for them:
- * a cell that prints ends with `await flush();`. Outside the kernel it changes nothing.
- * Idempotent (re-running the setup cell keeps one router).
+ * Printed lines and displays as one displayable value (see {@link notebookOutput}): nothing →
+ * undefined; one display and no lines → that display; lines and markdown → markdown; otherwise
+ * HTML (the lines in a `<pre>`, plots as images).
+ */
+export function cellOutput(
+  lines: readonly string[],
+  extras: readonly (Displayable | undefined)[],
+): Displayable | undefined {
+  const shown = extras.filter((x): x is Displayable => x !== undefined);
+  const text = lines.join("\n");
+  if (shown.length === 0) {
+    return text ? { [Symbol.for("Jupyter.display")]: () => ({ "text/plain": text }) } : undefined;
+  }
+  if (shown.length === 1 && !text) return shown[0];
+  const bundles = shown.map(bundleOf);
+  const plain = [text, ...bundles.map((b) => String(b["text/plain"] ?? ""))].filter(Boolean)
+    .join("\n");
+  if (bundles.every((b) => "text/markdown" in b && !("text/html" in b || "image/svg+xml" in b))) {
+    const md = [text ? "```text\n" + text + "\n```" : "", ...bundles.map((b) => b["text/markdown"])]
+      .filter(Boolean).join("\n\n");
+    return {
+      [Symbol.for("Jupyter.display")]: () => ({ "text/markdown": md, "text/plain": plain }),
+    };
+  }
+  const html = [
+    text ? `<pre>${escapeHtml(text)}</pre>` : "",
+    ...bundles.map((b) =>
+      typeof b["text/html"] === "string"
+        ? b["text/html"]
+        : typeof b["image/svg+xml"] === "string"
+        ? svgImg(b["image/svg+xml"])
+        : `<pre>${escapeHtml(String(b["text/markdown"] ?? b["text/plain"] ?? ""))}</pre>`
+    ),
+  ].join("\n");
+  return { [Symbol.for("Jupyter.display")]: () => ({ "text/html": html, "text/plain": plain }) };
+}
+
+/**
+ * Make console output land in the cell that printed it. The Deno kernel (2.x) sends console
+ * output, and `Deno.jupyter.display`/`broadcast` messages, from a queue that it drains after the
+ * cell's code has returned, and it reports the cell finished without waiting for that queue: on a
+ * busy machine the last lines then arrive after Jupyter has closed the cell, and are dropped or
+ * filed under the next cell. The one output the kernel sends before it reports a cell done is
+ * the cell's own value. So: inside the kernel, `console.log / info / debug / warn / error /
+ * table` collect the cell's lines, and the cell ends with `flush(…)`, whose value — the lines,
+ * then any plot or markdown passed to it — is the cell's output. Outside the kernel it changes
+ * nothing. Idempotent (re-running the setup cell keeps one collector).
  */
 export function notebookOutput(): NotebookOutput {
   if (installed) return installed;
-  type Jupyter = { broadcast?: (t: string, c: Record<string, unknown>) => Promise<void> };
+  type Jupyter = { broadcast?: unknown };
   let jupyter: Jupyter | undefined;
   try {
     jupyter = (Deno as unknown as { jupyter?: Jupyter }).jupyter; // throws outside the kernel
@@ -91,26 +157,24 @@ export function notebookOutput(): NotebookOutput {
     jupyter = undefined;
   }
   if (typeof jupyter?.broadcast !== "function") {
-    installed = { flush: () => Promise.resolve(), inKernel: false };
+    installed = { flush: () => undefined, inKernel: false };
     return installed;
   }
-  const broadcast = jupyter.broadcast.bind(jupyter) as NonNullable<Jupyter["broadcast"]>;
-  const send = (name: "stdout" | "stderr", text: string) => {
-    broadcast("stream", { name, text });
-  };
+  let lines: string[] = [];
   const c = console as unknown as Record<string, (...a: unknown[]) => void>;
-  for (const m of ["log", "info", "debug"]) {
-    c[m] = (...a: unknown[]) => send("stdout", formatArgs(a));
+  for (const m of ["log", "info", "debug", "warn", "error"]) {
+    c[m] = (...a: unknown[]) => lines.push(formatArgs(a));
   }
-  for (const m of ["warn", "error"]) c[m] = (...a: unknown[]) => send("stderr", formatArgs(a));
   c.table = (rows: unknown) =>
-    Array.isArray(rows) ? send("stdout", formatTable(rows)) : send("stdout", formatArgs([rows]));
+    lines.push(
+      Array.isArray(rows) ? formatTable(rows as Record<string, unknown>[]) : formatArgs([rows]),
+    );
   installed = {
     inKernel: true,
-    // broadcast() queues the message; the kernel sends it (with the running cell as its parent)
-    // when the event loop turns. A few turns before the cell ends send everything queued.
-    flush: async () => {
-      for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
+    flush: (...extras) => {
+      const out = cellOutput(lines, extras);
+      lines = [];
+      return out;
     },
   };
   return installed;
@@ -430,11 +494,16 @@ export function cellExpectations(cell: NotebookCell): RegExp[] {
   return r.map((x) => new RegExp(x));
 }
 
-/** A code cell's printed text (stdout and stderr streams, in order). */
+/** A code cell's printed text: its streams and the text of its value / displays, in order. */
 export function cellText(cell: NotebookCell): string {
-  return (cell.outputs ?? []).filter((o) => o.output_type === "stream")
-    .map((o) => Array.isArray(o.text) ? (o.text as string[]).join("") : String(o.text ?? ""))
-    .join("");
+  return (cell.outputs ?? []).map((o) => {
+    if (o.output_type === "stream") {
+      return Array.isArray(o.text) ? (o.text as string[]).join("") : String(o.text ?? "");
+    }
+    const v = ((o.data ?? {}) as Record<string, unknown>)["text/plain"];
+    const t = Array.isArray(v) ? v.join("") : typeof v === "string" ? v : "";
+    return t && !t.endsWith("\n") ? t + "\n" : t;
+  }).join("");
 }
 
 /** Everything a reader sees of a cell: source, printed text, displayed text / markdown. */
@@ -446,7 +515,8 @@ function cellVisible(cell: NotebookCell): string {
       return Array.isArray(v) ? v.join("") : typeof v === "string" ? v : "";
     });
   });
-  return [cellSource(cell), cellText(cell), ...shown].join("\n");
+  // Images are data URIs: their base64 is not text a reader sees.
+  return [cellSource(cell), cellText(cell), ...shown].join("\n").replace(/data:[^"')\s]+/g, "");
 }
 
 /** Text that must never reach a committed notebook, with why. */
@@ -501,14 +571,16 @@ export function checkExecutedNotebook(nb: Notebook): string[] {
 }
 
 /**
- * Code cells that print but do not end with `await flush();` (their last lines could land in
- * the next cell or be lost, see {@link notebookOutput}).
+ * Code cells that do not end with a `flush(…)` statement, or that display with
+ * `Deno.jupyter.display` (both can lose output or put it in another cell, see
+ * {@link notebookOutput}).
  */
 export function unflushedCells(nb: Notebook): number[] {
   return nb.cells.flatMap((cell, i) => {
     if (cell.cell_type !== "code") return [];
     const src = cellSource(cell).trimEnd();
-    const prints = /\bconsole\.(log|info|warn|error|table|debug)\b/.test(src);
-    return prints && !/await flush\(\);?$/.test(src) ? [i] : [];
+    const last = src.slice(src.lastIndexOf("\n") + 1);
+    const endsWithFlush = /(^|\n)flush\([\s\S]*\);?$/.test(src) && !/^\s/.test(last);
+    return endsWithFlush && !/Deno\.jupyter\.display\(/.test(src) ? [] : [i];
   });
 }
