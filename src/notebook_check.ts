@@ -188,8 +188,9 @@ export const NOTEBOOKS_DIR: string = `${REPO_ROOT}notebooks`;
 
 /**
  * Folder of the released datasets (the S-DPO LastFM and DMPO files, which the kit does not
- * redistribute): `RECALIGN_DATA` (set by `deno task notebooks --data DIR`), or undefined when
- * it is not set. No trailing slash.
+ * redistribute), as `deno task reproduce --dataset` finds it: `RECALIGN_DATA` when set, else
+ * `data/raw/` of the repository (what `deno task data fetch` fills; not committed). Set to the
+ * empty string (as `deno task notebooks` does without `--data`): none. No trailing slash.
  */
 export function dataRoot(): string | undefined {
   let env: string | undefined;
@@ -198,15 +199,14 @@ export function dataRoot(): string | undefined {
   } catch {
     env = undefined; // no --allow-env
   }
-  return env ? env.replace(/\/+$/, "") : undefined;
+  if (env !== undefined) return env ? env.replace(/\/+$/, "") : undefined;
+  return `${REPO_ROOT}data/raw`;
 }
 
 /** Where a notebook says how to show the released data. */
-export const DATA_HINT =
-  "the released files (S-DPO's LastFM from github.com/chenyuxin1999/S-DPO, " +
-  "DMPO's from github.com/BZX667/DMPO) are not part of the kit, their licences forbid " +
-  "redistribution: put them in a folder (sdpo-lastfm/…, dmpo/…) and start Jupyter with " +
-  "RECALIGN_DATA=<folder>, or run `deno task notebooks --data <folder>`";
+export const DATA_HINT = "the released files are not part of the kit (their licences forbid " +
+  "redistribution): `deno task data fetch` downloads them from the papers' repositories into " +
+  "data/raw/ (not committed), or start Jupyter with RECALIGN_DATA=<folder>";
 
 /**
  * A released data file, `rel` under {@link dataRoot}: its path, or why it is not readable
@@ -216,12 +216,13 @@ export async function releasedFile(
   rel: string,
 ): Promise<{ path: string } | { missing: string }> {
   const root = dataRoot();
-  if (!root) return { missing: `${rel}: RECALIGN_DATA is not set; ${DATA_HINT}` };
+  if (!root) return { missing: `${rel}: no data folder given; ${DATA_HINT}` };
   try {
     await Deno.stat(`${root}/${rel}`);
     return { path: `${root}/${rel}` };
   } catch {
-    return { missing: `${rel} is not in RECALIGN_DATA (${root}); ${DATA_HINT}` };
+    const where = root === `${REPO_ROOT}data/raw` ? "data/raw/" : "RECALIGN_DATA";
+    return { missing: `${rel} is not in ${where}; ${DATA_HINT}` };
   }
 }
 
