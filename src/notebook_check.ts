@@ -379,10 +379,55 @@ async function nbconvert(
 }
 
 /**
- * Execute a notebook top to bottom with the Deno kernel (`jupyter nbconvert --to notebook
- * --execute --ExecutePreprocessor.kernel_name=deno`), in place or to `opts.out`; the kernel's
- * working directory is the notebook's folder. With `html`, also export the executed notebook
- * to HTML beside it. A cell error makes `ok` false (nbconvert exits 1).
+ * nbclient with a grace period after each cell: the Deno kernel (2.x) can report a cell idle
+ * before its last iopub messages (printed lines, displays, even the cell's value) are out, and
+ * a stock client stops listening at idle, so those outputs were dropped. This one keeps
+ * collecting the cell's own messages (same parent id) for `grace` seconds.
+ */
+const RUNNER = `
+import os, sys, time, nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionComplete
+from nbclient.util import ensure_async
+src, dst, timeout, kernel, grace = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+class GraceClient(NotebookClient):
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            try:
+                msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=max(0.01, end - time.monotonic())))
+            except Exception:
+                return
+            if msg['parent_header'].get('msg_id') == parent_msg_id:
+                try:
+                    self.process_message(msg, cell, cell_index)
+                except CellExecutionComplete:
+                    pass
+nb = nbformat.read(src, as_version=4)
+GraceClient(nb, timeout=timeout, kernel_name=kernel,
+            resources={'metadata': {'path': os.path.dirname(os.path.abspath(src))}}).execute()
+nbformat.write(nb, dst)
+`;
+
+/** The Python that runs `jupyter` (its shebang), where nbclient is installed. */
+async function jupyterPython(): Promise<string> {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      const head = (await Deno.readTextFile(`${dir}/jupyter`)).split("\n")[0];
+      if (head.startsWith("#!")) return head.slice(2).trim().split(/\s+/)[0];
+    } catch {
+      // not here
+    }
+  }
+  return "python3";
+}
+
+/**
+ * Execute a notebook top to bottom with the Deno kernel (nbclient, as `jupyter nbconvert
+ * --execute` does, plus a grace period per cell for the kernel's late messages), in place or
+ * to `opts.out`; the kernel's working directory is the notebook's folder. With `html`, also
+ * export the executed notebook to HTML beside it. A cell error makes `ok` false.
  */
 export async function executeNotebook(
   path: string,
@@ -390,26 +435,26 @@ export async function executeNotebook(
 ): Promise<ExecuteResult> {
   const t0 = performance.now();
   const target = opts.out ?? path;
-  const { dir, base } = splitPath(target);
-  const args = [
-    "--to",
-    "notebook",
-    "--execute",
-    "--ExecutePreprocessor.kernel_name=deno",
-    `--ExecutePreprocessor.timeout=${opts.timeout ?? 900}`,
-    ...(opts.out === undefined ? ["--inplace"] : ["--output-dir", dir, "--output", base]),
-    path,
-  ];
-  const r = await nbconvert(args, opts);
-  let log = r.log;
+  const { dir } = splitPath(target);
+  if (opts.out) await Deno.mkdir(dir, { recursive: true });
+  const py = await jupyterPython();
+  const cmd = new Deno.Command(py, {
+    args: ["-c", RUNNER, path, target, String(opts.timeout ?? 900), "deno", "0.5"],
+    env: opts.env,
+    stdout: opts.stream ? "inherit" : "piped",
+    stderr: opts.stream ? "inherit" : "piped",
+  });
+  const r = await cmd.output();
+  const dec = new TextDecoder();
+  let log = opts.stream ? "" : dec.decode(r.stdout) + dec.decode(r.stderr);
   let htmlOutput: string | undefined;
-  if (r.ok && opts.html) {
+  if (r.success && opts.html) {
     const h = await nbconvert(["--to", "html", "--output-dir", dir, target], opts);
     log += h.log;
     if (h.ok) htmlOutput = target.replace(/\.ipynb$/, "") + ".html";
   }
   return {
-    ok: r.ok,
+    ok: r.success,
     seconds: Math.round((performance.now() - t0) / 100) / 10,
     output: target,
     htmlOutput,
