@@ -1,25 +1,22 @@
 /**
  * `deno task plots`: redraw every plot under `results/` from the committed `metrics.json`
- * files (and `results/bench/*.jsonl`), with the same figure code the experiments use — so a
+ * files (the benchmark's plot is `deno task bench`'s), with the same figure code the experiments use — so a
  * change to how plots are drawn never needs the experiments re-run.
  *
  * ```sh
- * deno task plots                 # every results/**\/metrics.json and results/bench
+ * deno task plots                 # every results/**\/metrics.json
  * deno task plots results/dmpo    # only under this folder
  * ```
  *
  * @module
  */
 import {
-  benchFigure,
-  type BenchRow,
   dmpoAblationFigures,
   dpo4recFigures,
   type Figures,
   sdpoFigures,
   writeFigures,
 } from "../report/figures.ts";
-import { writePlot } from "../report/plot.ts";
 
 /** `metrics.json` files under `root`, sorted. */
 async function findMetrics(root: string): Promise<string[]> {
@@ -51,33 +48,6 @@ export function figuresOf(metrics: any): Figures {
   return {};
 }
 
-async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
-  try {
-    return (await Deno.readTextFile(path)).split("\n").filter((l) => l.trim())
-      .map((l) => JSON.parse(l));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw e;
-  }
-}
-
-/** Bench rows of `dir` (bench.jsonl) with the PyTorch anchor rows from compare.jsonl. */
-export async function benchRows(dir: string): Promise<BenchRow[]> {
-  const ours = (await readJsonl(`${dir}/bench.jsonl`)) as BenchRow[];
-  const torch = new Map<string, BenchRow>();
-  for (const c of await readJsonl(`${dir}/compare.jsonl`)) {
-    torch.set(String(c.workload), {
-      workload: String(c.workload),
-      backend: "pytorch",
-      tokens_per_sec: Number(c.torch_tokens_per_sec),
-      sec_per_iter_median: Number(c.torch_sec_per_iter_median),
-      threads: c.torch_threads as number | undefined,
-      blas: c.torch_blas as BenchRow["blas"],
-    });
-  }
-  return [...ours, ...torch.values()];
-}
-
 /** Redraw; returns the files written. */
 export async function main(args: string[]): Promise<string[]> {
   const root = (args[0] ?? "results").replace(/\/+$/, "");
@@ -91,14 +61,6 @@ export async function main(args: string[]): Promise<string[]> {
     }
     const dir = path.slice(0, path.lastIndexOf("/"));
     written.push(...await writeFigures(dir, figuresOf(metrics)));
-  }
-  for (const dir of [`${root}/bench`, root]) {
-    const rows = await benchRows(dir);
-    if (rows.length) {
-      await writePlot(`${dir}/tokens_per_sec.svg`, benchFigure(rows));
-      written.push(`${dir}/tokens_per_sec.svg`);
-      break;
-    }
   }
   return written;
 }

@@ -7,8 +7,9 @@
  *   ablations (K, β, negative sampler) with a 95 % interval over the test prompts on every point
  *   and the SFT, chance and oracle lines;
  * - DMPO ablations: paired AUC vs K, vs train prompts, in / cross domain;
- * - DPO4Rec: recommender HR@1 per method, reward of best / worst of N;
- * - the benchmark: tokens/s per workload, the backend named as it ran.
+ * - DPO4Rec: recommender HR@1 per method, reward of best / worst of N.
+ *
+ * (The benchmark's plot is drawn by `bench/plot.ts`.)
  *
  * @module
  */
@@ -422,84 +423,4 @@ export function dpo4recFigures(r: Dpo4recFigureInput): Figures {
     }],
   });
   return figs;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Benchmark
-
-/** A row of `bench.jsonl` (ours) or the PyTorch anchor. */
-export interface BenchRow {
-  workload: string;
-  backend: string;
-  tokens_per_sec: number;
-  sec_per_iter_median?: number;
-  sec_per_iter_min?: number;
-  iters?: number;
-  threads?: number;
-  /** The matMul BLAS as `initBackend` reports it ("…libopenblas… (2 threads)" or "off: …"). */
-  blas?: string | { libs?: string[] };
-  [k: string]: unknown;
-}
-
-/**
- * The backend as it ran: "tfjs wasm + OpenBLAS (2 threads)", "tfjs wasm (no BLAS)",
- * "PyTorch (OpenBLAS, 2 threads)". Rows written before `bench` recorded the BLAS ran with it
- * (bench.jsonl starts after matMul went through OpenBLAS by default).
- */
-export function backendLabel(r: BenchRow): string {
-  if (r.backend === "pytorch") {
-    const libs = typeof r.blas === "object" ? r.blas?.libs ?? [] : [];
-    const lib = libs.some((l) => /openblas/i.test(l)) ? "OpenBLAS, " : "";
-    return `PyTorch (${lib}${r.threads ?? "?"} threads)`;
-  }
-  if (r.backend !== "wasm") return `tfjs ${r.backend}`;
-  const blas = typeof r.blas === "string" ? r.blas : undefined;
-  if (blas === undefined) return "tfjs wasm + OpenBLAS";
-  if (/^off/.test(blas)) return "tfjs wasm (no BLAS)";
-  const threads = blas.match(/\((\d+) threads?\)/)?.[1];
-  const lib = /openblas/i.test(blas) ? "OpenBLAS" : "BLAS";
-  return `tfjs wasm + ${lib}${threads ? ` (${threads} threads)` : ""}`;
-}
-
-const WORKLOAD_NAMES: Record<string, string> = {
-  fwd_logp: "forward, log-probs",
-  sft_step: "SFT step",
-  sdpo_step: "S-DPO step (K = 3)",
-};
-
-/** The benchmark figure: tokens/s per workload and backend. */
-export function benchFigure(rows: readonly BenchRow[]): VegaLiteSpec {
-  const order = Object.keys(WORKLOAD_NAMES);
-  const rank = (w: string) => order.indexOf(w) < 0 ? order.length : order.indexOf(w);
-  const sorted = [...rows].sort((a, b) =>
-    rank(a.workload) - rank(b.workload) || a.workload.localeCompare(b.workload) ||
-    Number(a.backend === "pytorch") - Number(b.backend === "pytorch")
-  );
-  const data = sorted.map((r) => {
-    const tokensPerIter = r.sec_per_iter_median ? r.tokens_per_sec * r.sec_per_iter_median : 0;
-    const best = r.sec_per_iter_min && tokensPerIter ? tokensPerIter / r.sec_per_iter_min : NaN;
-    return {
-      label: `${WORKLOAD_NAMES[r.workload] ?? r.workload} · ${backendLabel(r)}`,
-      backend: backendLabel(r),
-      tokens_per_sec: r.tokens_per_sec,
-      lo: r.tokens_per_sec,
-      hi: Number.isFinite(best) ? best : r.tokens_per_sec,
-    };
-  });
-  const iters = rows.find((r) => r.iters)?.iters;
-  return barChart(data, {
-    title: `Training throughput (tokens/s, higher is better): bar = median of ${
-      iters ?? "the"
-    } iterations, whisker to the fastest`,
-    x: "label",
-    y: "tokens_per_sec",
-    yLow: "lo",
-    yHigh: "hi",
-    color: "backend",
-    colorTitle: "backend",
-    colorByMethod: false,
-    yTitle: "tokens / s",
-    horizontal: true,
-    width: 380,
-  });
 }
