@@ -1,19 +1,26 @@
 /**
  * The notebooks: (1) every notebook's code cells, concatenated into one module, pass
- * `deno check` (the Deno Jupyter kernel does not type-check); (2) when Jupyter and the Deno
- * kernel are installed, every notebook runs top to bottom through the kernel (to a temporary
- * copy) without a cell error, at the `test` scale (`RECALIGN_NOTEBOOK_SCALE=test`). Without
+ * `deno check` (the Deno Jupyter kernel does not type-check); (2) the committed notebooks show,
+ * cell by cell, the lines each cell must show (`metadata.recalign.expect`), no machine path,
+ * no path outside the repository, no progress bar, no maintainer text, and every code cell
+ * ends with `flush(…)` (its value is the cell's output); (3) when Jupyter and the Deno kernel are installed, every
+ * notebook runs top to bottom through the kernel (to a temporary copy) at the `test` scale
+ * (`RECALIGN_NOTEBOOK_SCALE=test`) and its output passes the same cell-by-cell check. Without
  * Jupyter the execution tests are reported as ignored, with the reason.
  */
 import assert from "node:assert/strict";
 import {
+  cellOutput,
+  checkExecutedNotebook,
   executeNotebook,
+  formatTable,
   jupyterStatus,
   listNotebooks,
   notebookModule,
   NOTEBOOKS_DIR,
   readNotebook,
   REPO_ROOT,
+  unflushedCells,
 } from "../src/notebook_check.ts";
 
 const notebooks = await listNotebooks();
@@ -59,6 +66,73 @@ Deno.test("notebookModule() of every notebook passes deno check", async () => {
   } finally {
     for (const file of tmp.keys()) await Deno.remove(file).catch(() => {});
   }
+});
+
+Deno.test("the committed notebooks show each cell's lines, in their cells, with nothing that must not be there", async () => {
+  for (const path of notebooks) {
+    const nb = await readNotebook(path);
+    assert.deepEqual(checkExecutedNotebook(nb), [], name(path));
+    assert.deepEqual(unflushedCells(nb), [], `${name(path)}: cells not ending with flush(…)`);
+    const expecting = nb.cells.filter((c) =>
+      (c.metadata?.recalign as { expect?: string[] })?.expect
+    );
+    assert.ok(expecting.length >= 3, `${name(path)}: cells with expected lines`);
+  }
+});
+
+Deno.test("checkExecutedNotebook() catches a lost line, a misplaced line, a machine path and a progress bar", () => {
+  const code = (src: string, text: string, expect?: string[]) => ({
+    cell_type: "code" as const,
+    source: src,
+    metadata: expect ? { recalign: { expect } } : {},
+    outputs: text ? [{ output_type: "stream", name: "stdout", text }] : [],
+    execution_count: 1,
+  });
+  const nb = {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {},
+    cells: [
+      code("console.log(a); console.log(b);\nflush();", "first line\n", ["^first", "^max \\|base"]),
+      code(
+        "console.log(c);",
+        "max |base − adapters disabled| = 0\n[SFT] step 10/120 loss 5.37 268 tok/s ETA 23s\n",
+      ),
+      code("console.log(`${d}`);\n  flush();", "read /work/main/../shared/data/x.json\n"),
+      code("await Deno.jupyter.display(x);\nflush();", ""),
+      code("const x = 1;\nflush(await display(spec));", ""),
+    ],
+  };
+  const problems = checkExecutedNotebook(nb);
+  const has = (re: RegExp) => problems.some((p) => re.test(p));
+  assert.ok(has(/cell 0: no line matches \/\^max/), "lost line");
+  assert.ok(has(/cell 1: shows cell 0's line/), "misplaced line");
+  assert.ok(has(/cell 1: a progress line/), "progress bar");
+  assert.ok(has(/cell 2: a machine path/), "machine path");
+  assert.ok(has(/cell 2: a path outside the repository/), "../shared");
+  // Cells must end with a top-level flush(…) and never broadcast with Deno.jupyter.display.
+  assert.deepEqual(unflushedCells(nb), [1, 2, 3]);
+  assert.equal(formatTable([{ a: 1, b: "x" }, { a: 22 }]), "a   b\n--  -\n1   x\n22");
+});
+
+Deno.test("cellOutput(): a cell's lines and displays as one value (text, markdown or HTML)", () => {
+  const show = (x: unknown) =>
+    (x as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")]();
+  assert.equal(cellOutput([], []), undefined);
+  assert.deepEqual(show(cellOutput(["a", "b"], [])), { "text/plain": "a\nb" });
+  const md = { [Symbol.for("Jupyter.display")]: () => ({ "text/markdown": "# T" }) };
+  assert.equal(cellOutput([], [md, undefined]), md, "one display alone is passed through");
+  assert.deepEqual(show(cellOutput(["x < 1"], [md])), {
+    "text/markdown": "```text\nx < 1\n```\n\n# T",
+    "text/plain": "x < 1",
+  });
+  const svg = { [Symbol.for("Jupyter.display")]: () => ({ "image/svg+xml": "<svg/>" }) };
+  const both = show(cellOutput(["x < 1"], [svg, md]));
+  assert.match(
+    String(both["text/html"]),
+    /^<pre>x &lt; 1<\/pre>\n<img src="data:image\/svg\+xml;base64,PHN2Zy8\+"/,
+  );
+  assert.match(String(both["text/html"]), /<pre># T<\/pre>$/);
 });
 
 const status = await jupyterStatus();
@@ -142,6 +216,8 @@ for (const path of notebooks) {
           code.every((c) => typeof c.execution_count === "number"),
           `${name(path)}: every code cell ran`,
         );
+        // Cell by cell: the lines each cell must show, nothing lost or misplaced, no noise.
+        assert.deepEqual(checkExecutedNotebook(out), [], `${name(path)} (test scale)`);
       } finally {
         await Deno.remove(dir, { recursive: true }).catch(() => {});
       }

@@ -7,7 +7,11 @@
  * deno run -A src/cli/notebooks.ts                 # every notebooks/*.ipynb, in place
  * deno run -A src/cli/notebooks.ts --html 01 02    # two notebooks (by name or prefix), + HTML
  * deno run -A src/cli/notebooks.ts --out /tmp/nb   # executed copies elsewhere
+ * deno run -A src/cli/notebooks.ts --data DIR 01   # with the released data (RECALIGN_DATA)
  * ```
+ *
+ * The committed notebooks are executed without the released data: those files may not be
+ * redistributed, so their cells say how to show them instead of printing rows.
  *
  * `--help` lists the flags. Exits 1 when a notebook fails (a cell error), 2 on a bad flag or
  * a missing Jupyter / Deno kernel (with how to install them).
@@ -34,6 +38,12 @@ export const NOTEBOOKS_FLAGS = {
     value: "DIR",
     defaultText: "in place (notebooks/)",
     help: "write the executed notebooks (and HTML) to DIR",
+  },
+  data: {
+    type: "string",
+    value: "DIR",
+    defaultText: "none: cells that read the released data say how to get it",
+    help: "folder of the released datasets, passed to the kernel as RECALIGN_DATA",
   },
   scale: {
     type: "string",
@@ -65,6 +75,7 @@ function fail(msg: string): never {
 export interface NotebooksOptions {
   html: boolean;
   out?: string;
+  data?: string;
   scale: string;
   timeout: number;
   names: string[];
@@ -81,6 +92,7 @@ export function parseOptions(args: string[]): NotebooksOptions | undefined {
   return {
     html: values.html ?? false,
     out: values.out?.replace(/\/+$/, ""),
+    data: values.data?.replace(/\/+$/, ""),
     scale: choiceFlag("notebooks", "scale", values.scale!, ["tiny", "test", "small"]),
     timeout: numberFlag("notebooks", "timeout", values.timeout, { integer: true, min: 1 })!,
     names: positionals,
@@ -114,6 +126,10 @@ export async function main(args: string[]): Promise<number> {
   if (!status.ok) fail(`cannot execute notebooks: ${status.reason}`);
   const notebooks = selectNotebooks(await listNotebooks(), opts.names);
   if (opts.out) await ensureDir(opts.out);
+  if (opts.data !== undefined) {
+    const st = await Deno.stat(opts.data).catch(() => undefined);
+    if (!st?.isDirectory) fail(`--data ${opts.data}: no such folder`);
+  }
   let failed = 0;
   for (const path of notebooks) {
     const name = path.slice(path.lastIndexOf("/") + 1);
@@ -123,7 +139,8 @@ export async function main(args: string[]): Promise<number> {
       out,
       html: opts.html,
       timeout: opts.timeout,
-      env: { RECALIGN_NOTEBOOK_SCALE: opts.scale },
+      // Without --data the kernel gets no data root (an inherited RECALIGN_DATA is cleared).
+      env: { RECALIGN_NOTEBOOK_SCALE: opts.scale, RECALIGN_DATA: opts.data ?? "" },
     });
     if (r.ok) {
       console.error(

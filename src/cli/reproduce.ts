@@ -302,7 +302,7 @@ const SDPO_NOTES = [
   "(uniform), K drawn from it each step. Classic baselines: src/baselines, trained on the train " +
   "users' histories, scored on the same 20 candidates.",
   "Paper columns: the S-DPO paper's tables could not be read (see " +
-  "`../shared/paper-numbers.json`); a quoted secondary value is shown where one exists. " +
+  "`data/paper-numbers.json`); a quoted secondary value is shown where one exists. " +
   "Only orderings (findings.md) are comparable, never absolute values.",
 ];
 
@@ -491,7 +491,7 @@ export async function main(args: string[]): Promise<string[]> {
         setRunFolders({ runs: `${dir}/runs` });
         r.ablations = abl;
         r.seconds = Math.round((r.seconds + abl.seconds) * 10) / 10; // run + ablations
-        plots = await writeDmpoAblationPlots(dir, abl);
+        plots = await writeDmpoAblationPlots(dir, abl, r.references);
       }
       table = tableMarkdown({
         title: `DMPO on ${datasetLabel(opts.dataset)} (scale ${opts.scale}, ` +

@@ -433,17 +433,46 @@ export async function trainBase(
 // The pretrained base LM (src/experiments/base_lm.ts) that stage 0 starts from
 
 let baseLm: { snap: Snapshot; hash: string; folder?: string } | undefined;
+/** Whether a base LM was chosen (setBaseLm, or the shipped one loaded by default). */
+let baseLmChosen = false;
+
+/** The shipped base LM, `models/base-lm/` of the repository (independent of the cwd). */
+export const SHIPPED_BASE_LM: string = decodeURIComponent(
+  new URL("../../models/base-lm", import.meta.url).pathname,
+);
 
 /**
  * Start every stage 0 (the SFT model of S-DPO, the base of DMPO) from this pretrained base
  * LM; `undefined` = from a random init, as before the base-LM stage existed. The snapshot
  * belongs to the caller (dispose it after the run). `folder` (e.g. `models/base-lm`) is what
- * adapters write as `base_model_name_or_path`.
+ * adapters write as `base_model_name_or_path`. Without a call, stage 0
+ * starts from the shipped base LM ({@link useShippedBaseLm}), as `deno task reproduce` does.
  */
 export function setBaseLm(
   lm: { snap: Snapshot; hash: string; folder?: string } | undefined,
 ): void {
   baseLm = lm;
+  baseLmChosen = true;
+}
+
+/**
+ * When no base LM was chosen with {@link setBaseLm}: load the shipped one
+ * ({@link SHIPPED_BASE_LM}) once, so notebooks and library users start where
+ * `deno task reproduce` starts. Missing or made by another recipe: a random init, said once
+ * on stderr. Returns the base LM's hash, or null for a random init.
+ */
+export async function useShippedBaseLm(): Promise<string | null> {
+  if (baseLmChosen) return baseLm?.hash ?? null;
+  baseLmChosen = true;
+  // Imported here: base_lm.ts imports this module.
+  const { loadBaseLm } = await import("./base_lm.ts");
+  const got = await loadBaseLm(SHIPPED_BASE_LM);
+  if ("snap" in got) {
+    baseLm = { snap: got.snap, hash: got.info.hash, folder: "models/base-lm" };
+    return baseLm.hash;
+  }
+  console.error(`[base-lm] ${got.reason}; stage 0 starts from a random init`);
+  return null;
 }
 
 /** The base LM's folder when a model of `config` starts from it (undefined otherwise). */
@@ -611,6 +640,7 @@ export async function baseSnapshot(
   opts: StageOptions,
 ): Promise<BaseSnapshot> {
   seed = stage0SeedOf(scale, seed);
+  await useShippedBaseLm();
   const key = await baseCacheKey(config, examples, scale, seed);
   const hit = baseCache.get(key);
   if (hit) return { ...hit, reused: true };

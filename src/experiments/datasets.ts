@@ -561,7 +561,7 @@ export async function lastfmSdpo(
     "preferences of real users are unknown (not available). Ablations run on the synthetic " +
     "world only.",
     "Paper columns: the S-DPO paper's tables could not be read (see " +
-    "`../shared/paper-numbers.json`); a quoted secondary value (7B LLM, full train file) is " +
+    "`data/paper-numbers.json`); a quoted secondary value (7B LLM, full train file) is " +
     "shown where one exists. Only orderings (findings.md) are comparable.",
   ];
   return {
@@ -899,7 +899,7 @@ export async function dmpoDataset(
     "or history-Bayes row: the true preferences of real users are unknown (not available). " +
     "Ablations run on the synthetic world only.",
     "Paper columns: the DMPO paper's tables could not be read (see " +
-    "`../shared/paper-numbers.json`). Only orderings (findings.md) are comparable.",
+    "`data/paper-numbers.json`). Only orderings (findings.md) are comparable.",
   ];
   return {
     data,

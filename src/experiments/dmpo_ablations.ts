@@ -28,7 +28,7 @@ import {
   notTested,
   toFinding,
 } from "../report/findings.ts";
-import { barChart, lineChart, writePlot } from "../report/plot.ts";
+import { dmpoAblationFigures, writeFigures } from "../report/figures.ts";
 import { Rng } from "../rng.ts";
 import {
   disposeSnapshot,
@@ -623,48 +623,12 @@ export function dmpoAblationFindings(
 }
 
 /** Write the ablation plots into `dir`; returns the table.md section that links them. */
-export async function writeDmpoAblationPlots(dir: string, a: DmpoAblations): Promise<string> {
-  await writePlot(
-    `${dir}/dmpo_negatives.svg`,
-    lineChart([
-      ...a.k_sweep.map((r) => ({ K: r.k, auc: r.auc_paired, sampler: r.sampler })),
-      ...(a.k_equal_steps ?? []).map((r) => ({
-        K: r.k,
-        auc: r.auc_paired,
-        sampler: `${r.sampler} (equal steps)`,
-      })),
-    ], {
-      title: `DMPO: paired AUC vs negatives K, per negative sampler (seed ${a.seed})`,
-      x: "K",
-      y: "auc",
-      color: "sampler",
-      yTitle: "paired AUC",
-      points: true,
-    }),
-  );
-  await writePlot(
-    `${dir}/dmpo_few_shot.svg`,
-    lineChart(a.few_shot.map((r) => ({ n: r.n, auc: r.auc_paired, arm: r.arm })), {
-      title: `DMPO: paired AUC vs train prompts (seed ${a.seed})`,
-      x: "n",
-      y: "auc",
-      color: "arm",
-      xLog: true,
-      xTitle: "train prompts",
-      yTitle: "paired AUC",
-      points: true,
-    }),
-  );
-  await writePlot(
-    `${dir}/dmpo_cross_domain.svg`,
-    barChart(a.cross_domain.map((r) => ({ ...r, label: `${r.model} @${r.domain}` })), {
-      title: `DMPO: in-domain vs cross-domain (seed ${a.seed})`,
-      x: "label",
-      y: "auc_paired",
-      color: "domain",
-      yTitle: "paired AUC",
-    }),
-  );
+export async function writeDmpoAblationPlots(
+  dir: string,
+  a: DmpoAblations,
+  references?: Record<string, Record<string, number>>,
+): Promise<string> {
+  await writeFigures(dir, dmpoAblationFigures(a, references));
   const f = (x: number) => x.toFixed(3);
   const sweepKs = [...new Set(a.k_sweep.map((r) => r.k))].sort((x, y) => x - y);
   const ns = [...new Set(a.few_shot.map((r) => r.n))];

@@ -37,7 +37,7 @@ import { type Tokenizer, WordTokenizer } from "../tokenizer.ts";
 import { type SdpoSample, sdpoSamples, trueScores, type World } from "../data/world.ts";
 import { Sasrec } from "../baselines/sasrec.ts";
 import { trainingExamples } from "../baselines/mod.ts";
-import { bootstrapCI, type ConfidenceInterval, hitsAtK, ndcgsAtK } from "../eval/metrics.ts";
+import { type ConfidenceInterval, hitsAtK, ndcgsAtK } from "../eval/metrics.ts";
 import {
   type ClaimSpec,
   compareRows,
@@ -47,7 +47,7 @@ import {
   writeFindings,
 } from "../report/findings.ts";
 import { fmtMeanStd, seedTimings, summarize } from "../report/table.ts";
-import { barChart, lineChart, writePlot } from "../report/plot.ts";
+import { dpo4recFigures, writeFigures } from "../report/figures.ts";
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from "../io.ts";
 import { Rng } from "../rng.ts";
 import {
@@ -1542,7 +1542,7 @@ const NOTES = [
   "measures what SASRec's window leaves out: compare `SASRec` with `SASRec+history counts` " +
   "before reading the LM rows.",
   "The paper (arXiv 2410.05939) publishes no readable numbers (see " +
-  "`../shared/paper-numbers.json`); only orderings are compared.",
+  "`data/paper-numbers.json`); only orderings are compared.",
 ];
 
 /** table.md of a result. */
@@ -1695,42 +1695,7 @@ export async function writeDpo4recResults(
     ),
     NOTES,
   );
-  // HR@1 per method with a 95 % bootstrap CI over the pooled test rows.
-  const bars = result.methods.map((m) => {
-    const rows = result.per_seed.flatMap((s) => s.methods[m].rank_hits);
-    const ci = bootstrapCI(rows);
-    return { method: m, hr1: ci.mean, lo: ci.lo, hi: ci.hi };
-  });
-  await writePlot(
-    `${outDir}/hr1.svg`,
-    barChart(bars, {
-      title: "SASRec HR@1 with each method's preference features (95 % CI)",
-      x: "method",
-      y: "hr1",
-      yLow: "lo",
-      yHigh: "hi",
-      yTitle: "HR@1 (20 candidates)",
-      width: 480,
-    }),
-  );
-  const lines = result.per_seed.flatMap((s) =>
-    s.sampling.flatMap((x) => [
-      { n: x.n, reward: x.best_reward, kind: "best of N", seed: s.seed },
-      { n: x.n, reward: x.worst_reward, kind: "worst of N", seed: s.seed },
-      { n: x.n, reward: x.single_reward, kind: "single sample", seed: s.seed },
-    ])
-  );
-  await writePlot(
-    `${outDir}/reward_vs_n.svg`,
-    lineChart(lines, {
-      title: "Reward of sampled summaries vs N (SFT LM, τ = 1)",
-      x: "n",
-      y: "reward",
-      color: "kind",
-      xTitle: "N (samples per prompt)",
-      yTitle: "mean reward (log p of held-out items)",
-      points: true,
-    }),
-  );
+  // HR@1 per method (95 % interval over the test rows) and reward of best / worst of N.
+  await writeFigures(outDir, dpo4recFigures(result));
   return claims;
 }

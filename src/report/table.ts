@@ -1,12 +1,12 @@
 /**
  * table.md writers: mean ± std over seeds per method, beside the papers' published numbers
- * (from `data/paper-numbers.json`, else `../shared/`, else "not available"), plus the
+ * (from `data/paper-numbers.json`, else "not available"), plus the
  * reference rows.
  *
  * @module
  */
 import { meanStd } from "../eval/metrics.ts";
-import { barChart, lineChart, writePlot } from "./plot.ts";
+import { type SdpoFigureInput, sdpoFigures, writeFigures } from "./figures.ts";
 
 /** One published number as paper-numbers.json stores it. */
 interface PaperEntry {
@@ -20,21 +20,23 @@ interface PaperEntry {
 /** The parts of paper-numbers.json used here. */
 export type PaperNumbers = Record<string, { main?: PaperEntry[]; secondary?: PaperEntry[] }>;
 
+/** The project's paper-numbers.json (with its sources), found from this module, not the cwd. */
+export const PAPER_NUMBERS: string = decodeURIComponent(
+  new URL("../../data/paper-numbers.json", import.meta.url).pathname,
+);
+
 /**
- * Read paper-numbers.json (the project's copy in `data/`, with its sources; else the shared one),
- * or undefined when none is readable — tables then say "not available".
+ * Read paper-numbers.json (`path`, default the project's copy in `data/`), or undefined when
+ * it is not readable — tables then say "not available".
  */
 export async function readPaperNumbers(
-  path?: string,
+  path: string = PAPER_NUMBERS,
 ): Promise<PaperNumbers | undefined> {
-  for (const p of path ? [path] : ["data/paper-numbers.json", "../shared/paper-numbers.json"]) {
-    try {
-      return JSON.parse(await Deno.readTextFile(p));
-    } catch {
-      // try the next one
-    }
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /** The paper's value for a method and metric: main table first, then secondary quotes. */
@@ -141,18 +143,8 @@ export function tableMarkdown(opts: {
   return lines.join("\n");
 }
 
-/** What {@link writeSdpoPlots} needs of an S-DPO result. */
-export interface SdpoPlotInput {
-  curves: { method: string; seed: number; step: number; metric: string; value: number }[];
-  ablations?: {
-    seed: number;
-    k_sweep: { k: number; row: { hr1_rank: number } }[];
-    sampler_k_sweep?: { sampler: string; k: number; row: { hr1_rank: number } }[];
-    beta_sweep: { beta: number; row: { hr1_rank: number } }[];
-    samplers: { sampler: string; method: string; row: { hr1_rank: number } }[];
-    neg_weights: { ref_rank: number; weight: number; uniform: number }[];
-  };
-}
+/** What {@link writeSdpoPlots} needs of an S-DPO result (its metrics.json `result`). */
+export type SdpoPlotInput = SdpoFigureInput;
 
 /**
  * Write the S-DPO plots (`<dir>/*.svg` + `.vl.json`) and return the markdown section of
@@ -160,22 +152,8 @@ export interface SdpoPlotInput {
  */
 export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<string> {
   const out: string[] = ["", "## Plots and ablations", ""];
+  await writeFigures(dir, sdpoFigures(r));
   if (r.curves.length) {
-    await writePlot(
-      `${dir}/curves.svg`,
-      lineChart(
-        r.curves.map((c) => ({ ...c, run: `${c.method} s${c.seed}` })),
-        {
-          title: "Preference training: DPO vs S-DPO",
-          x: "step",
-          y: "value",
-          color: "run",
-          column: "metric",
-          width: 180,
-          height: 160,
-        },
-      ),
-    );
     // Final logps/chosen per method and seed.
     const finals = new Map<string, number>();
     for (const c of r.curves) {
@@ -194,76 +172,17 @@ export async function writeSdpoPlots(dir: string, r: SdpoPlotInput): Promise<str
   const a = r.ablations;
   if (a) {
     const kRows = a.k_sweep.map((x) => ({ K: x.k, hr1: x.row.hr1_rank }));
-    await writePlot(
-      `${dir}/k_sweep.svg`,
-      lineChart(kRows, {
-        title: `S-DPO: HR@1 vs K (β = 1, seed ${a.seed})`,
-        x: "K",
-        y: "hr1",
-        yTitle: "HR@1 (ranking)",
-        points: true,
-      }),
-    );
     const skRows = (a.sampler_k_sweep ?? []).map((x) => ({
       K: x.k,
       hr1: x.row.hr1_rank,
       sampler: x.sampler,
     }));
-    if (skRows.length > 0) {
-      await writePlot(
-        `${dir}/sampler_k_sweep.svg`,
-        lineChart(skRows, {
-          title: `S-DPO: HR@1 vs K per negative sampler (β = 1, seed ${a.seed})`,
-          x: "K",
-          y: "hr1",
-          color: "sampler",
-          yTitle: "HR@1 (ranking)",
-          points: true,
-        }),
-      );
-    }
     const bRows = a.beta_sweep.map((x) => ({ beta: x.beta, hr1: x.row.hr1_rank }));
-    await writePlot(
-      `${dir}/beta_sweep.svg`,
-      lineChart(bRows, {
-        title: `S-DPO: HR@1 vs β (K = 3, seed ${a.seed})`,
-        x: "beta",
-        y: "hr1",
-        xLog: true,
-        yTitle: "HR@1 (ranking)",
-        points: true,
-      }),
-    );
     const sRows = a.samplers.map((x) => ({
       arm: `${x.method} (${x.sampler})`,
       sampler: x.sampler,
       hr1: x.row.hr1_rank,
     }));
-    await writePlot(
-      `${dir}/samplers.svg`,
-      barChart(sRows, {
-        title: `Negative sampler (seed ${a.seed})`,
-        x: "arm",
-        y: "hr1",
-        color: "sampler",
-        yTitle: "HR@1 (ranking)",
-      }),
-    );
-    const wRows = a.neg_weights.flatMap((w) => [
-      { ref_rank: w.ref_rank, weight: w.weight, series: "S-DPO softmax weight" },
-      { ref_rank: w.ref_rank, weight: w.uniform, series: "uniform (1/19)" },
-    ]);
-    await writePlot(
-      `${dir}/negative_weights.svg`,
-      lineChart(wRows, {
-        title: "S-DPO weight on a negative vs its rank under the reference",
-        x: "ref_rank",
-        y: "weight",
-        color: "series",
-        xTitle: "rank of the negative under the reference (1 = most likely)",
-        points: true,
-      }),
-    );
     const f = (x: number) => x.toFixed(3);
     out.push(
       `Ablations (seed ${a.seed}, ranking HR@1 on the same test prompts):`,

@@ -105,7 +105,8 @@ Deno.test("reproduce --paper dmpo --scale test writes the DMPO ablations with ve
     );
     // The plot: one line per sampler, plus the popularity negatives at equal steps.
     const spec = JSON.parse(await Deno.readTextFile(`${dir}/dmpo_negatives.vl.json`));
-    assert.equal(spec.encoding.color.field, "sampler");
+    const line = spec.spec.layer.find((l: { mark: { type: string } }) => l.mark.type === "line");
+    assert.equal(line.encoding.color.field, "sampler");
     assert.deepEqual(
       new Set(spec.data.values.map((v: { sampler: string }) => v.sampler)),
       new Set([...ABLATION_SAMPLERS, "popularity (equal steps)"]),

@@ -1,0 +1,123 @@
+/**
+ * The figures: every committed plot under results/ follows the plotting rules (lintSpec), shows
+ * no cut label, and is what `deno task plots` draws from the committed metrics.json; the
+ * builders average seeds, attach intervals and name the backend as it ran.
+ */
+import assert from "node:assert/strict";
+import { lintSpec, renderSvg } from "../../src/report/plot.ts";
+import { dpo4recFigures, sdpoFigures } from "../../src/report/figures.ts";
+import { figuresOf } from "../../src/cli/plots.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function committedPlots(dir = `${ROOT}results`): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory && !e.name.startsWith(".") && e.name !== "runs") {
+      out.push(...await committedPlots(p));
+    } else if (e.name.endsWith(".vl.json") && !p.includes("/results/bench/")) out.push(p);
+  }
+  return out.sort();
+}
+
+Deno.test("every committed plot follows the rules and shows its labels in full", async () => {
+  const plots = await committedPlots();
+  assert.ok(plots.length >= 10, `plots found: ${plots.length}`);
+  for (const p of plots) {
+    const spec = JSON.parse(await Deno.readTextFile(p));
+    const rel = p.slice(ROOT.length);
+    const seeds = new Set(
+      (spec.data?.values ?? []).map((r: Record<string, unknown>) => r.seeds).filter(Boolean),
+    );
+    assert.deepEqual(lintSpec(spec, { seeds: [...seeds].some((s) => Number(s) > 1) }), [], rel);
+    const svg = await Deno.readTextFile(p.replace(/\.vl\.json$/, ".svg"));
+    assert.ok(!svg.includes("…"), `${rel}: a label is cut`);
+  }
+});
+
+Deno.test("the committed plots are what `deno task plots` draws from the committed metrics.json", async () => {
+  for (
+    const dir of [
+      "sdpo/synthetic",
+      "ablations/sdpo/synthetic",
+      "dmpo/synthetic",
+      "dpo4rec/synthetic",
+    ]
+  ) {
+    const metrics = JSON.parse(await Deno.readTextFile(`${ROOT}results/${dir}/metrics.json`));
+    const figs = figuresOf(metrics);
+    assert.ok(Object.keys(figs).length > 0, dir);
+    for (const [name, spec] of Object.entries(figs)) {
+      const committed = await Deno.readTextFile(`${ROOT}results/${dir}/${name}.svg`);
+      assert.equal(await renderSvg(spec), committed, `results/${dir}/${name}.svg is stale`);
+    }
+  }
+});
+
+Deno.test("S-DPO curves: colour = method, seeds averaged with a band; ablation points carry a Wilson interval", () => {
+  const curves = [0, 1, 2].flatMap((seed) =>
+    ["DPO", "S-DPO"].flatMap((method) =>
+      [6, 12].map((step) => ({
+        method,
+        seed,
+        step,
+        metric: "logps/chosen",
+        value: method === "DPO" ? -step - seed : -3 + seed,
+      }))
+    )
+  );
+  const hits = (p: number) => Array.from({ length: 100 }, (_, i) => (i < p * 100 ? 1 : 0));
+  const figs = sdpoFigures({
+    curves,
+    num_test: 100,
+    references: { Random: { hr1_rank: 0.05 }, Oracle: { hr1_rank: 0.4 } },
+    per_seed: [{ seed: 0, methods: { SFT: { hr1_rank: 0.2 } } }],
+    ablations: {
+      seed: 0,
+      k_sweep: [1, 3].map((k) => ({ k, row: { hr1_rank: 0.25, rank_hits: hits(0.25) } })),
+      beta_sweep: [{ beta: 1, row: { hr1_rank: 0.25, rank_hits: hits(0.25) } }],
+      samplers: [{ sampler: "uniform", method: "DPO", row: { hr1_rank: 0.25 } }],
+      neg_weights: [{ ref_rank: 1, weight: 0.2, uniform: 1 / 19 }],
+    },
+  });
+  const c = figs.curves as { data: { values: Record<string, unknown>[] } };
+  assert.equal(c.data.values.length, 4, "2 methods × 2 steps, seeds averaged");
+  assert.deepEqual([...new Set(c.data.values.map((r) => r.method))], ["DPO", "S-DPO"]);
+  const dpo12 = c.data.values.find((r) => r.method === "DPO" && r.step === 12)!;
+  assert.equal(dpo12.value, -13);
+  assert.deepEqual(lintSpec(figs.curves, { seeds: true }), []);
+  const k = figs.k_sweep as { data: { values: { K: number; lo: number; hi: number }[] } };
+  // Wilson 95 % interval of 0.25 on 100 rows: [0.1754, 0.3430].
+  assert.ok(Math.abs(k.data.values[0].lo - 0.17545) < 1e-4, String(k.data.values[0].lo));
+  assert.ok(Math.abs(k.data.values[0].hi - 0.34303) < 1e-4, String(k.data.values[0].hi));
+  const refs = JSON.stringify(figs.k_sweep);
+  for (const label of ["SFT 0.200", "chance 0.05", "oracle 0.400"]) assert.ok(refs.includes(label));
+  for (const [name, spec] of Object.entries(figs)) assert.deepEqual(lintSpec(spec), [], name);
+});
+
+Deno.test("DPO4Rec reward vs N: one line per pick over integer N, seeds averaged, never joined", () => {
+  const sampling = (off: number) =>
+    [2, 4, 8].map((n) => ({
+      n,
+      best_reward: -5 + off + 0.01 * n,
+      worst_reward: -5 + off - 0.01 * n,
+      single_reward: -5 + off,
+    }));
+  const method = { hr1: 0.5, rank_hits: [1, 0, 1, 0] };
+  const figs = dpo4recFigures({
+    seeds: [0, 1],
+    methods: ["SASRec"],
+    references: { Random: { hr1: 0.05 } },
+    per_seed: [
+      { seed: 0, methods: { SASRec: method }, sampling: sampling(0) },
+      { seed: 1, methods: { SASRec: method }, sampling: sampling(0.3) },
+    ],
+  });
+  const v = (figs.reward_vs_n as { data: { values: Record<string, number | string>[] } }).data
+    .values;
+  assert.equal(v.length, 6, "2 picks × 3 N");
+  const best8 = v.find((r) => r.pick === "best of N" && r.N === 8)!;
+  assert.ok(Math.abs((best8.gain as number) - 0.08) < 1e-12, "the seed offset cancels");
+  for (const [name, spec] of Object.entries(figs)) assert.deepEqual(lintSpec(spec), [], name);
+});
