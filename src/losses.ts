@@ -15,7 +15,7 @@
  *   Recommendation", CIKM 2024 (arXiv:2405.16127; code github.com/BZX667/DMPO), in two forms:
  *   the paper's formula (chosen reward vs the mean of the negatives' rewards) and the loss the
  *   released code computes (independent pairs, the chosen response's reference log-prob in
- *   both reference slots, plus an SFT term); see `/work/shared/data/FORMATS.md` §2.4.
+ *   both reference slots, plus an SFT term); see the data-format notes (FORMATS.md) §2.4.
  *
  * Shapes: B batch, T tokens, V vocabulary, K negatives per prompt. Log-probs are sums over
  * the response tokens (EOS included, prompt and padding masked with {@link IGNORE_INDEX}).

@@ -409,7 +409,7 @@ interface ReadFile {
  *
  * @example Usage
  * ```ts ignore
- * const report = await auditPath("../shared/data");
+ * const report = await auditPath("data/raw");
  * console.log(formatAuditMarkdown(report));
  * ```
  *

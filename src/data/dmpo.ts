@@ -402,7 +402,7 @@ export async function loadDmpoFile(path: string): Promise<DmpoLoadResult> {
  *
  * @example Usage
  * ```ts ignore
- * const samples = await readDmpoFile("../shared/data/dmpo/ml-1m/rec_data_ml_1m_eval_ranking.json");
+ * const samples = await readDmpoFile("data/raw/dmpo/ml-1m/rec_data_ml_1m_eval_ranking.json");
  * samples[0].outputKind; // "string": rejected is derived
  * ```
  *
@@ -547,7 +547,7 @@ export interface DmpoDatasetFiles {
   others: Readonly<Record<string, string>>;
 }
 
-/** The released DMPO files, relative to the data root (e.g. `../shared/data/dmpo/`). */
+/** The released DMPO files, relative to the data root (e.g. `data/raw/dmpo/`). */
 export const DMPO_FILES: Readonly<Record<"ml-1m" | "amazon-movie", DmpoDatasetFiles>> = {
   "ml-1m": {
     folder: "ml-1m",

@@ -1,7 +1,7 @@
 /**
  * A seeded synthetic recommendation world with known ground truth, the test bed every
- * experiment in recalign runs on (built on the world of the feasibility study,
- * `/work/shared/notes/feasibility-study.md`).
+ * experiment in recalign runs on (built on the world of the feasibility study that preceded
+ * the kit).
  *
  * - **Items** live in `numDomains` domains ("movie", "game", …), each with `numItems` items
  *   split evenly over `numGenres` genres. Genre g of every domain is the "same" genre slot, so

@@ -2,7 +2,7 @@
  * Render synthetic-world samples ({@link SdpoSample}, {@link DmpoSample}) as the text the
  * small LM sees, in the papers' template styles with the world's domain wording:
  *
- * - S-DPO: the LastFM template style (`/work/shared/data/FORMATS.md` §1.2), one fixed
+ * - S-DPO: the LastFM template style (the data-format notes (FORMATS.md) §1.2), one fixed
  *   template, names inserted raw and joined with `", "`;
  * - DMPO: the movie-dataset instruction and ranking responses of §2.1, with the domain's
  *   nouns and verbs in place of "movie" and "watch".

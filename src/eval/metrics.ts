@@ -1,7 +1,7 @@
 /**
  * Evaluation metrics on plain arrays: ranking metrics (HR@k, NDCG@k, rank of the positive),
  * the S-DPO generation protocol (validity, HR@1 with S-DPO's and LLaRA's denominators,
- * ValidRatio; `/work/shared/data/FORMATS.md` §1.5), DMPO's AUC as the released notebook
+ * ValidRatio; the data-format notes (FORMATS.md) §1.5), DMPO's AUC as the released notebook
  * computes it and two cleaner variants (§2.5), and bootstrap statistics.
  *
  * **Ties.** Score-based ranking metrics break ties uniformly at random and return the

@@ -4,7 +4,7 @@
  *
  * A random LM fine-tuned straight on the S-DPO prompts learns the catalogue and the genres
  * but not to *copy a candidate*: greedy generation names a title from the prompt's list only
- * 5–8 % of the time (the feasibility study, `../shared/notes/feasibility-study.md`, and the
+ * 5–8 % of the time (the feasibility study that preceded the kit, and the
  * session-1 default run). The papers' LLMs bring that ability with them (LLaRA reports a
  * ValidRatio of 0.97 on LastFM). Pretraining here teaches it with two exercises over train
  * users' data ({@link baseLmExercises}):

@@ -495,7 +495,8 @@ export async function lastfmSdpo(
       trainRecs("lastfm", ids.size, recExamples, sc, seed, progress),
     describe: {
       dataset: "lastfm",
-      files: [fitFile, "lastfm-test.json"].map((f) => `${folder}/${f}`),
+      // Relative to the data root (--data / RECALIGN_DATA / data/raw), never a machine path.
+      files: [fitFile, "lastfm-test.json"].map((f) => `${DATASET_SOURCES.lastfm.folder}/${f}`),
       train: released
         ? `${LASTFM_TRAIN_FILE} as released: ${valRows.length} rows, ${trainUsers} users, all ` +
           `kept (${duplicates} exact duplicate rows, ${overlap} whose (history, answer) also ` +
@@ -831,7 +832,8 @@ export async function dmpoDataset(
       trainRecs(dataset, ids.size, dedupeExamples(recExamples), sc, seed, progress),
     describe: {
       dataset,
-      folder,
+      // Relative to the data root (--data / RECALIGN_DATA / data/raw), never a machine path.
+      folder: DATASET_SOURCES[dataset].folder,
       files: { k1_and_sft: k1File, k3: files.dpo[2], eval: files.eval, stage0_extra: extraFiles },
       base: `stage 0 = full fine-tuning of a random LM on next-title prediction (window of ` +
         `${DMPO_STAGE0_WINDOW} titles) over ${sequences.size} user sequences of the released ` +

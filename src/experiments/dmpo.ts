@@ -147,7 +147,7 @@ export const DMPO_NOTES: readonly string[] = [
   "the model already gave almost no probability: K=3 drove the loss to ≈ 0.03 by pushing them " +
   "down while the positive's log-prob fell.",
   "Paper columns: the DMPO paper's tables could not be read (see " +
-  "`../shared/paper-numbers.json`). Only orderings (findings.md) are comparable.",
+  "`data/paper-numbers.json`). Only orderings (findings.md) are comparable.",
 ];
 
 /** Per-method numbers of one seed. */
