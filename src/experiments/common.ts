@@ -817,20 +817,42 @@ export function subset<T>(xs: readonly T[], n: number, seed: number): T[] {
   return idx.map((i) => xs[i]);
 }
 
-/** The commit checked out (read from `.git/HEAD`, without running git), if any. */
+/**
+ * The commit checked out (read from the git files, without running git), if any. Handles a
+ * plain `.git/` folder and a `.git` file pointing elsewhere (`gitdir: …`, as in a worktree or
+ * a submodule), whose branch refs live in the common folder named by its `commondir`.
+ */
 export async function gitHead(root = "."): Promise<string | undefined> {
-  try {
-    const head = (await Deno.readTextFile(`${root}/.git/HEAD`)).trim();
-    if (!head.startsWith("ref: ")) return head;
-    const ref = head.slice(5);
+  const read = async (path: string) => {
     try {
-      return (await Deno.readTextFile(`${root}/.git/${ref}`)).trim();
+      return (await Deno.readTextFile(path)).trim();
     } catch {
-      const packed = await Deno.readTextFile(`${root}/.git/packed-refs`);
-      const line = packed.split("\n").find((l) => l.endsWith(` ${ref}`));
-      return line?.split(" ")[0];
+      return undefined;
     }
-  } catch {
-    return undefined;
+  };
+  const abs = (base: string, p: string) => p.startsWith("/") ? p : `${base}/${p}`;
+  let gitDir = `${root}/.git`;
+  const dotGit = await Deno.stat(gitDir).catch(() => undefined);
+  if (!dotGit) return undefined;
+  if (dotGit.isFile) {
+    const pointer = await read(gitDir);
+    if (!pointer?.startsWith("gitdir: ")) return undefined;
+    gitDir = abs(root, pointer.slice(8).trim());
   }
+  const head = await read(`${gitDir}/HEAD`);
+  if (!head) return undefined;
+  if (!head.startsWith("ref: ")) return head;
+  const ref = head.slice(5);
+  const common = await read(`${gitDir}/commondir`);
+  const dirs = common ? [gitDir, abs(gitDir, common)] : [gitDir];
+  for (const dir of dirs) {
+    const sha = await read(`${dir}/${ref}`);
+    if (sha) return sha;
+  }
+  for (const dir of dirs) {
+    const packed = await read(`${dir}/packed-refs`);
+    const line = packed?.split("\n").find((l) => l.endsWith(` ${ref}`));
+    if (line) return line.split(" ")[0];
+  }
+  return undefined;
 }
