@@ -15,6 +15,7 @@ import {
   dpo4recFigures,
   type Figures,
   sdpoFigures,
+  sdpoHr1CurveFigures,
   writeFigures,
 } from "../report/figures.ts";
 
@@ -39,7 +40,7 @@ export function figuresOf(metrics: any): Figures {
   const r = metrics.result;
   if (!r) return {};
   if (metrics.paper === "sdpo") {
-    return sdpoFigures(r);
+    return { ...sdpoFigures(r), ...(r.protocol ? sdpoHr1CurveFigures(r) : {}) };
   }
   if (metrics.paper === "dmpo") {
     return r.ablations ? dmpoAblationFigures(r.ablations, r.references) : {};

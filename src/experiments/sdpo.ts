@@ -60,7 +60,7 @@ import { armDir, runStage, sourceNote, type StageSource } from "./runs.ts";
 import { appendJsonLine } from "../io.ts";
 import type { LoraConfig } from "../lora.ts";
 import { LLAMA_PROJECTIONS } from "../lora.ts";
-import { writePlot } from "../report/plot.ts";
+import { sdpoHr1CurveFigures, writeFigures } from "../report/figures.ts";
 
 /** Config of {@link run}. */
 export interface SdpoRunConfig {
@@ -1386,90 +1386,15 @@ async function runAblations(
   };
 }
 
-/** Two-sided 95 % t quantile for n − 1 degrees of freedom (n ≥ 2). */
-function t975(n: number): number {
-  const t = [NaN, NaN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262];
-  return n < t.length ? t[n] : 1.96 + 2.4 / (n - 1);
-}
-
 /**
- * Mean and 95 % band (t interval over seeds) of HR@1 versus step per method and split,
- * from {@link SdpoResult.hr1_curves}; a single seed has no band (lo = hi = mean).
- */
-export function hr1CurveBands(
-  points: readonly Hr1CurvePoint[],
-): {
-  method: string;
-  split: string;
-  step: number;
-  hr1: number;
-  lo: number;
-  hi: number;
-  n: number;
-}[] {
-  const groups = new Map<string, { method: string; split: string; step: number; xs: number[] }>();
-  for (const p of points) {
-    const key = `${p.method}|${p.split}|${p.step}`;
-    if (!groups.has(key)) {
-      groups.set(key, { method: p.method, split: p.split, step: p.step, xs: [] });
-    }
-    groups.get(key)!.xs.push(p.hr1);
-  }
-  return [...groups.values()].map(({ method, split, step, xs }) => {
-    const n = xs.length;
-    const m = xs.reduce((a, b) => a + b, 0) / n;
-    const sd = n > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1)) : 0;
-    const h = n > 1 ? t975(n) * sd / Math.sqrt(n) : 0;
-    return { method, split, step, hr1: m, lo: m - h, hi: m + h, n };
-  });
-}
-
-/**
- * Write `hr1_curves.svg` (+ `.vl.json`): validation and test ranking HR@1 versus step of the
- * main arms, mean line and 95 % band over seeds, colour = method; returns the markdown that
- * shows it ("" when the run has no curves).
+ * Write `hr1_curves.svg` (+ `.vl.json`, drawn by {@link sdpoHr1CurveFigures}, as
+ * `deno task plots` redraws it): HR@1 versus step of the main arms, colour = method, a 95 %
+ * band over the sampled units; returns the markdown that shows it ("" when the run has no
+ * curves).
  */
 export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<string> {
   if (!r.hr1_curves?.length || !r.protocol) return "";
-  const rows = hr1CurveBands(r.hr1_curves);
-  const seeds = new Set(r.hr1_curves.map((p) => p.seed)).size;
-  const color = { field: "method", type: "nominal" };
-  await writePlot(
-    `${dir}/hr1_curves.svg`,
-    {
-      title: `Ranking HR@1 versus step (mean and 95 % band over ${seeds} seed(s))`,
-      data: { values: rows },
-      facet: { column: { field: "split", type: "nominal", title: null } },
-      spec: {
-        width: 260,
-        height: 200,
-        layer: [
-          {
-            mark: { type: "area", opacity: 0.2 },
-            encoding: {
-              x: { field: "step", type: "quantitative" },
-              y: {
-                field: "lo",
-                type: "quantitative",
-                title: "HR@1 (ranking)",
-                scale: { zero: false },
-              },
-              y2: { field: "hi" },
-              color: { ...color, legend: null },
-            },
-          },
-          {
-            mark: { type: "line", point: true },
-            encoding: {
-              x: { field: "step", type: "quantitative" },
-              y: { field: "hr1", type: "quantitative" },
-              color,
-            },
-          },
-        ],
-      },
-    } as unknown as Parameters<typeof writePlot>[1],
-  );
+  await writeFigures(dir, sdpoHr1CurveFigures(r));
   const p = r.protocol;
   return [
     "",
@@ -1479,8 +1404,10 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
       Math.min(r.num_test, r.scale.sdpoCurveTest)
     } test prompts) ranking HR@1 of each main arm every ${
       Math.max(1, Math.ceil(p.steps / Math.max(1, p.evals_per_arm)))
-    } of its ${p.steps} steps (step 0 = SFT); line = mean over seeds, band = 95 % t interval ` +
-    "over seeds. The kept checkpoint of each arm is the one with the lowest validation loss; " +
+    } of its ${p.steps} steps (dashed: the SFT model, step 0); line = mean over seeds. Test ` +
+    "panel: expected HR@1, each test row averaged over the seeds, band = 95 % interval over the " +
+    "test users; validation panel: sampled HR@1, band = Wilson 95 % interval over the " +
+    "validation prompts. The kept checkpoint of each arm is the one with the lowest validation loss; " +
     "the test curve is shown, never used to choose.",
     "",
     "![HR@1 versus step](hr1_curves.svg)",

@@ -15,6 +15,9 @@
  */
 import {
   barChart,
+  clusterMeanCI,
+  colorScale,
+  FULL_LABELS,
   lineChart,
   meanCI,
   type RefLine,
@@ -233,6 +236,292 @@ export function sdpoFigures(r: SdpoFigureInput, opts: { dataset?: string } = {})
     },
   );
   return figs;
+}
+
+/** What the HR@1-versus-step figure reads of an S-DPO result (metrics.json `result`). */
+export interface SdpoHr1CurveInput {
+  scale?: { sdpoKs?: number[] };
+  num_valid?: number;
+  /** The test user of each test row (rows of one user are one sampled unit). */
+  row_users?: (string | number)[];
+  per_seed?: { seed: number; methods: Record<string, { rank_expected?: number[] }> }[];
+  /** Sampled ranking HR@1 per method, seed, step and split (step 0 = the SFT model). */
+  hr1_curves?: { method: string; seed: number; step: number; split: string; hr1: number }[];
+  /** Per-row test hits of the first test prompts at every evaluation (no step 0). */
+  curve_hits?: {
+    method: string;
+    seed: number;
+    step: number;
+    rank_hits: number[];
+    rank_expected: number[];
+  }[];
+}
+
+/** The rows of {@link sdpoHr1CurveFigures}: one per arm, panel and step, and the SFT lines. */
+export interface Hr1CurveRow {
+  panel: string;
+  kind: "arm" | "ref";
+  method: string;
+  step: number;
+  hr1: number;
+  lo: number;
+  hi: number;
+  label: string;
+}
+
+/**
+ * Data of the HR@1-versus-step figure. Test panel (from `curve_hits`): expected HR@1, each test
+ * row averaged over the seeds first, then a 95 % interval over the test users (a user's rows
+ * together). A split without per-row hits (validation): the sampled HR@1 of `hr1_curves`,
+ * averaged over seeds, with a Wilson 95 % interval over its prompts. The SFT model (step 0) of
+ * each panel is a reference row.
+ */
+export function sdpoHr1CurveRows(r: SdpoHr1CurveInput): {
+  rows: Hr1CurveRow[];
+  seeds: number;
+  panels: string[];
+  notes: string[];
+} {
+  const k = r.scale?.sdpoKs?.[0] ?? 3;
+  const name = (m: string) => (m === "S-DPO" ? `S-DPO (K=${k})` : m);
+  const curves = r.hr1_curves ?? [];
+  const hits = r.curve_hits ?? [];
+  const seeds = new Set([...curves.map((c) => c.seed), ...hits.map((h) => h.seed)]).size;
+  const rows: Hr1CurveRow[] = [];
+  const panels: string[] = [];
+  const notes: string[] = [];
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const splits = [...new Set(curves.map((c) => c.split))].sort((a, b) =>
+    (a === "valid" ? 0 : 1) - (b === "valid" ? 0 : 1)
+  );
+  if (hits.length && !splits.includes("test")) splits.push("test");
+  for (const split of splits) {
+    const where = split === "valid"
+      ? "Validation prompts"
+      : split === "test"
+      ? "Test prompts"
+      : split;
+    if (split === "test" && hits.length) {
+      const n = hits[0].rank_expected.length;
+      const users = r.row_users?.length && r.row_users.length >= n
+        ? r.row_users.slice(0, n)
+        : Array.from({ length: n }, (_, i) => i);
+      const nUsers = new Set(users).size;
+      const panel = `${where}: expected HR@1 (first ${n} test prompts)`;
+      panels.push(panel);
+      notes.push(`test: 95 % interval over ${nUsers} test ${r.row_users ? "users" : "prompts"}`);
+      const seedAvg = (lists: readonly number[][]) =>
+        Array.from({ length: n }, (_, i) => mean(lists.map((l) => l[i])));
+      const groups = new Map<string, { method: string; step: number; lists: number[][] }>();
+      for (const h of hits) {
+        if (h.rank_expected.length !== n) {
+          throw new Error(
+            `curve_hits ${h.method} seed ${h.seed} step ${h.step}: ${h.rank_expected.length} ` +
+              `rows, expected ${n}`,
+          );
+        }
+        const key = `${h.method}|${h.step}`;
+        const g = groups.get(key) ?? { method: h.method, step: h.step, lists: [] };
+        g.lists.push(h.rank_expected);
+        groups.set(key, g);
+      }
+      for (const g of groups.values()) {
+        const ci = clusterMeanCI(seedAvg(g.lists), users);
+        rows.push({
+          panel,
+          kind: "arm",
+          method: name(g.method),
+          step: g.step,
+          hr1: ci.mean,
+          lo: ci.lo,
+          hi: ci.hi,
+          label: "",
+        });
+      }
+      const sft = (r.per_seed ?? []).map((s) => s.methods.SFT?.rank_expected)
+        .filter((x): x is number[] => !!x && x.length >= n).map((x) => x.slice(0, n));
+      if (sft.length) {
+        const m = mean(seedAvg(sft));
+        rows.push({
+          panel,
+          kind: "ref",
+          method: "SFT",
+          step: 0,
+          hr1: m,
+          lo: m,
+          hi: m,
+          label: `SFT ${f3(m)}`,
+        });
+      }
+      continue;
+    }
+    const pts = curves.filter((c) => c.split === split);
+    const nPrompts = split === "valid" ? r.num_valid : undefined;
+    const panel = `${where}: sampled HR@1` + (nPrompts ? ` (${nPrompts} prompts)` : "");
+    panels.push(panel);
+    if (nPrompts) {
+      notes.push(
+        `${
+          split === "valid" ? "validation" : split
+        }: Wilson 95 % interval over ${nPrompts} prompts`,
+      );
+    }
+    const groups = new Map<string, { method: string; step: number; xs: number[] }>();
+    const sft = new Map<number, number>();
+    for (const p of pts) {
+      if (p.step === 0) {
+        sft.set(p.seed, p.hr1);
+        continue;
+      }
+      const key = `${p.method}|${p.step}`;
+      const g = groups.get(key) ?? { method: p.method, step: p.step, xs: [] };
+      g.xs.push(p.hr1);
+      groups.set(key, g);
+    }
+    for (const g of groups.values()) {
+      const m = mean(g.xs);
+      // Without a prompt count there is no interval to draw (lo = hi = mean).
+      const ci = nPrompts ? wilsonCI(m, nPrompts) : { lo: m, hi: m };
+      rows.push({
+        panel,
+        kind: "arm",
+        method: name(g.method),
+        step: g.step,
+        hr1: m,
+        lo: ci.lo,
+        hi: ci.hi,
+        label: "",
+      });
+    }
+    if (sft.size) {
+      const m = mean([...sft.values()]);
+      rows.push({
+        panel,
+        kind: "ref",
+        method: "SFT",
+        step: 0,
+        hr1: m,
+        lo: m,
+        hi: m,
+        label: `SFT ${f3(m)}`,
+      });
+    }
+  }
+  return { rows, seeds, panels, notes };
+}
+
+/** Methods in the order a reader meets them (then any others as they appear). */
+const CURVE_ORDER = [/^SFT-cont/, /^DPO/, /^S-DPO \(K=/, /^S-DPO/];
+
+/**
+ * `hr1_curves`: HR@1 versus training step of the main arms, one panel per split (validation,
+ * test), colour = method with its legend, a 95 % band, the SFT model as a dashed labelled line
+ * and integer step ticks. Empty when the run recorded no curves.
+ */
+export function sdpoHr1CurveFigures(r: SdpoHr1CurveInput): Figures {
+  if (!r.hr1_curves?.length && !r.curve_hits?.length) return {};
+  const { rows, seeds, panels, notes } = sdpoHr1CurveRows(r);
+  const arms = [...new Set(rows.filter((x) => x.kind === "arm").map((x) => x.method))];
+  const rank = (m: string) => {
+    const i = CURVE_ORDER.findIndex((re) => re.test(m));
+    return i < 0 ? CURVE_ORDER.length : i;
+  };
+  arms.sort((a, b) => rank(a) - rank(b));
+  const steps = [...new Set(rows.map((x) => x.step))].sort((a, b) => a - b);
+  const x = {
+    field: "step",
+    type: "quantitative",
+    title: "training step (0 = the SFT model)",
+    scale: { domain: [0, steps.at(-1) ?? 1], nice: false },
+    axis: { values: steps, format: "d", grid: true },
+  };
+  const yTitle = "HR@1 (ranking, 20 candidates)";
+  const color = {
+    field: "method",
+    type: "nominal",
+    title: "method",
+    scale: colorScale(arms),
+    sort: arms,
+  };
+  const isArm = { filter: "datum.kind === 'arm'" };
+  const isRef = { filter: "datum.kind === 'ref'" };
+  return {
+    hr1_curves: {
+      title: {
+        text: "S-DPO: HR@1 versus training step, per method",
+        subtitle: [
+          `mean over ${seeds} seed${seeds === 1 ? "" : "s"}; band: ${notes.join("; ")}`,
+          "dashed line: the SFT model every arm starts from (step 0)",
+        ],
+      },
+      config: {
+        ...FULL_LABELS,
+        legend: {
+          ...FULL_LABELS.legend,
+          symbolType: "stroke",
+          symbolOpacity: 1,
+          symbolStrokeWidth: 3,
+        },
+      },
+      data: { values: rows },
+      facet: {
+        column: {
+          field: "panel",
+          type: "nominal",
+          title: null,
+          sort: panels,
+          header: { labelFontSize: 11, labelFontWeight: "bold" },
+        },
+      },
+      spec: {
+        width: 340,
+        height: 240,
+        layer: [
+          {
+            transform: [isArm],
+            mark: { type: "area", opacity: 0.13 },
+            encoding: {
+              x,
+              y: { field: "lo", type: "quantitative", title: yTitle, scale: { zero: false } },
+              y2: { field: "hi" },
+              color,
+            },
+          },
+          {
+            transform: [isArm],
+            mark: { type: "line", point: true },
+            encoding: {
+              x,
+              y: { field: "hr1", type: "quantitative", title: yTitle, scale: { zero: false } },
+              color,
+            },
+          },
+          {
+            transform: [isRef],
+            mark: { type: "rule", strokeDash: [6, 4], color: "#444", strokeWidth: 1.2 },
+            encoding: { y: { field: "hr1", type: "quantitative" } },
+          },
+          {
+            transform: [isRef],
+            mark: {
+              type: "text",
+              align: "left",
+              baseline: "bottom",
+              dx: 3,
+              dy: -3,
+              fontSize: 10,
+              color: "#333",
+            },
+            encoding: {
+              x: { value: 0 },
+              y: { field: "hr1", type: "quantitative" },
+              text: { field: "label" },
+            },
+          },
+        ],
+      },
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

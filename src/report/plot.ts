@@ -236,6 +236,36 @@ export function meanCI(xs: readonly number[]): { mean: number; lo: number; hi: n
 }
 
 /**
+ * Mean of per-row values and its 95 % interval over clusters (rows of one cluster — e.g. the
+ * test prompts of one user — are one sampled unit): the ratio estimator's cluster-robust
+ * variance, t quantile with (clusters − 1) degrees of freedom. lo = hi = mean for one cluster.
+ */
+export function clusterMeanCI(
+  values: readonly number[],
+  clusters: readonly (string | number)[],
+): { mean: number; lo: number; hi: number; clusters: number } {
+  if (values.length !== clusters.length) {
+    throw new Error(`clusterMeanCI: ${values.length} values but ${clusters.length} cluster ids`);
+  }
+  const N = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / N;
+  const g = new Map<string | number, { sum: number; n: number }>();
+  values.forEach((v, i) => {
+    const c = g.get(clusters[i]) ?? { sum: 0, n: 0 };
+    c.sum += v;
+    c.n++;
+    g.set(clusters[i], c);
+  });
+  const G = g.size;
+  if (G < 2) return { mean, lo: mean, hi: mean, clusters: G };
+  let ss = 0;
+  for (const { sum, n } of g.values()) ss += (sum - mean * n) ** 2;
+  const se = Math.sqrt(G / (G - 1) * ss) / N;
+  const h = t975(G - 1) * se;
+  return { mean, lo: mean - h, hi: mean + h, clusters: G };
+}
+
+/**
  * Wilson 95 % interval of a proportion `p` measured on `n` independent rows (e.g. HR@1 or
  * paired AUC over test prompts, one row per prompt).
  */
@@ -620,10 +650,105 @@ function markType(l: Layer): string {
   return typeof m === "string" ? m : String((m as { type?: string } | undefined)?.type);
 }
 
+function isRefLayer(l: Layer): boolean {
+  const v = (l.data as { values?: Record<string, unknown>[] } | undefined)?.values?.[0];
+  return !!v && "ref_value" in v;
+}
+
+/** Every `legends` entry of the compiled vega spec (top level and inside facet groups). */
+function compiledLegends(spec: VegaLiteSpec): Record<string, unknown>[] {
+  const compiled = vl.compile(
+    { $schema: SCHEMA, ...structuredClone(spec) } as unknown as vl.TopLevelSpec,
+    { logger: vega.logger(vega.None) },
+  ).spec;
+  const found: Record<string, unknown>[] = [];
+  const walk = (o: unknown) => {
+    if (Array.isArray(o)) o.forEach(walk);
+    else if (o && typeof o === "object") {
+      for (const [k, v] of Object.entries(o)) {
+        if (k === "legends" && Array.isArray(v)) found.push(...v);
+        walk(v);
+      }
+    }
+  };
+  walk(compiled);
+  return found;
+}
+
+/**
+ * A colour that encodes a field the reader can't read off an axis (e.g. the method) needs a
+ * legend: checked on the compiled spec, since one layer's `legend: null` drops the legend
+ * vega-lite shares between layers.
+ */
+function legendProblems(spec: VegaLiteSpec, layers: Layer[]): string[] {
+  const fields = new Set<string>();
+  for (const l of layers) {
+    if (isRefLayer(l)) continue;
+    const enc = (l.encoding ?? {}) as Record<string, Record<string, unknown> | undefined>;
+    const f = enc.color?.field;
+    if (typeof f !== "string") continue;
+    // A colour that repeats the category axis (bar per method) says nothing a legend would.
+    if (enc.x?.field === f || enc.y?.field === f) continue;
+    fields.add(f);
+  }
+  if (!fields.size) return [];
+  const legends = compiledLegends(spec);
+  const colorLegend = legends.some((g) =>
+    [g.fill, g.stroke].some((s) => typeof s === "string" && s.startsWith("color"))
+  );
+  return colorLegend ? [] : [
+    `colour encodes "${[...fields].join('", "')}" but no legend shows it: the reader can't ` +
+    "tell which line is which",
+  ];
+}
+
+/** An axis title naming a rate or proportion, whose values live in [0, 1]. */
+const RATE_TITLE = /HR@|\bAUC\b|ValidRatio|hit rate|accuracy|proportion/i;
+
+/**
+ * The band or interval bar of a rate metric (HR@1, AUC, …) must stay inside [0, 1]: an interval
+ * reaching below 0 or above 1 is the wrong interval for a proportion (e.g. a t interval over two
+ * seeds), and clamping it would hide that.
+ */
+function rateBandProblems(spec: VegaLiteSpec, layers: Layer[]): string[] {
+  const out: string[] = [];
+  const titleOf = (ch: "x" | "y") =>
+    layers.map((l) => (l.encoding as Record<string, Record<string, unknown>> | undefined)?.[ch])
+      .map((e) => (e?.type === "quantitative" ? String(e.title ?? "") : ""))
+      .find((t) => t.length > 0) ?? "";
+  const inner = (spec.spec as VegaLiteSpec | undefined) ?? spec;
+  const rowsOf = (l: Layer) =>
+    ((l.data ?? inner.data ?? spec.data) as { values?: Record<string, unknown>[] } | undefined)
+      ?.values ?? [];
+  for (const l of layers) {
+    if (isRefLayer(l)) continue;
+    const mt = markType(l);
+    if (mt !== "area" && mt !== "rule") continue;
+    const enc = (l.encoding ?? {}) as Record<string, Record<string, unknown> | undefined>;
+    for (const [ch, ch2] of [["y", "y2"], ["x", "x2"]] as const) {
+      const lo = enc[ch], hi = enc[ch2];
+      if (!lo?.field || !hi?.field || lo.type !== "quantitative") continue;
+      const t = titleOf(ch);
+      if (!RATE_TITLE.test(t)) continue;
+      const vals = rowsOf(l).flatMap((r) => [r[lo.field as string], r[hi.field as string]])
+        .filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+      const min = Math.min(...vals), max = Math.max(...vals);
+      if (min < 0 || max > 1) {
+        out.push(
+          `the interval of "${t}" spans ${min.toFixed(3)} … ${max.toFixed(3)}, outside the ` +
+            "metric's [0, 1]: the wrong interval for a rate",
+        );
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * What a spec breaks of the plotting rules (empty = none): labels that can be cut, axis /
  * legend / panel titles missing or raw field names, a K or N axis with non-integer ticks, a
- * bar or point without its interval, a line averaged over seeds without its band.
+ * bar or point without its interval, a line averaged over seeds without its band, a colour
+ * encoding without its legend, an interval of a rate metric outside [0, 1].
  */
 export function lintSpec(spec: VegaLiteSpec, opts: { seeds?: boolean } = {}): string[] {
   const out: string[] = [];
@@ -631,7 +756,10 @@ export function lintSpec(spec: VegaLiteSpec, opts: { seeds?: boolean } = {}): st
   if (cfg?.axis?.labelLimit !== 0 || cfg?.legend?.labelLimit !== 0) {
     out.push("axis/legend labelLimit is not 0: long labels get cut with …");
   }
-  if (typeof spec.title !== "string" || spec.title.length < 8) out.push("no human title");
+  const title = typeof spec.title === "string"
+    ? spec.title
+    : (spec.title as { text?: unknown } | undefined)?.text;
+  if (typeof title !== "string" || title.length < 8) out.push("no human title");
   const layers = layersOf(spec);
   const titled = (name: string, enc: Record<string, unknown> | undefined) => {
     if (!enc?.field) return;
@@ -681,6 +809,7 @@ export function lintSpec(spec: VegaLiteSpec, opts: { seeds?: boolean } = {}): st
     }
   }
   if (hasMarks && !hasInterval && !hasBand) out.push("bars/points without interval bars");
+  out.push(...legendProblems(spec, layers), ...rateBandProblems(spec, layers));
   if (opts.seeds && hasLine && !hasBand) out.push("a line over seeds without its 95 % band");
   return out;
 }

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import {
   drawNegativesOnce,
-  hr1CurveBands,
   sdpoArmSteps,
   sdpoLoraConfig,
   sdpoProtocol,
@@ -99,19 +98,4 @@ Deno.test("sdpoArmSteps: the released 3:5 proportion of stage 0's examples at fu
   );
   assert.ok(s.departures.some((d) => d.includes("far below the released proportion")));
   assert.deepEqual(sdpoLoraConfig(3).seed, 3);
-});
-
-Deno.test("hr1CurveBands: mean and 95 % t interval over seeds per method, split and step", () => {
-  const rows = hr1CurveBands([
-    { method: "DPO", seed: 0, step: 10, split: "valid", hr1: 0.2, loss: 1 },
-    { method: "DPO", seed: 1, step: 10, split: "valid", hr1: 0.4, loss: 1 },
-    { method: "DPO", seed: 0, step: 10, split: "test", hr1: 0.3, loss: null },
-  ]);
-  const v = rows.find((r) => r.split === "valid")!;
-  close(v.hr1, 0.3, 1e-12);
-  // sd = 0.1414, t(0.975, 1) = 12.706: half-width 12.706 × 0.1414 / √2 = 1.2706.
-  close(v.hi - v.hr1, 12.706 * Math.sqrt(0.02) / Math.sqrt(2), 1e-9);
-  close(v.hr1 - v.lo, v.hi - v.hr1, 1e-12);
-  const t = rows.find((r) => r.split === "test")!;
-  assert.deepEqual([t.lo, t.hr1, t.hi, t.n], [0.3, 0.3, 0.3, 1]);
 });

@@ -4,8 +4,13 @@
  * builders average seeds, attach intervals and name the backend as it ran.
  */
 import assert from "node:assert/strict";
-import { lintSpec, renderSvg } from "../../src/report/plot.ts";
-import { dpo4recFigures, sdpoFigures } from "../../src/report/figures.ts";
+import { lintSpec, meanCI, renderSvg, wilsonCI } from "../../src/report/plot.ts";
+import {
+  dpo4recFigures,
+  sdpoFigures,
+  sdpoHr1CurveFigures,
+  sdpoHr1CurveRows,
+} from "../../src/report/figures.ts";
 import { figuresOf } from "../../src/cli/plots.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -104,7 +109,8 @@ Deno.test("DPO4Rec reward vs N: one line per pick over integer N, seeds averaged
       worst_reward: -5 + off - 0.01 * n,
       single_reward: -5 + off,
     }));
-  const method = { hr1: 0.5, rank_hits: [1, 0, 1, 0] };
+  // 40 test rows: a normal interval over 4 rows of 0/1 would reach past [0, 1] (lintSpec says so).
+  const method = { hr1: 0.5, rank_hits: Array.from({ length: 40 }, (_, i) => i % 2) };
   const figs = dpo4recFigures({
     seeds: [0, 1],
     methods: ["SASRec"],
@@ -120,4 +126,87 @@ Deno.test("DPO4Rec reward vs N: one line per pick over integer N, seeds averaged
   const best8 = v.find((r) => r.pick === "best of N" && r.N === 8)!;
   assert.ok(Math.abs((best8.gain as number) - 0.08) < 1e-12, "the seed offset cancels");
   for (const [name, spec] of Object.entries(figs)) assert.deepEqual(lintSpec(spec), [], name);
+});
+
+Deno.test("S-DPO HR@1 vs step: test = expected HR@1 averaged over seeds, interval over users; validation = sampled with Wilson; legend and SFT line", async () => {
+  // 4 test rows of 2 users; 2 seeds. DPO seed 0 / seed 1 rows, averaged per row over seeds.
+  const exp = {
+    DPO: [[0.2, 0.4, 0.1, 0.3], [0.4, 0.2, 0.3, 0.1]],
+    "S-DPO": [[0.5, 0.5, 0.1, 0.1], [0.3, 0.3, 0.3, 0.3]],
+  };
+  const curve_hits = Object.entries(exp).flatMap(([method, seeds]) =>
+    seeds.map((rank_expected, seed) => ({
+      method,
+      seed,
+      step: 10,
+      rank_hits: [0, 0, 0, 0],
+      rank_expected,
+    }))
+  );
+  const hr1_curves = [0, 1].flatMap((seed) =>
+    ["DPO", "S-DPO"].flatMap((method) => [
+      { method, seed, step: 0, split: "valid", hr1: 0.15 + 0.1 * seed },
+      { method, seed, step: 10, split: "valid", hr1: method === "DPO" ? 0.2 + 0.1 * seed : 0.3 },
+      { method, seed, step: 0, split: "test", hr1: 0.9 },
+      { method, seed, step: 10, split: "test", hr1: 0.9 },
+    ])
+  );
+  const input = {
+    scale: { sdpoKs: [3, 8] },
+    num_valid: 100,
+    row_users: [7, 7, 9, 9, 11, 11],
+    per_seed: [0, 1].map((seed) => ({
+      seed,
+      methods: { SFT: { rank_expected: [0.1, 0.1, 0.3, 0.3, 0.9, 0.9] } },
+    })),
+    hr1_curves,
+    curve_hits,
+  };
+  const { rows, seeds, panels } = sdpoHr1CurveRows(input);
+  assert.equal(seeds, 2);
+  assert.deepEqual(panels, [
+    "Validation prompts: sampled HR@1 (100 prompts)",
+    "Test prompts: expected HR@1 (first 4 test prompts)",
+  ]);
+  const row = (panel: number, method: string) =>
+    rows.find((r) => r.panel === panels[panel] && r.method === method)!;
+  // DPO test rows over seeds: 0.3, 0.3, 0.2, 0.2 → users 0.3, 0.2: mean 0.25, t over 2 users.
+  const dpo = row(1, "DPO");
+  const byUsers = meanCI([0.3, 0.2]);
+  assert.ok(Math.abs(dpo.hr1 - 0.25) < 1e-12);
+  assert.ok(Math.abs(dpo.lo - byUsers.lo) < 1e-9 && Math.abs(dpo.hi - byUsers.hi) < 1e-9);
+  // S-DPO is named with its K; its rows average to 0.4, 0.4, 0.2, 0.2.
+  const sdpo = row(1, "S-DPO (K=3)");
+  assert.ok(Math.abs(sdpo.hr1 - 0.3) < 1e-12);
+  // Test SFT line: the first 4 rows of SFT's expected hits (the curve prompts), not all 6.
+  assert.ok(Math.abs(row(1, "SFT").hr1 - 0.2) < 1e-12);
+  assert.equal(row(1, "SFT").kind, "ref");
+  // Validation: sampled HR@1 averaged over seeds (0.2, 0.3 → 0.25), Wilson over 100 prompts;
+  // SFT = step 0 (0.15, 0.25 → 0.2); the test split of hr1_curves is replaced by curve_hits.
+  const v = row(0, "DPO");
+  const w = wilsonCI(0.25, 100);
+  assert.ok(Math.abs(v.hr1 - 0.25) < 1e-12 && Math.abs(v.lo - w.lo) < 1e-12);
+  assert.ok(Math.abs(row(0, "SFT").hr1 - 0.2) < 1e-12);
+  assert.ok(!rows.some((r) => r.hr1 === 0.9), "sampled test HR@1 not plotted beside the expected");
+
+  const spec = sdpoHr1CurveFigures(input).hr1_curves;
+  // Two users: the t interval (1 df) reaches outside [0, 1], and the rules say so (nothing is
+  // clamped); the committed plot, over 100 users, passes them (test above).
+  assert.deepEqual(lintSpec(spec).map((p) => p.replace(/spans \S+ … \S+,/, "spans …,")), [
+    `the interval of "HR@1 (ranking, 20 candidates)" spans …, outside the metric's [0, 1]: ` +
+    "the wrong interval for a rate",
+  ]);
+  const svg = await renderSvg(spec);
+  for (const label of ["DPO", "S-DPO (K=3)", "SFT 0.200", panels[0], panels[1]]) {
+    assert.ok(svg.includes(label), label);
+  }
+  assert.ok(svg.includes("role-legend-label"), "a legend");
+  assert.ok(!svg.includes("…"));
+  assert.ok(
+    JSON.stringify(spec).includes(
+      "mean over 2 seeds; band: validation: Wilson 95 % interval " +
+        "over 100 prompts; test: 95 % interval over 2 test users",
+    ),
+  );
+  assert.deepEqual(sdpoHr1CurveFigures({}), {});
 });

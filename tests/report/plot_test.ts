@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   barChart,
+  clusterMeanCI,
   display,
   lineChart,
   lintSpec,
@@ -166,4 +167,94 @@ Deno.test("barChart() shows long labels in full (no … anywhere)", async () => 
     for (const r of rows) assert.ok(svg.includes(r.method.replace(/&/g, "&amp;")), r.method);
     assert.deepEqual(lintSpec(spec), []);
   }
+});
+
+Deno.test("clusterMeanCI(): a 95 % interval over clusters, not rows (hand-computed; equal clusters = t over cluster means)", () => {
+  // Users a, b, c with two rows each: user means 0.5, 1, 0 → mean 0.5, sd 0.5, se 0.5/√3,
+  // t(0.975, 2 df) = 4.303.
+  const ci = clusterMeanCI([1, 0, 1, 1, 0, 0], ["a", "a", "b", "b", "c", "c"]);
+  assert.equal(ci.clusters, 3);
+  assert.ok(Math.abs(ci.mean - 0.5) < 1e-12);
+  assert.ok(Math.abs(ci.hi - (0.5 + 4.303 * 0.5 / Math.sqrt(3))) < 1e-9);
+  assert.ok(Math.abs(ci.lo - (0.5 - 4.303 * 0.5 / Math.sqrt(3))) < 1e-9);
+  const byMeans = meanCI([0.5, 1, 0]);
+  assert.ok(
+    Math.abs(ci.hi - byMeans.hi) < 1e-9,
+    "equal-size clusters: same as a t interval over their means",
+  );
+  // Rows as their own clusters: wider than nothing, narrower than the clustered interval here.
+  const rows = clusterMeanCI([1, 0, 1, 1, 0, 0], [0, 1, 2, 3, 4, 5]);
+  assert.ok(rows.hi - rows.lo < ci.hi - ci.lo);
+  assert.throws(() => clusterMeanCI([1, 0], ["a"]), /2 values but 1 cluster ids/);
+});
+
+/** The shape of the old hr1_curves plot: colour = method, a t band over 2 seeds. */
+function curveSpec(o: { legendNull: boolean; lo: number; hi: number; yTitle: string }) {
+  const color = { field: "method", type: "nominal", title: "method" };
+  return {
+    title: "HR@1 versus step per method",
+    config: { axis: { labelLimit: 0 }, legend: { labelLimit: 0 } },
+    data: {
+      values: [
+        { method: "DPO", step: 10, hr1: 0.25, lo: o.lo, hi: o.hi },
+        { method: "S-DPO", step: 10, hr1: 0.26, lo: 0.2, hi: 0.3 },
+        { method: "DPO", step: 20, hr1: 0.27, lo: 0.2, hi: 0.3 },
+        { method: "S-DPO", step: 20, hr1: 0.28, lo: 0.2, hi: 0.3 },
+      ],
+    },
+    layer: [
+      {
+        mark: { type: "area", opacity: 0.2 },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "training step" },
+          y: { field: "lo", type: "quantitative", title: o.yTitle },
+          y2: { field: "hi" },
+          color: o.legendNull ? { ...color, legend: null } : color,
+        },
+      },
+      {
+        mark: { type: "line", point: true },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "training step" },
+          y: { field: "hr1", type: "quantitative", title: o.yTitle },
+          color,
+        },
+      },
+    ],
+  };
+}
+
+Deno.test("lintSpec() fails a colour encoding without a legend (one layer's legend: null drops the shared one)", async () => {
+  const bad = curveSpec({ legendNull: true, lo: 0.2, hi: 0.3, yTitle: "HR@1 (ranking)" });
+  assert.ok(lintSpec(bad).some((p) => /no legend shows it/.test(p)), lintSpec(bad).join("; "));
+  // The rendered SVG indeed has no legend entry for the methods.
+  assert.ok(!(await renderSvg(bad)).includes("role-legend-label"));
+  const good = curveSpec({ legendNull: false, lo: 0.2, hi: 0.3, yTitle: "HR@1 (ranking)" });
+  assert.deepEqual(lintSpec(good), []);
+  assert.ok((await renderSvg(good)).includes("role-legend-label"));
+});
+
+Deno.test("lintSpec() fails a band of a rate metric outside [0, 1], and only of a rate metric", () => {
+  // The old hr1_curves band: a t interval over 2 seeds, −0.2 … 0.7 for an HR@1.
+  const bad = curveSpec({ legendNull: false, lo: -0.2, hi: 0.7, yTitle: "HR@1 (ranking)" });
+  assert.deepEqual(lintSpec(bad), [
+    `the interval of "HR@1 (ranking)" spans -0.200 … 0.700, outside the metric's [0, 1]: ` +
+    "the wrong interval for a rate",
+  ]);
+  const auc = curveSpec({ legendNull: false, lo: 0.4, hi: 1.02, yTitle: "paired AUC" });
+  assert.ok(lintSpec(auc).some((p) => /outside the metric's \[0, 1\]/.test(p)));
+  // A reward or log-prob may be negative: no rule for it.
+  const reward = curveSpec({ legendNull: false, lo: -3, hi: 2, yTitle: "reward margin" });
+  assert.deepEqual(lintSpec(reward), []);
+  // Interval bars of a horizontal bar chart (x / x2) are checked too.
+  const bars = barChart([{ m: "DPO", hr1: 0.1, lo: -0.05, hi: 0.25 }], {
+    title: "HR@1 per method",
+    x: "m",
+    y: "hr1",
+    yLow: "lo",
+    yHigh: "hi",
+    yTitle: "HR@1 (20 candidates)",
+    horizontal: true,
+  });
+  assert.ok(lintSpec(bars).some((p) => /spans -0.050 … 0.250/.test(p)), lintSpec(bars).join("; "));
 });
