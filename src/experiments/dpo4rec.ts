@@ -128,6 +128,32 @@ export interface Dpo4recScale {
   diagnosticUsers: number;
 }
 
+/** `--scale small`: the default run's DPO4Rec. */
+const DPO4REC_SMALL: Dpo4recScale = {
+  name: "small",
+  sftSteps: 300,
+  sftLr: 3e-3,
+  sftBatch: 16,
+  sasrecEpochs: 4,
+  sasrecDraws: 4,
+  prefPrompts: 1024,
+  sampleCounts: [2, 4, 8],
+  temperature: 2,
+  rewardItems: 16,
+  dpoSteps: 120,
+  dpoBatch: 8,
+  dpoLr: 2e-3,
+  beta: 0.5,
+  sdpoArm: true,
+  testRows: 800,
+  sasrecWindow: 1,
+  minHeadroom: 0.03,
+  headroomMode: "refuse",
+  rewardItemsSweep: [4, 16, 64],
+  temperatureSweep: [1, 1.5, 2],
+  diagnosticUsers: 256,
+};
+
 /** The presets. `test` is for the test suite only. */
 export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
   test: {
@@ -178,55 +204,9 @@ export const DPO4REC_PRESETS: Record<ScaleName, Dpo4recScale> = {
     temperatureSweep: [1, 2],
     diagnosticUsers: 128,
   },
-  small: {
-    name: "small",
-    sftSteps: 300,
-    sftLr: 3e-3,
-    sftBatch: 16,
-    sasrecEpochs: 4,
-    sasrecDraws: 4,
-    prefPrompts: 1024,
-    sampleCounts: [2, 4, 8],
-    temperature: 2,
-    rewardItems: 16,
-    dpoSteps: 120,
-    dpoBatch: 8,
-    dpoLr: 2e-3,
-    beta: 0.5,
-    sdpoArm: true,
-    testRows: 800,
-    sasrecWindow: 1,
-    minHeadroom: 0.03,
-    headroomMode: "refuse",
-    rewardItemsSweep: [4, 16, 64],
-    temperatureSweep: [1, 1.5, 2],
-    diagnosticUsers: 256,
-  },
-  // `--scale full`: the small values until DPO4Rec's full run is sized.
-  full: {
-    name: "full",
-    sftSteps: 300,
-    sftLr: 3e-3,
-    sftBatch: 16,
-    sasrecEpochs: 4,
-    sasrecDraws: 4,
-    prefPrompts: 1024,
-    sampleCounts: [2, 4, 8],
-    temperature: 2,
-    rewardItems: 16,
-    dpoSteps: 120,
-    dpoBatch: 8,
-    dpoLr: 2e-3,
-    beta: 0.5,
-    sdpoArm: true,
-    testRows: 800,
-    sasrecWindow: 1,
-    minHeadroom: 0.03,
-    headroomMode: "refuse",
-    rewardItemsSweep: [4, 16, 64],
-    temperatureSweep: [1, 1.5, 2],
-    diagnosticUsers: 256,
-  },
+  small: DPO4REC_SMALL,
+  // `--scale full`: the small values (the plan's full run differs in its 5 seeds).
+  full: { ...DPO4REC_SMALL, name: "full" },
 };
 
 // ---------------------------------------------------------------------------------------
