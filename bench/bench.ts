@@ -23,13 +23,12 @@
  */
 import { errorLine, type FlagTable, helpText, parseFlags } from "../src/cli/_args.ts";
 import { initBackend, tf } from "../src/backend.ts";
-import { LlamaModel } from "../src/model.ts";
+import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
-import { Rng } from "../src/rng.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
 import { writePlot } from "../src/report/plot.ts";
 import { throughputPlot } from "./plot.ts";
-import { BENCH_PRESETS, type BenchConfig } from "./presets.ts";
+import { BENCH_PRESETS, type BenchConfig, benchExamples, benchModel } from "./presets.ts";
 
 /** The flags of `deno task bench` (parser, `--help` and error messages). */
 const BENCH_OPTIONS = {
@@ -265,40 +264,6 @@ function machine(): Record<string, unknown> {
   };
 }
 
-function makeModel(cfg: BenchConfig): LlamaModel {
-  const model = LlamaModel.random({
-    vocab_size: cfg.vocab,
-    hidden_size: cfg.dim,
-    intermediate_size: cfg.ffn,
-    num_hidden_layers: cfg.layers,
-    num_attention_heads: cfg.heads,
-    num_key_value_heads: cfg.heads,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: false,
-    max_position_embeddings: Math.max(cfg.seq, 128),
-  }, 0);
-  model.addLora({
-    r: cfg.rank,
-    lora_alpha: cfg.alpha,
-    lora_dropout: 0,
-    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    seed: 0,
-  });
-  return model;
-}
-
-function examples(cfg: BenchConfig): TrainExample[] {
-  const rng = new Rng(0);
-  const promptLen = Math.floor(cfg.seq / 2);
-  const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
-  return Array.from({ length: cfg.batch }, () => ({
-    prompt: toks(promptLen),
-    chosen: toks(cfg.seq - promptLen),
-    rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
-  }));
-}
-
 /** Seconds of each of `n` steps of a workload (a train run of n + 1 steps; the first is setup). */
 async function ourSteps(
   workload: string,
@@ -477,9 +442,9 @@ for (const backend of backends) {
         torch = undefined;
       }
     }
-    const ex = examples(cfg);
+    const ex = benchExamples(cfg);
     for (const workload of workloads) {
-      const model = makeModel(cfg);
+      const model = benchModel(cfg);
       const ours: number[] = [];
       const theirs: number[] = [];
       if (warmup) {

@@ -9,6 +9,9 @@
  *
  * @module
  */
+import { LlamaModel } from "../src/model.ts";
+import type { TrainExample } from "../src/train.ts";
+import { Rng } from "../src/rng.ts";
 
 /** One bench configuration (the flags of `bench.ts`, PyTorch's names). */
 export interface BenchConfig {
@@ -56,3 +59,39 @@ export const BENCH_PRESETS: Record<string, BenchConfig> = {
     micro: 16,
   },
 };
+
+/** The bench's model: a random Llama of `cfg`'s size with LoRA on the seven projections. */
+export function benchModel(cfg: BenchConfig): LlamaModel {
+  const model = LlamaModel.random({
+    vocab_size: cfg.vocab,
+    hidden_size: cfg.dim,
+    intermediate_size: cfg.ffn,
+    num_hidden_layers: cfg.layers,
+    num_attention_heads: cfg.heads,
+    num_key_value_heads: cfg.heads,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-5,
+    tie_word_embeddings: false,
+    max_position_embeddings: Math.max(cfg.seq, 128),
+  }, 0);
+  model.addLora({
+    r: cfg.rank,
+    lora_alpha: cfg.alpha,
+    lora_dropout: 0,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    seed: 0,
+  });
+  return model;
+}
+
+/** The bench's examples: `cfg.batch` seeded random prompts, each with a chosen and K rejected. */
+export function benchExamples(cfg: BenchConfig): TrainExample[] {
+  const rng = new Rng(0);
+  const promptLen = Math.floor(cfg.seq / 2);
+  const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
+  return Array.from({ length: cfg.batch }, () => ({
+    prompt: toks(promptLen),
+    chosen: toks(cfg.seq - promptLen),
+    rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
+  }));
+}

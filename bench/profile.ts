@@ -14,10 +14,9 @@
  */
 import { parseArgs } from "node:util";
 import { initBackend, tf } from "../src/backend.ts";
-import { LlamaModel } from "../src/model.ts";
+import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
-import { Rng } from "../src/rng.ts";
-import { BENCH_PRESETS } from "./presets.ts";
+import { BENCH_PRESETS, benchExamples, benchModel } from "./presets.ts";
 
 const flags = parseArgs({
   args: Deno.args,
@@ -45,37 +44,7 @@ if (!cfg) {
 const steps = Number(flags.steps), warmup = Number(flags.warmup), top = Number(flags.top);
 await initBackend("wasm");
 
-function makeModel(): LlamaModel {
-  const model = LlamaModel.random({
-    vocab_size: cfg.vocab,
-    hidden_size: cfg.dim,
-    intermediate_size: cfg.ffn,
-    num_hidden_layers: cfg.layers,
-    num_attention_heads: cfg.heads,
-    num_key_value_heads: cfg.heads,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: false,
-    max_position_embeddings: Math.max(cfg.seq, 128),
-  }, 0);
-  model.addLora({
-    r: cfg.rank,
-    lora_alpha: cfg.alpha,
-    lora_dropout: 0,
-    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    seed: 0,
-  });
-  return model;
-}
-
-const rng = new Rng(0);
-const promptLen = Math.floor(cfg.seq / 2);
-const toks = (n: number) => Array.from({ length: n }, () => rng.int(cfg.vocab));
-const ex: TrainExample[] = Array.from({ length: cfg.batch }, () => ({
-  prompt: toks(promptLen),
-  chosen: toks(cfg.seq - promptLen),
-  rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
-}));
+const ex: TrainExample[] = benchExamples(cfg);
 
 async function run(workload: string, model: LlamaModel, n: number): Promise<void> {
   if (workload === "fwd_logp") {
@@ -98,7 +67,7 @@ async function run(workload: string, model: LlamaModel, n: number): Promise<void
 }
 
 for (const workload of flags.workloads!.split(",")) {
-  const model = makeModel();
+  const model = benchModel(cfg);
   await run(workload, model, warmup);
   const t0 = performance.now();
   await run(workload, model, steps);
