@@ -28,7 +28,13 @@ import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
 import { writePlot } from "../src/report/plot.ts";
 import { throughputPlot } from "./plot.ts";
-import { BENCH_PRESETS, type BenchConfig, benchExamples, benchModel } from "./presets.ts";
+import {
+  BENCH_PRESETS,
+  type BenchConfig,
+  benchExamples,
+  benchModel,
+  benchTrainConfig,
+} from "./presets.ts";
 
 /** The flags of `deno task bench` (parser, `--help` and error messages). */
 const BENCH_OPTIONS = {
@@ -284,18 +290,7 @@ async function ourSteps(
   }
   const times: number[] = [];
   let last = performance.now();
-  await train(model, ex, {
-    stage: workload === "sft_step" ? "sft" : "sdpo",
-    steps: n + 1,
-    batchSize: cfg.batch,
-    microBatchSize: cfg.micro,
-    numNegatives: cfg.k,
-    beta: 1,
-    lr: 1e-3,
-    warmupSteps: 0,
-    logEvery: 1,
-    reference: "live",
-  }, {
+  await train(model, ex, benchTrainConfig(cfg, workload, n + 1), {
     progress: false,
     onLog: () => {
       const now = performance.now();

@@ -10,7 +10,7 @@
  * @module
  */
 import { LlamaModel } from "../src/model.ts";
-import type { TrainExample } from "../src/train.ts";
+import type { TrainConfig, TrainExample } from "../src/train.ts";
 import { Rng } from "../src/rng.ts";
 
 /** One bench configuration (the flags of `bench.ts`, PyTorch's names). */
@@ -94,4 +94,24 @@ export function benchExamples(cfg: BenchConfig): TrainExample[] {
     chosen: toks(cfg.seq - promptLen),
     rejected: Array.from({ length: cfg.k }, () => toks(cfg.seq - promptLen)),
   }));
+}
+
+/** The train() config of a timed workload (`sft_step` or `sdpo_step`) for `steps` steps. */
+export function benchTrainConfig(
+  cfg: BenchConfig,
+  workload: string,
+  steps: number,
+): Partial<TrainConfig> & Pick<TrainConfig, "stage"> {
+  return {
+    stage: workload === "sft_step" ? "sft" : "sdpo",
+    steps,
+    batchSize: cfg.batch,
+    microBatchSize: cfg.micro,
+    numNegatives: cfg.k,
+    beta: 1,
+    lr: 1e-3,
+    warmupSteps: 0,
+    logEvery: 1,
+    reference: "live",
+  };
 }

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { initBackend, tf } from "../src/backend.ts";
 import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
-import { BENCH_PRESETS, benchExamples, benchModel } from "./presets.ts";
+import { BENCH_PRESETS, benchExamples, benchModel, benchTrainConfig } from "./presets.ts";
 
 const flags = parseArgs({
   args: Deno.args,
@@ -52,18 +52,7 @@ async function run(workload: string, model: LlamaModel, n: number): Promise<void
     for (let i = 0; i < n; i++) scorePairs(model, pairs, { microBatchSize: cfg.micro });
     return;
   }
-  await train(model, ex, {
-    stage: workload === "sft_step" ? "sft" : "sdpo",
-    steps: n,
-    batchSize: cfg.batch,
-    microBatchSize: cfg.micro,
-    numNegatives: cfg.k,
-    beta: 1,
-    lr: 1e-3,
-    warmupSteps: 0,
-    logEvery: 1,
-    reference: "live",
-  }, { progress: false });
+  await train(model, ex, benchTrainConfig(cfg, workload, n), { progress: false });
 }
 
 for (const workload of flags.workloads!.split(",")) {

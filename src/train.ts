@@ -732,6 +732,15 @@ export async function train(
   let best: BestWeights | undefined;
   let step = 0;
   let resumedFrom = 0;
+  /** What train() returns, at a pause (`stopAfterStep`) or at the end. */
+  const result = (): TrainResult => ({
+    history,
+    step,
+    resumedFrom,
+    seconds: (performance.now() - started) / 1000,
+    evals,
+    bestStep: best?.step,
+  });
   const log = (msg: string) => {
     if (opts.progress !== false) console.error(msg);
   };
@@ -1073,14 +1082,7 @@ export async function train(
         );
       }
       if (opts.stopAfterStep !== undefined && step >= opts.stopAfterStep) {
-        return {
-          history,
-          step,
-          resumedFrom,
-          seconds: (performance.now() - started) / 1000,
-          evals,
-          bestStep: best?.step,
-        };
+        return result();
       }
       if (
         opts.outDir &&
@@ -1104,14 +1106,7 @@ export async function train(
     opt.dispose();
     await lock?.release();
   }
-  return {
-    history,
-    step,
-    resumedFrom,
-    seconds: (performance.now() - started) / 1000,
-    evals,
-    bestStep: best?.step,
-  };
+  return result();
 }
 
 /** Environment variables of {@link faultPause}. */

@@ -2,28 +2,14 @@ import assert from "node:assert/strict";
 import { initBackend } from "../src/backend.ts";
 import { LlamaModel, PRESETS } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
-import { type EvalHook, train, type TrainExample } from "../src/train.ts";
+import { type EvalHook, train } from "../src/train.ts";
 import { ConfigError } from "../src/errors.ts";
+import { snapshot, toyExamples } from "./_toy.ts";
 
 await initBackend("wasm", { quiet: true });
 
 const CFG = { ...PRESETS["llama-nano"], vocab_size: 48 };
 const LORA = { ...DEFAULT_LORA_CONFIG, r: 4, lora_alpha: 8, lora_dropout: 0.1, seed: 1 };
-const BOS = 1, EOS = 2;
-
-function toyExamples(): TrainExample[] {
-  const out: TrainExample[] = [];
-  for (let a = 4; a < 20; a++) {
-    const answer = 20 + (a % 8);
-    const wrong = [20, 21, 22, 23, 24, 25, 26, 27].filter((x) => x !== answer);
-    out.push({ prompt: [BOS, 3, a], chosen: [answer, EOS], rejected: wrong.map((w) => [w, EOS]) });
-  }
-  return out;
-}
-
-function weights(model: LlamaModel): Float32Array[] {
-  return model.trainableVariables().map((v) => v.dataSync().slice() as Float32Array);
-}
 
 const CONFIG = {
   stage: "sdpo" as const,
@@ -44,7 +30,7 @@ function scripted(seen: Map<number, Float32Array[]>, select?: string): EvalHook 
     every: 2,
     select,
     fn: (step, model) => {
-      seen.set(step, weights(model));
+      seen.set(step, snapshot(model));
       return { loss: value[step], other: step * 10 };
     },
   };
@@ -68,7 +54,7 @@ Deno.test("train() evaluate: rows every N steps, the lowest selected value's wei
   assert.deepEqual(r.evals.map((e) => e.eval_other), [20, 40, 60]);
   assert.equal(r.bestStep, 4);
   // The model now holds the step-4 weights, which differ from the last step's.
-  assert.deepEqual(weights(m), seen.get(4));
+  assert.deepEqual(snapshot(m), seen.get(4));
   assert.notDeepEqual(seen.get(4), seen.get(6));
   // The training log is untouched by evaluation rows.
   assert.equal(r.history.length, 6);
@@ -81,7 +67,7 @@ Deno.test("train() evaluate without select keeps the last weights", async () => 
   const m = fresh();
   const r = await train(m, toyExamples(), CONFIG, { progress: false, evaluate: scripted(seen) });
   assert.equal(r.bestStep, undefined);
-  assert.deepEqual(weights(m), seen.get(6));
+  assert.deepEqual(snapshot(m), seen.get(6));
   m.dispose();
 });
 
@@ -110,7 +96,7 @@ Deno.test("train() evaluate: a resumed run keeps the best weights of before the 
   });
   assert.equal(resumed.resumedFrom, 4);
   assert.equal(resumed.bestStep, 4);
-  assert.deepEqual(weights(c), weights(a));
+  assert.deepEqual(snapshot(c), snapshot(a));
   assert.deepEqual(resumed.evals, full.evals);
   const lines = (await Deno.readTextFile(`${dir}/b/eval_metrics.jsonl`)).trim().split("\n");
   assert.deepEqual(lines.map((l) => JSON.parse(l).step), [2, 4, 6]);

@@ -2,35 +2,14 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../src/backend.ts";
 import { LlamaModel, PRESETS } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
-import {
-  batchIndices,
-  CHECKPOINT_STATE_FILE,
-  type MetricsRow,
-  train,
-  type TrainExample,
-} from "../src/train.ts";
+import { batchIndices, CHECKPOINT_STATE_FILE, type MetricsRow, train } from "../src/train.ts";
 import { ConfigError, NonFiniteError } from "../src/errors.ts";
+import { EOS, snapshot, toyExamples } from "./_toy.ts";
 
 await initBackend("wasm", { quiet: true });
 
 const CFG = { ...PRESETS["llama-nano"], vocab_size: 48 };
 const LORA = { ...DEFAULT_LORA_CONFIG, r: 4, lora_alpha: 8, lora_dropout: 0, seed: 1 };
-const BOS = 1, EOS = 2;
-
-/** Toy task: prompt [BOS, 3, a] → response [20 + a % 8, EOS]; the pool holds the 7 wrong answers. */
-function toyExamples(): TrainExample[] {
-  const out: TrainExample[] = [];
-  for (let a = 4; a < 20; a++) {
-    const answer = 20 + (a % 8);
-    const wrong = [20, 21, 22, 23, 24, 25, 26, 27].filter((x) => x !== answer);
-    out.push({ prompt: [BOS, 3, a], chosen: [answer, EOS], rejected: wrong.map((w) => [w, EOS]) });
-  }
-  return out;
-}
-
-function snapshot(model: LlamaModel): Float32Array[] {
-  return model.trainableVariables().map((v) => v.dataSync().slice() as Float32Array);
-}
 
 Deno.test("train() SFT lowers the loss, then S-DPO raises rewards/accuracies to ~1", async () => {
   // A random frozen LM head cannot express confident answers, so the base is trained fully

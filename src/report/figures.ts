@@ -269,6 +269,20 @@ export interface Hr1CurveRow {
   label: string;
 }
 
+/** The SFT model's row of a curve panel: a labelled reference line at its mean HR@1. */
+function sftReference(panel: string, m: number): Hr1CurveRow {
+  return {
+    panel,
+    kind: "ref",
+    method: "SFT",
+    step: 0,
+    hr1: m,
+    lo: m,
+    hi: m,
+    label: `SFT ${f3(m)}`,
+  };
+}
+
 /**
  * Data of the HR@1-versus-step figure. Test panel (from `curve_hits`): expected HR@1, each test
  * row averaged over the seeds first, then a 95 % interval over the test users (a user's rows
@@ -340,19 +354,7 @@ export function sdpoHr1CurveRows(r: SdpoHr1CurveInput): {
       }
       const sft = (r.per_seed ?? []).map((s) => s.methods.SFT?.rank_expected)
         .filter((x): x is number[] => !!x && x.length >= n).map((x) => x.slice(0, n));
-      if (sft.length) {
-        const m = mean(seedAvg(sft));
-        rows.push({
-          panel,
-          kind: "ref",
-          method: "SFT",
-          step: 0,
-          hr1: m,
-          lo: m,
-          hi: m,
-          label: `SFT ${f3(m)}`,
-        });
-      }
+      if (sft.length) rows.push(sftReference(panel, mean(seedAvg(sft))));
       continue;
     }
     const pts = curves.filter((c) => c.split === split);
@@ -393,19 +395,7 @@ export function sdpoHr1CurveRows(r: SdpoHr1CurveInput): {
         label: "",
       });
     }
-    if (sft.size) {
-      const m = mean([...sft.values()]);
-      rows.push({
-        panel,
-        kind: "ref",
-        method: "SFT",
-        step: 0,
-        hr1: m,
-        lo: m,
-        hi: m,
-        label: `SFT ${f3(m)}`,
-      });
-    }
+    if (sft.size) rows.push(sftReference(panel, mean([...sft.values()])));
   }
   return { rows, seeds, panels, notes };
 }

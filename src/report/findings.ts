@@ -979,6 +979,21 @@ export function toFinding(
   };
 }
 
+/** The number fields of a finding that has none (not tested, or descriptive). */
+function noNumbers() {
+  return {
+    ours: null,
+    baseline: null,
+    ours_per_seed: [],
+    baseline_per_seed: [],
+    effect: null,
+    ci95: null,
+    se: null,
+    mde: null,
+    resampling: null,
+  };
+}
+
 /** A claim the run could not evaluate. */
 export function notTested(spec: ClaimSpec, seeds: number[], reason: string): Finding {
   return {
@@ -989,15 +1004,7 @@ export function notTested(spec: ClaimSpec, seeds: number[], reason: string): Fin
     metric_label: spec.metricLabel,
     ours_method: spec.a,
     baseline_method: spec.b,
-    ours: null,
-    baseline: null,
-    ours_per_seed: [],
-    baseline_per_seed: [],
-    effect: null,
-    ci95: null,
-    se: null,
-    mde: null,
-    resampling: null,
+    ...noNumbers(),
     seeds,
     rows: 0,
     verdict: "not tested",
@@ -1246,15 +1253,7 @@ export function s7Finding(
     metric_label: "ranking HR@1 versus step (seed mean)",
     ours_method: "S-DPO",
     baseline_method: "DPO",
-    ours: null,
-    baseline: null,
-    ours_per_seed: [],
-    baseline_per_seed: [],
-    effect: null,
-    ci95: null,
-    se: null,
-    mde: null,
-    resampling: null,
+    ...noNumbers(),
     seeds: r.seeds,
     rows: 0,
     verdict: "descriptive",
