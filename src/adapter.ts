@@ -64,7 +64,7 @@ function adapted(model: LlamaModel): [string, LoraLinear][] {
  * @example Usage
  * ```ts ignore
  * import { saveAdapter } from "./adapter.ts";
- * await saveAdapter(model, "/tmp/adapter", loraConfig, { baseModelNameOrPath: "Qwen/Qwen3-0.6B" });
+ * await saveAdapter(model, "runs/adapter", loraConfig, { baseModelNameOrPath: "Qwen/Qwen3-0.6B" });
  * ```
  *
  * @param model A model with adapters attached (not merged).
@@ -207,7 +207,7 @@ export async function readAdapterConfig(
  * @example Usage
  * ```ts ignore
  * import { loadAdapter } from "./adapter.ts";
- * const cfg = await loadAdapter(model, "/tmp/adapter");
+ * const cfg = await loadAdapter(model, "runs/adapter");
  * ```
  *
  * @param model The base model.

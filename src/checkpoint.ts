@@ -475,7 +475,7 @@ function sameValues(a: tf.Tensor, b: tf.Tensor): boolean {
  * ```ts ignore
  * import { saveModel } from "./checkpoint.ts";
  * model.mergeAndUnloadLora();
- * await saveModel(model, "/tmp/merged", tokenizer, { dtype: "BF16" });
+ * await saveModel(model, "runs/merged", tokenizer, { dtype: "BF16" });
  * ```
  *
  * @param model The model.

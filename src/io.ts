@@ -55,7 +55,7 @@ async function syncDir(dir: string): Promise<void> {
  * @example Usage
  * ```ts
  * import { writeFileAtomic } from "./io.ts";
- * await writeFileAtomic("/tmp/recalign_example.txt", "hello\n");
+ * await writeFileAtomic("runs/recalign_example.txt", "hello\n");
  * ```
  *
  * @param path The file to create or replace. Its directory must exist.
@@ -90,7 +90,7 @@ export async function writeFileAtomic(path: string, data: FileData): Promise<voi
  * @example Usage
  * ```ts
  * import { writeJsonAtomic } from "./io.ts";
- * await writeJsonAtomic("/tmp/recalign_example.json", { step: 3 });
+ * await writeJsonAtomic("runs/recalign_example.json", { step: 3 });
  * ```
  *
  * @param path The file to create or replace.
@@ -129,7 +129,7 @@ export async function sha256Hex(data: Uint8Array | string): Promise<string> {
  * @example Usage
  * ```ts
  * import { ensureDir } from "./io.ts";
- * await ensureDir("/tmp/recalign_example/a/b");
+ * await ensureDir("runs/recalign_example/a/b");
  * ```
  *
  * @param path The directory to create.
@@ -146,7 +146,7 @@ export async function ensureDir(path: string): Promise<void> {
  * @example Usage
  * ```ts
  * import { appendJsonLine } from "./io.ts";
- * await appendJsonLine("/tmp/recalign_example.jsonl", { step: 1, loss: 0.69 });
+ * await appendJsonLine("runs/recalign_example.jsonl", { step: 1, loss: 0.69 });
  * ```
  *
  * @param path The `.jsonl` file.

@@ -495,7 +495,7 @@ export function encodeSafetensors(
  * @example Usage
  * ```ts
  * import { writeSafetensors } from "./safetensors.ts";
- * await writeSafetensors("/tmp/recalign_example.safetensors", {
+ * await writeSafetensors("runs/recalign_example.safetensors", {
  *   w: { dtype: "BF16", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },
  * }, { format: "pt" });
  * ```
@@ -1070,7 +1070,7 @@ export interface FromTfOptions {
  * import * as tf from "@tensorflow/tfjs-core";
  * import { fromTfTensors, writeSafetensors } from "./safetensors.ts";
  * const w = tf.tensor([1, 2, 3, 4], [2, 2]);
- * await writeSafetensors("/tmp/w.safetensors", await fromTfTensors({ w }, { floatDtype: "BF16" }));
+ * await writeSafetensors("runs/w.safetensors", await fromTfTensors({ w }, { floatDtype: "BF16" }));
  * w.dispose();
  * ```
  *

@@ -6,7 +6,7 @@
  * ```sh
  * deno run -A src/cli/notebooks.ts                 # every notebooks/*.ipynb, in place
  * deno run -A src/cli/notebooks.ts --html 01 02    # two notebooks (by name or prefix), + HTML
- * deno run -A src/cli/notebooks.ts --out /tmp/nb   # executed copies elsewhere
+ * deno run -A src/cli/notebooks.ts --out runs/nb    # executed copies elsewhere
  * deno run -A src/cli/notebooks.ts --data DIR 01   # with the released data (RECALIGN_DATA)
  * ```
  *
