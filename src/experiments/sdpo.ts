@@ -234,6 +234,12 @@ export interface Hr1CurvePoint {
   hr1: number;
   /** The arm's own validation loss (valid split only; null at step 0). */
   loss: number | null;
+  /**
+   * What the validation loss is made of (preference arms, valid split, from step 1):
+   * {@link preferenceDiagnostics} of the validation prompts, and `train_loss`, the same loss on
+   * a fixed sample of the arm's own train prompts and negatives (the generalisation gap).
+   */
+  diagnostics?: PreferenceDiagnostics & { train_loss: number };
 }
 
 /** The main arms' preference protocol (metrics.json `result.protocol`). */
@@ -630,6 +636,89 @@ export function validationLoss(
   return total / policy.length;
 }
 
+/**
+ * What a preference loss on held-out prompts is made of, with TRL's eval names: rewards are
+ * β(π − ref) of the summed log-probs. Per (prompt, negative) pair: `accuracies` the share with
+ * the chosen reward above the rejected one, `margins` the mean chosen − rejected reward;
+ * `chosen` / `rejected` the mean rewards; `logps_chosen` the mean summed log-prob of the
+ * positive. Per prompt: `ranked_first` the share whose positive the model scores above all K
+ * negatives, and
+ * `loss_misranked` the part of the mean loss ({@link validationLoss}) carried by the others, so
+ * `loss − loss_misranked` comes from the prompts the model already ranks right.
+ */
+export interface PreferenceDiagnostics {
+  accuracies: number;
+  margins: number;
+  chosen: number;
+  rejected: number;
+  logps_chosen: number;
+  ranked_first: number;
+  loss_misranked: number;
+}
+
+/** {@link PreferenceDiagnostics} of scored prompts (arguments as {@link validationLoss}, K ≥ 1). */
+export function preferenceDiagnostics(
+  policy: readonly number[][],
+  reference: readonly number[][],
+  positives: readonly number[],
+  negs: readonly number[][],
+  k: number,
+  beta: number,
+): PreferenceDiagnostics {
+  let pairs = 0, right = 0, margin = 0, chosen = 0, rejected = 0, logp = 0;
+  let first = 0, misLoss = 0;
+  policy.forEach((r, i) => {
+    const w = positives[i];
+    const rw = beta * (r[w] - reference[i][w]);
+    chosen += rw;
+    logp += r[w];
+    let all = true;
+    const zs: number[] = [];
+    for (const j of negs[i].slice(0, k)) {
+      const rl = beta * (r[j] - reference[i][j]);
+      pairs++;
+      rejected += rl;
+      margin += rw - rl;
+      if (rw > rl) right++;
+      if (r[j] >= r[w]) all = false;
+      zs.push(rl - rw);
+    }
+    if (all) first++;
+    else {
+      const m = Math.max(...zs);
+      const lse = m + Math.log(zs.reduce((a, z) => a + Math.exp(z - m), 0));
+      misLoss += lse > 30 ? lse : Math.log1p(Math.exp(lse));
+    }
+  });
+  const n = policy.length;
+  return {
+    accuracies: right / pairs,
+    margins: margin / pairs,
+    chosen: chosen / n,
+    rejected: rejected / pairs,
+    logps_chosen: logp / n,
+    ranked_first: first / n,
+    loss_misranked: misLoss / n,
+  };
+}
+
+/** Train prompts whose loss every evaluation also reports (the generalisation gap). */
+const HELD_IN_PROMPTS = 200;
+
+/** A curve point's diagnostics from an evaluation row of train() (`eval_diag_*`). */
+function evalDiagnostics(e: Record<string, number>): Hr1CurvePoint["diagnostics"] {
+  return {
+    accuracies: e.eval_diag_accuracies,
+    margins: e.eval_diag_margins,
+    chosen: e.eval_diag_chosen,
+    rejected: e.eval_diag_rejected,
+    logps_chosen: e.eval_diag_logps_chosen,
+    ranked_first: e.eval_diag_ranked_first,
+    loss_misranked: e.eval_diag_loss_misranked,
+    train_loss: e.eval_train_loss,
+  };
+}
+
 /** Validation prompts of the main arms with their reference scores and fixed negatives. */
 interface ValidationSet {
   items: { prompt: number[]; responses: number[][] }[];
@@ -639,6 +728,11 @@ interface ValidationSet {
   /** Negatives drawn once per validation prompt (candidate indices; an arm uses the first K). */
   negs: number[][];
   posTokens: number[];
+  /**
+   * A fixed sample of train prompts (chosen first, then every rejected response), their
+   * indices in the train examples and their reference scores: the loss the arm trains on.
+   */
+  heldIn: { items: { prompt: number[]; responses: number[][] }[]; idx: number[]; ref: number[][] };
   /** The test prompts of the curves. */
   curve: { prompt: number[]; responses: number[][] }[];
   curvePos: number[];
@@ -890,8 +984,17 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     if (hit) return hit;
     const items = valid.map(item);
     const rng = new Rng(29);
+    const heldIdx = new Rng(31).sample(
+      Array.from({ length: d.trainExamples.length }, (_, i) => i),
+      Math.min(HELD_IN_PROMPTS, d.trainExamples.length),
+    );
+    const heldItems = heldIdx.map((i) => ({
+      prompt: d.trainExamples[i].prompt,
+      responses: [d.trainExamples[i].chosen, ...(d.trainExamples[i].rejected ?? [])],
+    }));
     const out = {
       items,
+      heldIn: { items: heldItems, idx: heldIdx, ref: scoreResponses(sftModel, heldItems) },
       ref: scoreResponses(sftModel, items),
       pos: valid.map((s) => s.positiveIndex),
       negs: valid.map((s) =>
@@ -934,6 +1037,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     seed: number,
     v: ValidationSet,
     name: string,
+    draws: readonly number[][],
   ): ArmProtocol => ({
     lr,
     lora: sdpoLoraConfig(100 + seed),
@@ -958,11 +1062,21 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         curveRows.get(key)!.set(step, row);
         const dir = armDir(seed, name);
         if (dir) await appendJsonLine(`${dir}/${CURVE_ROWS_FILE}`, { step, ...row });
-        return {
+        const out: Record<string, number> = {
           loss: validationLoss(vs, v.ref, v.pos, v.negs, k, 1, v.posTokens),
           hr1: mean(hitsAtK({ scores: vs }, v.pos, 1)),
           test_hr1: mean(hitsAtK({ scores: ts }, v.curvePos, 1)),
         };
+        if (k > 0) {
+          // What the loss is made of, and the same loss on the arm's own train prompts.
+          const diag = preferenceDiagnostics(vs, v.ref, v.pos, v.negs, k, 1);
+          for (const [key, x] of Object.entries(diag)) out[`diag_${key}`] = x;
+          const h = v.heldIn;
+          const hs = scoreResponses(model, h.items);
+          const hNegs = h.idx.map((i) => draws[i].map((j) => j + 1));
+          out.train_loss = validationLoss(hs, h.ref, h.idx.map(() => 0), hNegs, k, 1, []);
+        }
+        return out;
       },
     },
   });
@@ -998,7 +1112,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
           seed,
           progress,
           mainEvery,
-          armProtocol(lr, 1, seed, v, `DPO lr=${lr}`),
+          armProtocol(lr, 1, seed, v, `DPO lr=${lr}`, draws),
         );
         recordStage("sdpo", `DPO lr=${lr}` + sourceNote(r), seed, r.wallSeconds);
         const row = r.evals.find((e) => e.step === r.bestStep);
@@ -1027,7 +1141,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         seed,
         progress,
         mainEvery,
-        armProtocol(chosenLr, arm.k, seed, v, arm.name),
+        armProtocol(chosenLr, arm.k, seed, v, arm.name, draws),
       );
       if (!(arm.name === "DPO" && preDpo)) {
         recordStage("sdpo", arm.name + sourceNote(r), seed, r.wallSeconds);
@@ -1072,6 +1186,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
             split: "valid",
             hr1: e.eval_hr1,
             loss: e.eval_loss,
+            ...(e.eval_train_loss === undefined ? {} : { diagnostics: evalDiagnostics(e) }),
           },
           { method: arm.name, seed, step: e.step, split: "test", hr1: e.eval_test_hr1, loss: null },
         );

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   drawNegativesOnce,
+  preferenceDiagnostics,
   sdpoArmSteps,
   sdpoLoraConfig,
   sdpoProtocol,
@@ -36,6 +37,29 @@ Deno.test("validationLoss: K=1 is the DPO loss, K=3 the S-DPO loss, K=0 the toke
   // A large margin stays finite (softplus of a large logsumexp).
   const big = validationLoss([[0, 500]], [[0, 0]], [0], [[1]], 1, 1, [1]);
   close(big, 500, 1e-6);
+});
+
+Deno.test("preferenceDiagnostics: TRL's reward accuracies and margins, and the loss of misranked prompts, by hand", () => {
+  const policy = [[-1, -2, -3, -4], [-2.5, -0.5, -1.5, -3]];
+  const ref = [[-1.5, -1.5, -2, -4.5], [-2, -1, -1, -2]];
+  // Rewards β(π − ref), β = 2. Prompt 0 (positive 0): r_w = 1, negatives 1, 2 → −1, −2.
+  // Prompt 1 (positive 1): r_w = 1, negatives 0, 3 → −1, −2.
+  const d = preferenceDiagnostics(policy, ref, [0, 1], [[1, 2, 3], [0, 3, 2]], 2, 2);
+  close(d.accuracies, 1);
+  close(d.margins, (2 + 3 + 2 + 3) / 4);
+  close(d.chosen, 1);
+  close(d.rejected, (-1 - 2 - 1 - 2) / 4);
+  close(d.logps_chosen, (-1 - 0.5) / 2);
+  // The policy scores the positive first among the K = 2 negatives on both prompts.
+  close(d.ranked_first, 1);
+  close(d.loss_misranked, 0);
+  // One prompt, K = 1, whose negative (index 2) the policy scores above the positive:
+  // misranked, its reward is higher too; the loss is softplus(β(r_l − r_w)).
+  const e = preferenceDiagnostics([[0, -1, 0.5]], [[0, 0, 0]], [0], [[2]], 1, 1);
+  close(e.accuracies, 0);
+  close(e.ranked_first, 0);
+  close(e.loss_misranked, Math.log(1 + Math.exp(0.5)));
+  close(e.loss_misranked, validationLoss([[0, -1, 0.5]], [[0, 0, 0]], [0], [[2]], 1, 1, [1]));
 });
 
 Deno.test("drawNegativesOnce: seeded, distinct, in range, nested across K; withNegatives uses the first K", () => {
