@@ -16,6 +16,7 @@ import {
   type Figures,
   sdpoFigures,
   sdpoHr1CurveFigures,
+  sdpoLossPartsFigures,
   writeFigures,
 } from "../report/figures.ts";
 
@@ -40,7 +41,10 @@ export function figuresOf(metrics: any): Figures {
   const r = metrics.result;
   if (!r) return {};
   if (metrics.paper === "sdpo") {
-    return { ...sdpoFigures(r), ...(r.protocol ? sdpoHr1CurveFigures(r) : {}) };
+    return {
+      ...sdpoFigures(r),
+      ...(r.protocol ? { ...sdpoHr1CurveFigures(r), ...sdpoLossPartsFigures(r) } : {}),
+    };
   }
   if (metrics.paper === "dmpo") {
     return r.ablations ? dmpoAblationFigures(r.ablations, r.references) : {};

@@ -60,7 +60,7 @@ import { armDir, runStage, sourceNote, type StageSource } from "./runs.ts";
 import { appendJsonLine } from "../io.ts";
 import type { LoraConfig } from "../lora.ts";
 import { LLAMA_PROJECTIONS } from "../lora.ts";
-import { sdpoHr1CurveFigures, writeFigures } from "../report/figures.ts";
+import { sdpoHr1CurveFigures, sdpoLossPartsFigures, writeFigures } from "../report/figures.ts";
 
 /** Config of {@link run}. */
 export interface SdpoRunConfig {
@@ -1509,7 +1509,7 @@ async function runAblations(
  */
 export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<string> {
   if (!r.hr1_curves?.length || !r.protocol) return "";
-  await writeFigures(dir, sdpoHr1CurveFigures(r));
+  await writeFigures(dir, { ...sdpoHr1CurveFigures(r), ...sdpoLossPartsFigures(r) });
   const p = r.protocol;
   return [
     "",
@@ -1527,6 +1527,18 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
     "",
     "![HR@1 versus step](hr1_curves.svg)",
     "",
+    ...(Object.keys(sdpoLossPartsFigures(r)).length
+      ? [
+        "What the validation loss that keeps the checkpoint is made of, per preference arm: the " +
+        "loss, the part of it carried by the validation prompts whose positive the model does " +
+        "not score above its K negatives, the same loss on 200 of the arm's own train prompts, " +
+        "validation HR@1, TRL's reward accuracy and the chosen reward (line = mean over the " +
+        "seeds whose evaluations recorded them, band = 95 % t interval over those seeds).",
+        "",
+        "![What the validation loss is made of](val_loss_parts.svg)",
+        "",
+      ]
+      : []),
   ].join("\n");
 }
 

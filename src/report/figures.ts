@@ -514,6 +514,163 @@ export function sdpoHr1CurveFigures(r: SdpoHr1CurveInput): Figures {
   };
 }
 
+/** What the validation-loss figure reads: the validation points of `hr1_curves`. */
+export interface SdpoLossPartsInput {
+  hr1_curves?: {
+    method: string;
+    seed: number;
+    step: number;
+    split: string;
+    hr1: number;
+    loss?: number | null;
+    diagnostics?: {
+      train_loss: number;
+      loss_misranked: number;
+      accuracies: number;
+      chosen: number;
+    };
+  }[];
+}
+
+/** The panels of {@link sdpoLossPartsFigures}, in order, with what each plots. */
+export const LOSS_PART_PANELS: readonly {
+  panel: string;
+  value: (p: Required<SdpoLossPartsInput>["hr1_curves"][number]) => number;
+}[] = [
+  { panel: "validation loss (what the released rule minimises)", value: (p) => p.loss! },
+  {
+    panel: "its part from misranked validation prompts",
+    value: (p) => p.diagnostics!.loss_misranked,
+  },
+  { panel: "the same loss on 200 train prompts", value: (p) => p.diagnostics!.train_loss },
+  { panel: "validation HR@1 (sampled)", value: (p) => p.hr1 },
+  {
+    panel: "validation pair accuracy (chosen reward > rejected)",
+    value: (p) => p.diagnostics!.accuracies,
+  },
+  { panel: "chosen reward β(π − ref) on validation", value: (p) => p.diagnostics!.chosen },
+];
+
+/**
+ * `val_loss_parts`: what the validation loss that picks the released checkpoint is made of,
+ * per preference arm and evaluation step: the loss, the part carried by prompts the model
+ * misranks, the same loss on the arm's own train prompts, validation HR@1, TRL's reward
+ * accuracy and the chosen reward. Mean over the seeds whose evaluations recorded diagnostics,
+ * with a 95 % t band over those seeds. Empty when no evaluation did.
+ */
+export function sdpoLossPartsFigures(r: SdpoLossPartsInput): Figures {
+  const pts = (r.hr1_curves ?? []).filter((p) =>
+    p.split === "valid" && p.step > 0 && p.diagnostics && typeof p.loss === "number"
+  );
+  if (!pts.length) return {};
+  const rows: { panel: string; method: string; step: number; y: number; lo: number; hi: number }[] =
+    [];
+  const groups = new Map<string, typeof pts>();
+  for (const p of pts) {
+    const key = `${p.method}|${p.step}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  for (const g of groups.values()) {
+    for (const { panel, value } of LOSS_PART_PANELS) {
+      const ci = meanCI(g.map(value));
+      rows.push({
+        panel,
+        method: g[0].method,
+        step: g[0].step,
+        y: ci.mean,
+        lo: g.length > 1 ? ci.lo : ci.mean,
+        hi: g.length > 1 ? ci.hi : ci.mean,
+      });
+    }
+  }
+  const arms = [...new Set(rows.map((x) => x.method))];
+  const rank = (m: string) => {
+    const i = CURVE_ORDER.findIndex((re) => re.test(m));
+    return i < 0 ? CURVE_ORDER.length : i;
+  };
+  arms.sort((a, b) => rank(a) - rank(b));
+  const seeds = [...new Set(pts.map((p) => p.seed))].sort((a, b) => a - b);
+  const steps = [...new Set(rows.map((x) => x.step))].sort((a, b) => a - b);
+  const x = {
+    field: "step",
+    type: "quantitative",
+    title: "training step",
+    scale: { domain: [0, steps.at(-1) ?? 1], nice: false },
+    axis: { values: steps, format: "d", grid: true, labelAngle: -45 },
+  };
+  const color = {
+    field: "method",
+    type: "nominal",
+    title: "method",
+    scale: colorScale(arms),
+    sort: arms,
+  };
+  return {
+    val_loss_parts: {
+      title: {
+        text: "S-DPO: what the validation loss that picks the checkpoint is made of",
+        subtitle: [
+          `mean over seed${seeds.length === 1 ? "" : "s"} ${seeds.join(", ")} (the evaluations ` +
+          "that recorded these parts); band: 95 % t interval over those seeds",
+          "losses: softplus(logsumexp of β(reward of a negative − reward of the positive)), β = 1",
+        ],
+      },
+      config: {
+        ...FULL_LABELS,
+        legend: {
+          ...FULL_LABELS.legend,
+          symbolType: "stroke",
+          symbolOpacity: 1,
+          symbolStrokeWidth: 3,
+        },
+      },
+      data: { values: rows },
+      facet: {
+        field: "panel",
+        type: "nominal",
+        title: null,
+        sort: LOSS_PART_PANELS.map((p) => p.panel),
+        header: { labelFontSize: 11, labelFontWeight: "bold" },
+      },
+      columns: 3,
+      resolve: { scale: { y: "independent" } },
+      spec: {
+        width: 260,
+        height: 180,
+        layer: [
+          {
+            mark: { type: "area", opacity: 0.13 },
+            encoding: {
+              x,
+              y: {
+                field: "lo",
+                type: "quantitative",
+                title: "the quantity named above the panel",
+                scale: { zero: false },
+              },
+              y2: { field: "hi" },
+              color,
+            },
+          },
+          {
+            mark: { type: "line", point: true },
+            encoding: {
+              x,
+              y: {
+                field: "y",
+                type: "quantitative",
+                title: "the quantity named above the panel",
+                scale: { zero: false },
+              },
+              color,
+            },
+          },
+        ],
+      },
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // DMPO ablations
 

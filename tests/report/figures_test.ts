@@ -10,6 +10,7 @@ import {
   sdpoFigures,
   sdpoHr1CurveFigures,
   sdpoHr1CurveRows,
+  sdpoLossPartsFigures,
 } from "../../src/report/figures.ts";
 import { figuresOf } from "../../src/cli/plots.ts";
 
@@ -209,4 +210,73 @@ Deno.test("S-DPO HR@1 vs step: test = expected HR@1 averaged over seeds, interva
     ),
   );
   assert.deepEqual(sdpoHr1CurveFigures({}), {});
+});
+
+Deno.test("val_loss_parts: each part's mean and t band over the seeds that recorded it, per arm and step", async () => {
+  const diag = (train_loss: number, loss_misranked: number) => ({
+    train_loss,
+    loss_misranked,
+    accuracies: 0.7,
+    chosen: -0.2,
+  });
+  const hr1_curves = [
+    { method: "DPO", seed: 0, step: 0, split: "valid", hr1: 0.2, loss: null },
+    { method: "DPO", seed: 0, step: 10, split: "valid", hr1: 0.25, loss: 0.5 },
+    {
+      method: "DPO",
+      seed: 1,
+      step: 10,
+      split: "valid",
+      hr1: 0.3,
+      loss: 0.6,
+      diagnostics: diag(0.4, 0.2),
+    },
+    {
+      method: "DPO",
+      seed: 2,
+      step: 10,
+      split: "valid",
+      hr1: 0.2,
+      loss: 0.8,
+      diagnostics: diag(0.5, 0.3),
+    },
+    { method: "DPO", seed: 1, step: 10, split: "test", hr1: 0.9, loss: null },
+    {
+      method: "S-DPO",
+      seed: 1,
+      step: 10,
+      split: "valid",
+      hr1: 0.1,
+      loss: 1.0,
+      diagnostics: diag(0.9, 0.6),
+    },
+  ];
+  const spec = sdpoLossPartsFigures({ hr1_curves }).val_loss_parts;
+  // deno-lint-ignore no-explicit-any
+  const rows = (spec.data as any).values as {
+    panel: string;
+    method: string;
+    y: number;
+    lo: number;
+    hi: number;
+  }[];
+  const at = (method: string, panel: string) =>
+    rows.find((r) => r.method === method && r.panel.startsWith(panel))!;
+  // Seed 0 recorded no parts: DPO's loss is the mean of seeds 1 and 2 only (0.6, 0.8 → 0.7).
+  const loss = at("DPO", "validation loss");
+  const ci = meanCI([0.6, 0.8]);
+  assert.ok(Math.abs(loss.y - 0.7) < 1e-12 && Math.abs(loss.lo - ci.lo) < 1e-12);
+  assert.ok(Math.abs(at("DPO", "the same loss on 200 train").y - 0.45) < 1e-12);
+  assert.ok(Math.abs(at("DPO", "its part from misranked").y - 0.25) < 1e-12);
+  assert.ok(Math.abs(at("DPO", "validation HR@1").y - 0.25) < 1e-12);
+  // One seed: no band (lo = hi = mean), not a t interval of one value.
+  const one = at("S-DPO", "validation loss");
+  assert.ok(one.lo === 1.0 && one.hi === 1.0);
+  assert.equal(rows.length, 2 * 6);
+  assert.deepEqual(lintSpec(spec, { seeds: true }), []);
+  const svg = await renderSvg(spec);
+  for (const label of ["DPO", "S-DPO", "its part from misranked validation prompts"]) {
+    assert.ok(svg.includes(label), label);
+  }
+  assert.deepEqual(sdpoLossPartsFigures({ hr1_curves: hr1_curves.slice(0, 2) }), {});
 });
