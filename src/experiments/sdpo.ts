@@ -216,7 +216,13 @@ export interface SdpoResult {
     rank_expected: number[];
   }[];
   /** The learning-rate selection on DPO (first seed); one entry = no selection. */
-  lr_selection: { lr: number; val_hr1: number | null; best_step: number | null }[];
+  lr_selection: {
+    lr: number;
+    val_hr1: number | null;
+    best_step: number | null;
+    /** DPO's validation curve at this lr (seed 0): HR@1, loss and its diagnostics per step. */
+    curve?: Omit<Hr1CurvePoint, "method" | "seed" | "split">[];
+  }[];
   /**
    * The preference protocol of the main arms, and every departure from the released one
    * (synthetic world; a released data set runs the short preference stage, without it).
@@ -1117,7 +1123,17 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         recordStage("sdpo", `DPO lr=${lr}` + sourceNote(r), seed, r.wallSeconds);
         const row = r.evals.find((e) => e.step === r.bestStep);
         const hr = row?.eval_hr1 ?? -Infinity;
-        lrSelection.push({ lr, val_hr1: row?.eval_hr1 ?? null, best_step: r.bestStep ?? null });
+        lrSelection.push({
+          lr,
+          val_hr1: row?.eval_hr1 ?? null,
+          best_step: r.bestStep ?? null,
+          curve: r.evals.map((e) => ({
+            step: e.step,
+            hr1: e.eval_hr1,
+            loss: e.eval_loss,
+            ...(e.eval_train_loss === undefined ? {} : { diagnostics: evalDiagnostics(e) }),
+          })),
+        });
         log(`[sdpo] lr ${lr}: DPO validation HR@1 ${hr.toFixed(3)} (step ${r.bestStep})`);
         if (hr > bestHr) {
           preDpo?.model.dispose();
@@ -1527,7 +1543,7 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
     "",
     "![HR@1 versus step](hr1_curves.svg)",
     "",
-    ...(Object.keys(sdpoLossPartsFigures(r)).length
+    ...(sdpoLossPartsFigures(r).val_loss_parts
       ? [
         "What the validation loss that keeps the checkpoint is made of, per preference arm: the " +
         "loss, the part of it carried by the validation prompts whose positive the model does " +
@@ -1536,6 +1552,14 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
         "seeds whose evaluations recorded them, band = 95 % t interval over those seeds).",
         "",
         "![What the validation loss is made of](val_loss_parts.svg)",
+        "",
+      ]
+      : []),
+    ...(sdpoLossPartsFigures(r).lr_selection_parts
+      ? [
+        "The same for DPO at each learning rate of the selection (first seed):",
+        "",
+        "![DPO's validation loss per learning rate](lr_selection_parts.svg)",
         "",
       ]
       : []),

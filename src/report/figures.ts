@@ -516,6 +516,16 @@ export function sdpoHr1CurveFigures(r: SdpoHr1CurveInput): Figures {
 
 /** What the validation-loss figure reads: the validation points of `hr1_curves`. */
 export interface SdpoLossPartsInput {
+  /** DPO's curve per learning rate of the selection (seed 0). */
+  lr_selection?: {
+    lr: number;
+    curve?: {
+      step: number;
+      hr1: number;
+      loss?: number | null;
+      diagnostics?: Required<SdpoLossPartsInput>["hr1_curves"][number]["diagnostics"];
+    }[];
+  }[];
   hr1_curves?: {
     method: string;
     seed: number;
@@ -559,10 +569,42 @@ export const LOSS_PART_PANELS: readonly {
  * with a 95 % t band over those seeds. Empty when no evaluation did.
  */
 export function sdpoLossPartsFigures(r: SdpoLossPartsInput): Figures {
+  const figs: Figures = {};
   const pts = (r.hr1_curves ?? []).filter((p) =>
     p.split === "valid" && p.step > 0 && p.diagnostics && typeof p.loss === "number"
   );
-  if (!pts.length) return {};
+  if (pts.length) {
+    const seeds = [...new Set(pts.map((p) => p.seed))].sort((a, b) => a - b);
+    figs.val_loss_parts = lossPartsSpec(
+      pts,
+      "S-DPO: what the validation loss that picks the checkpoint is made of",
+      `mean over seed${seeds.length === 1 ? "" : "s"} ${seeds.join(", ")} (the evaluations ` +
+        "that recorded these parts); band: 95 % t interval over those seeds",
+      "method",
+    );
+  }
+  const sel = (r.lr_selection ?? []).flatMap((x) =>
+    (x.curve ?? []).filter((p) => p.diagnostics && typeof p.loss === "number")
+      .map((p) => ({ ...p, method: `lr ${x.lr}`, seed: 0, split: "valid" }))
+  );
+  if (new Set(sel.map((p) => p.method)).size > 1) {
+    figs.lr_selection_parts = lossPartsSpec(
+      sel,
+      "S-DPO: DPO's validation loss and HR@1 at each learning rate of the selection",
+      "DPO, first seed, one run per learning rate (no band: one run each)",
+      "DPO learning rate",
+    );
+  }
+  return figs;
+}
+
+/** One loss-parts figure: a panel per {@link LOSS_PART_PANELS}, a line per `method`. */
+function lossPartsSpec(
+  pts: Required<SdpoLossPartsInput>["hr1_curves"],
+  title: string,
+  subtitle: string,
+  colorTitle: string,
+): VegaLiteSpec {
   const rows: { panel: string; method: string; step: number; y: number; lo: number; hi: number }[] =
     [];
   const groups = new Map<string, typeof pts>();
@@ -589,7 +631,6 @@ export function sdpoLossPartsFigures(r: SdpoLossPartsInput): Figures {
     return i < 0 ? CURVE_ORDER.length : i;
   };
   arms.sort((a, b) => rank(a) - rank(b));
-  const seeds = [...new Set(pts.map((p) => p.seed))].sort((a, b) => a - b);
   const steps = [...new Set(rows.map((x) => x.step))].sort((a, b) => a - b);
   const x = {
     field: "step",
@@ -601,72 +642,69 @@ export function sdpoLossPartsFigures(r: SdpoLossPartsInput): Figures {
   const color = {
     field: "method",
     type: "nominal",
-    title: "method",
+    title: colorTitle,
     scale: colorScale(arms),
     sort: arms,
   };
   return {
-    val_loss_parts: {
-      title: {
-        text: "S-DPO: what the validation loss that picks the checkpoint is made of",
-        subtitle: [
-          `mean over seed${seeds.length === 1 ? "" : "s"} ${seeds.join(", ")} (the evaluations ` +
-          "that recorded these parts); band: 95 % t interval over those seeds",
-          "losses: softplus(logsumexp of β(reward of a negative − reward of the positive)), β = 1",
-        ],
+    title: {
+      text: title,
+      subtitle: [
+        subtitle,
+        "losses: softplus(logsumexp of β(reward of a negative − reward of the positive)), β = 1",
+      ],
+    },
+    config: {
+      ...FULL_LABELS,
+      legend: {
+        ...FULL_LABELS.legend,
+        symbolType: "stroke",
+        symbolOpacity: 1,
+        symbolStrokeWidth: 3,
       },
-      config: {
-        ...FULL_LABELS,
-        legend: {
-          ...FULL_LABELS.legend,
-          symbolType: "stroke",
-          symbolOpacity: 1,
-          symbolStrokeWidth: 3,
+    },
+    data: { values: rows },
+    facet: {
+      field: "panel",
+      type: "nominal",
+      title: null,
+      sort: LOSS_PART_PANELS.map((p) => p.panel),
+      header: { labelFontSize: 11, labelFontWeight: "bold" },
+    },
+    columns: 3,
+    resolve: { scale: { y: "independent" } },
+    spec: {
+      width: 260,
+      height: 180,
+      layer: [
+        {
+          mark: { type: "area", opacity: 0.13 },
+          encoding: {
+            x,
+            y: {
+              field: "lo",
+              type: "quantitative",
+              title: "the quantity named above the panel",
+              scale: { zero: false },
+            },
+            y2: { field: "hi" },
+            color,
+          },
         },
-      },
-      data: { values: rows },
-      facet: {
-        field: "panel",
-        type: "nominal",
-        title: null,
-        sort: LOSS_PART_PANELS.map((p) => p.panel),
-        header: { labelFontSize: 11, labelFontWeight: "bold" },
-      },
-      columns: 3,
-      resolve: { scale: { y: "independent" } },
-      spec: {
-        width: 260,
-        height: 180,
-        layer: [
-          {
-            mark: { type: "area", opacity: 0.13 },
-            encoding: {
-              x,
-              y: {
-                field: "lo",
-                type: "quantitative",
-                title: "the quantity named above the panel",
-                scale: { zero: false },
-              },
-              y2: { field: "hi" },
-              color,
+        {
+          mark: { type: "line", point: true },
+          encoding: {
+            x,
+            y: {
+              field: "y",
+              type: "quantitative",
+              title: "the quantity named above the panel",
+              scale: { zero: false },
             },
+            color,
           },
-          {
-            mark: { type: "line", point: true },
-            encoding: {
-              x,
-              y: {
-                field: "y",
-                type: "quantitative",
-                title: "the quantity named above the panel",
-                scale: { zero: false },
-              },
-              color,
-            },
-          },
-        ],
-      },
+        },
+      ],
     },
   };
 }

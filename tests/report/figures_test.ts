@@ -279,4 +279,19 @@ Deno.test("val_loss_parts: each part's mean and t band over the seeds that recor
     assert.ok(svg.includes(label), label);
   }
   assert.deepEqual(sdpoLossPartsFigures({ hr1_curves: hr1_curves.slice(0, 2) }), {});
+  // The learning-rate selection: one line per lr with parts; no figure from a single lr.
+  const lr_selection = [0.001, 0.003].map((lr, i) => ({
+    lr,
+    curve: [{ step: 10, hr1: 0.2 + i / 10, loss: 0.5 + i, diagnostics: diag(0.4, 0.1 * (i + 1)) }],
+  }));
+  const sel = sdpoLossPartsFigures({ lr_selection }).lr_selection_parts;
+  // deno-lint-ignore no-explicit-any
+  const selRows = (sel.data as any).values as { panel: string; method: string; y: number }[];
+  assert.deepEqual([...new Set(selRows.map((r) => r.method))], ["lr 0.001", "lr 0.003"]);
+  const selLoss = selRows.find((r) =>
+    r.method === "lr 0.003" && r.panel.startsWith("validation loss")
+  );
+  assert.equal(selLoss?.y, 1.5);
+  assert.deepEqual(lintSpec(sel), []);
+  assert.deepEqual(sdpoLossPartsFigures({ lr_selection: lr_selection.slice(1) }), {});
 });
