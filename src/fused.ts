@@ -1,13 +1,15 @@
 /**
- * Faster replacements of two wasm-backend kernels that a profile of a training step showed
+ * Faster replacements of wasm-backend kernels that a profile of a training step showed
  * taking time out of proportion to their work (see `docs/speed.md`):
  *
  * - `Identity` shares the tensor's bytes (a reference count, as the cpu backend does) instead
  *   of copying them: the engine clones every tensor a gradient needs, hundreds per step.
  * - `GatherV2` along the first axis copies whole rows in the heap (embedding rows, rotary
  *   table rows, picked logits).
+ * - `Slice` and `SplitV` copy the slice's runs within the heap; tfjs's kernel first copies the
+ *   whole input out of the heap, once per slice (a split into n parts copied its input n times).
  *
- * Both give bit-identical results; other dtypes and axes go to the original kernels.
+ * All give bit-identical results; other dtypes and axes go to the original kernels.
  *
  * @module
  */
@@ -25,6 +27,52 @@ interface WasmBackendLike {
 
 let identityShared = false;
 let gatherRows = false;
+let sliceInHeap = false;
+
+const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
+
+/**
+ * x[begin : begin + size] as copies of contiguous runs inside the wasm heap (any rank). The
+ * run is the innermost dims that are taken whole, times the last dim that is not.
+ */
+function sliceInHeapKernel(
+  backend: WasmBackendLike,
+  x: tf.TensorInfo,
+  begin: number[],
+  size: number[],
+): tf.TensorInfo {
+  const out = backend.makeOutput(size, x.dtype);
+  const n = size.reduce((a, b) => a * b, 1);
+  if (n === 0) return out;
+  const bytes = BYTES[x.dtype];
+  const rank = x.shape.length;
+
+  // Dims from `cut` on form one contiguous run of `run` elements in x.
+  let cut = rank - 1;
+  while (cut > 0 && size[cut] === x.shape[cut]) cut--;
+  let inner = 1;
+  for (let i = cut + 1; i < rank; i++) inner *= x.shape[i];
+  const run = size[cut] * inner;
+  const strides = new Array(rank).fill(1);
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * x.shape[i + 1];
+  // Views after makeOutput: allocating can grow (and detach) the wasm memory.
+  const heap = backend.wasm.HEAPU8;
+  const xo = backend.dataIdMap.get(x.dataId).memoryOffset;
+  let oo = backend.dataIdMap.get(out.dataId).memoryOffset;
+  const idx = new Array(cut).fill(0); // odometer over dims [0, cut)
+  const runBytes = run * bytes;
+  for (let copied = 0; copied < n; copied += run) {
+    let src = begin[cut] * strides[cut];
+    for (let i = 0; i < cut; i++) src += (begin[i] + idx[i]) * strides[i];
+    heap.copyWithin(oo, xo + src * bytes, xo + src * bytes + runBytes);
+    oo += runBytes;
+    for (let i = cut - 1; i >= 0; i--) {
+      if (++idx[i] < size[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return out;
+}
 
 /**
  * GatherV2 along axis 0 (embedding rows, rotary table rows, picked logits) as row copies in
@@ -63,7 +111,7 @@ function gatherRowsKernel(
 }
 
 /** Register the wasm kernel replacements (idempotent). */
-export function enableFusedKernels(): { identity: boolean; gather: boolean } {
+export function enableFusedKernels(): { identity: boolean; gather: boolean; slice: boolean } {
   if (!identityShared) {
     const original = tf.getKernel("Identity", "wasm");
     if (original) {
@@ -94,5 +142,52 @@ export function enableFusedKernels(): { identity: boolean; gather: boolean } {
       gatherRows = true;
     }
   }
-  return { identity: identityShared, gather: gatherRows };
+  if (!sliceInHeap) {
+    const slice = tf.getKernel("Slice", "wasm");
+    const split = tf.getKernel("SplitV", "wasm");
+    if (slice && split) {
+      tf.unregisterKernel("Slice", "wasm");
+      tf.registerKernel({
+        kernelName: "Slice",
+        backendName: "wasm",
+        kernelFunc: (args) => {
+          const x = args.inputs.x as tf.TensorInfo;
+          if (!(x.dtype in BYTES) || x.shape.length === 0) return slice.kernelFunc(args);
+          const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+          const [b, sz] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+          return sliceInHeapKernel(args.backend as unknown as WasmBackendLike, x, b, sz);
+        },
+      });
+      tf.unregisterKernel("SplitV", "wasm");
+      tf.registerKernel({
+        kernelName: "SplitV",
+        backendName: "wasm",
+        kernelFunc: (args) => {
+          const x = args.inputs.x as tf.TensorInfo;
+          if (!(x.dtype in BYTES) || x.shape.length === 0) return split.kernelFunc(args);
+          const { numOrSizeSplits, axis } = args.attrs as unknown as {
+            numOrSizeSplits: number | number[];
+            axis: number;
+          };
+          const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+          const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+          const begin = new Array(x.shape.length).fill(0);
+          return sizes.map((s) => {
+            const size = [...x.shape];
+            size[ax] = s;
+            const part = sliceInHeapKernel(
+              args.backend as unknown as WasmBackendLike,
+              x,
+              [...begin],
+              size,
+            );
+            begin[ax] += s;
+            return part;
+          });
+        },
+      });
+      sliceInHeap = true;
+    }
+  }
+  return { identity: identityShared, gather: gatherRows, slice: sliceInHeap };
 }

@@ -9,7 +9,7 @@ import { Rng } from "../src/rng.ts";
 await initBackend("wasm", { quiet: true });
 
 Deno.test("the wasm kernel replacements are registered", () => {
-  assert.deepEqual(enableFusedKernels(), { identity: true, gather: true });
+  assert.deepEqual(enableFusedKernels(), { identity: true, gather: true, slice: true });
 });
 
 /** Rows of x (shape [n, ...rest], flat data) picked by idx, computed with plain arrays. */
@@ -44,6 +44,76 @@ Deno.test("GatherV2 on axis 0 equals a gather by hand (float32 and int32, any ra
       },
     ),
     { numRuns: 60, seed: 20 },
+  );
+});
+
+/** x[begin : begin + size] of a row-major array of `shape`, element by element. */
+function sliceByHand(
+  data: number[],
+  shape: number[],
+  begin: number[],
+  size: number[],
+): number[] {
+  const out: number[] = [];
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const walk = (dim: number, offset: number) => {
+    if (dim === shape.length) return void out.push(data[offset]);
+    for (let i = 0; i < size[dim]; i++) walk(dim + 1, offset + (begin[dim] + i) * strides[dim]);
+  };
+  walk(0, 0);
+  return out;
+}
+
+Deno.test("Slice and SplitV equal a slice by hand (float32, int32, bool; rank 1 to 6)", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 12, maxLength: 12 }),
+      fc.constantFrom<"float32" | "int32" | "bool">("float32", "int32", "bool"),
+      (shape, u, dtype) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const data = Array.from(
+          { length: n },
+          (_, i) =>
+            dtype === "bool"
+              ? (i * 5) % 3 === 0 ? 1 : 0
+              : dtype === "int32"
+              ? i * 3 - 7
+              : Math.cos(i),
+        );
+        const x = tf.tensor(data, shape, dtype);
+        const begin = shape.map((d, i) => Math.min(d - 1, Math.floor(u[i] * d)));
+        const size = shape.map((d, i) =>
+          Math.min(d - begin[i], Math.floor(u[i + 6] * (d - begin[i])) + 1)
+        );
+        const got = tf.slice(x, begin, size);
+        assert.deepEqual(got.shape, size);
+        assert.equal(got.dtype, dtype);
+        const want = Float32Array.from(sliceByHand(data, shape, begin, size));
+        assert.deepEqual(Float32Array.from(got.dataSync()), want);
+        {
+          const axis = Math.min(shape.length - 1, Math.floor(u[11] * shape.length));
+          const first = Math.min(shape[axis] - 1, Math.floor(u[5] * shape[axis]));
+          const sizes = first > 0 && first < shape[axis]
+            ? [first, shape[axis] - first]
+            : [shape[axis]];
+          const parts = tf.split(x, sizes, axis);
+          let at = 0;
+          parts.forEach((p, i) => {
+            const b = shape.map((_, j) => j === axis ? at : 0);
+            const sz = shape.map((d, j) => j === axis ? sizes[i] : d);
+            assert.deepEqual(
+              Float32Array.from(p.dataSync()),
+              Float32Array.from(sliceByHand(data, shape, b, sz)),
+            );
+            at += sizes[i];
+          });
+          tf.dispose(parts);
+        }
+        tf.dispose([x, got]);
+      },
+    ),
+    { numRuns: 200, seed: 21 },
   );
 });
 
