@@ -245,6 +245,25 @@ export interface KVCache {
   length: number;
 }
 
+/**
+ * Packed rows laid out in blocks (built by `packGroups` in `data/batch.ts`): positions [0, P) are
+ * a prompt, then R blocks of L positions are responses that each see the prompt and themselves
+ * only. The masks are the row's full attention mask cut into those blocks (0 allowed, −1e9
+ * masked), so padding inside a block is handled as in the full mask.
+ */
+export interface AttentionBlocks {
+  /** Prompt block length P. */
+  prompt: number;
+  /** Number of response blocks R. */
+  responses: number;
+  /** Response block length L (rows are P + R·L long). */
+  length: number;
+  /** Additive mask of prompt queries over prompt keys, [B, 1, P, P]. */
+  promptBias: tf.Tensor4D;
+  /** Additive mask of each response's queries over (prompt keys, its own keys), [B, 1, R, L, P + L]. */
+  responseBias: tf.Tensor5D;
+}
+
 /** Options of {@link LlamaModel.forward}. */
 export interface ForwardOptions extends LinearCallOptions {
   /**
@@ -256,6 +275,12 @@ export interface ForwardOptions extends LinearCallOptions {
   attentionBias?: tf.Tensor4D;
   /** Explicit positions [B, T] (int32); overrides the ones derived from attentionMask. */
   positions?: tf.Tensor2D;
+  /**
+   * Packed rows in blocks: attention computes only the blocks' scores (prompt × prompt, each
+   * response × (prompt, itself)) instead of every row position against every other. Replaces
+   * `attentionBias`; not used with `cache`.
+   */
+  blocks?: AttentionBlocks;
   /** KV cache to read and extend (generation). Caller disposes with {@link disposeCache}. */
   cache?: KVCache;
   /**
@@ -299,6 +324,81 @@ export function selectRows(x: tf.Tensor2D, index: tf.Tensor1D): tf.Tensor2D {
     };
   });
   return f(x) as tf.Tensor2D;
+}
+
+/** Throws InputError unless `blocks` describes rows of `t` positions in a batch of `bsz`. */
+function checkBlocks(blocks: AttentionBlocks, bsz: number, t: number): void {
+  const { prompt: p, responses: r, length: l } = blocks;
+  const want = (name: string, got: readonly number[], shape: number[]) => {
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new InputError(`blocks.${name}`, `expected shape [${shape}], got [${got}]`);
+    }
+  };
+  if (p + r * l !== t) {
+    throw new InputError(
+      "blocks",
+      `prompt ${p} + ${r} responses × ${l} = ${p + r * l} positions, but rows have ${t}`,
+    );
+  }
+  want("promptBias", blocks.promptBias.shape, [bsz, 1, p, p]);
+  want("responseBias", blocks.responseBias.shape, [bsz, 1, r, l, p + l]);
+}
+
+/**
+ * Attention over packed rows laid out in blocks (see {@link AttentionBlocks}), with tfjs's own
+ * kernels: the prompt's queries against the prompt's keys ([P, P] per head), and each
+ * response's queries against the prompt's keys and its own ([L, P + L] per head and response),
+ * one batched product each. The same values as the full masked attention over the row
+ * (masked scores get exactly zero weight either way) with P² + R·L·(P + L) scores instead of
+ * (P + R·L)². q [B, nh, T, D] (already scaled by 1/√D), k/v [B, nkv, T, D] → [B, nh, T, D].
+ */
+export function blockAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  blocks: AttentionBlocks,
+): tf.Tensor4D {
+  const [bsz, nh, t, d] = q.shape;
+  const nkv = k.shape[1];
+  const rep = nh / nkv;
+  const { prompt: p, responses: r, length: l } = blocks;
+  // Per head a row is P prompt positions, then R runs of L: split along the flattened time axis.
+  const [qp, qr] = tf.split(q.reshape([bsz * nh, t * d]), [p * d, r * l * d], 1);
+  // Keys and values: the prompt's in front of each response's own, [B, nkv, R, P + L, D], by
+  // one split and one concatenation (the prompt's gradient is summed over the R copies).
+  const withPrompt = (x: tf.Tensor4D) => {
+    const parts = tf.split(x.reshape([bsz * nkv, t * d]), [p * d, ...new Array(r).fill(l * d)], 1);
+    const cat = tf.concat(parts.slice(1).flatMap((own) => [parts[0], own]), 1);
+    return {
+      prompt: parts[0].reshape([bsz, nkv, p, d]),
+      all: cat.reshape([bsz, nkv, r, p + l, d]),
+    };
+  };
+  const kb = withPrompt(k), vb = withPrompt(v);
+  // Query heads sharing a kv head are stacked along the time axis (heads are kv-major).
+  let sp = tf.matMul(qp.reshape([bsz, nkv, rep * p, d]), kb.prompt, false, true); // [B, nkv, rep·P, P]
+  sp = rep === 1
+    ? tf.add(sp, blocks.promptBias)
+    : tf.add(sp.reshape([bsz, nkv, rep, p, p]), blocks.promptBias.reshape([bsz, 1, 1, p, p]));
+  const ctxP = tf.matMul(tf.softmax(sp).reshape([bsz, nkv, rep * p, p]), vb.prompt); // [B, nkv, rep·P, D]
+  const qr5 = rep === 1
+    ? qr.reshape([bsz, nkv, r, l, d])
+    : qr.reshape([bsz, nkv, rep, r, l, d]).transpose([0, 1, 3, 2, 4, 5]).reshape([
+      bsz,
+      nkv,
+      r,
+      rep * l,
+      d,
+    ]); // [B, nkv, R, rep·L, D]
+  let sr = tf.matMul(qr5, kb.all, false, true); // [B, nkv, R, rep·L, P+L]
+  sr = rep === 1 ? tf.add(sr, blocks.responseBias) : tf.add(
+    sr.reshape([bsz, nkv, r, rep, l, p + l]),
+    blocks.responseBias.reshape([bsz, 1, r, 1, l, p + l]),
+  );
+  let ctxR = tf.matMul(tf.softmax(sr).reshape([bsz, nkv, r, rep * l, p + l]), vb.all); // [B, nkv, R, rep·L, D]
+  if (rep > 1) ctxR = ctxR.reshape([bsz, nkv, r, rep, l, d]).transpose([0, 1, 3, 2, 4, 5]);
+  return tf.concat([ctxP.reshape([bsz * nh, p * d]), ctxR.reshape([bsz * nh, r * l * d])], 1)
+    .reshape([bsz, nh, t, d]) as tf.Tensor4D;
 }
 
 /** One decoder block's parameters. */
@@ -671,8 +771,10 @@ export class LlamaModel {
     };
     const newCacheK: tf.Tensor4D[] = [];
     const newCacheV: tf.Tensor4D[] = [];
+    const blocks = opts.cache ? undefined : opts.blocks;
+    if (blocks) checkBlocks(blocks, bsz, t);
     const logits = tf.tidy(() => {
-      const { bias, positions } = this.masksAndPositions(bsz, t, past, opts);
+      const { bias, positions } = this.masksAndPositions(bsz, t, past, opts, !blocks);
       const pos = opts.positions ?? positions;
       const cos = tf.gather(this.rope.cos, pos).expandDims(2); // [B, T, 1, D]
       const sin = tf.gather(this.rope.sin, pos).expandDims(2);
@@ -683,10 +785,21 @@ export class LlamaModel {
       let x = embedLookup(ids.reshape([-1]) as tf.Tensor1D, this.embed, this.fullTrainable); // [N, H]
       this.layers.forEach((b, i) => {
         const h = rmsNorm(x, b.inputNorm, c.rms_norm_eps) as tf.Tensor2D;
-        const { out, k, v } = this.attention(b, h, bsz, t, rope, bias, opts.cache, i, linOpts);
+        const { out, k, v } = this.attention(
+          b,
+          h,
+          bsz,
+          t,
+          rope,
+          bias,
+          blocks,
+          opts.cache,
+          i,
+          linOpts,
+        );
         if (opts.cache) {
-          newCacheK[i] = tf.keep(k);
-          newCacheV[i] = tf.keep(v);
+          newCacheK[i] = tf.keep(k!);
+          newCacheV[i] = tf.keep(v!);
         }
         x = tf.add(x, out);
         const h2 = rmsNorm(x, b.postNorm, c.rms_norm_eps) as tf.Tensor2D;
@@ -730,13 +843,14 @@ export class LlamaModel {
     }
   }
 
-  /** Additive attention bias [B, 1, T, S] and positions [B, T] (int32). */
+  /** Additive attention bias [B, 1, T, S] (when `withBias`) and positions [B, T] (int32). */
   private masksAndPositions(
     bsz: number,
     t: number,
     past: number,
     opts: ForwardOptions,
-  ): { bias: tf.Tensor4D; positions: tf.Tensor2D } {
+    withBias: boolean,
+  ): { bias?: tf.Tensor4D; positions: tf.Tensor2D } {
     const s = past + t;
     let keyMask: Int32Array | Float32Array | Uint8Array;
     if (opts.attentionMask) {
@@ -756,9 +870,9 @@ export class LlamaModel {
         if (j >= past) positions[b * t + (j - past)] = Math.max(count - 1, 0);
       }
     }
-    let bias: tf.Tensor4D;
+    let bias: tf.Tensor4D | undefined;
     if (opts.attentionBias) bias = opts.attentionBias;
-    else {
+    else if (withBias) {
       const data = new Float32Array(bsz * t * s);
       for (let b = 0; b < bsz; b++) {
         for (let i = 0; i < t; i++) {
@@ -779,11 +893,12 @@ export class LlamaModel {
     bsz: number,
     t: number,
     rope: { cos: tf.Tensor; sin: tf.Tensor; cosQ: tf.Tensor; sinQ: tf.Tensor },
-    bias: tf.Tensor4D,
+    bias: tf.Tensor4D | undefined,
+    blocks: AttentionBlocks | undefined,
     cache: KVCache | undefined,
     layer: number,
     linOpts: LinearCallOptions,
-  ): { out: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  ): { out: tf.Tensor2D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
     const c = this.config;
     const d = headDim(c);
     const nh = c.num_attention_heads;
@@ -798,6 +913,11 @@ export class LlamaModel {
     q = applyRope(q, rope.cosQ, rope.sinQ, this.rot).transpose([0, 2, 1, 3]); // [B, nh, T, D], ×1/√D
     k = applyRope(k, rope.cos, rope.sin, this.rot).transpose([0, 2, 1, 3]); // [B, nkv, T, D]
     v = v.transpose([0, 2, 1, 3]);
+    if (blocks) {
+      const ctx = blockAttention(q, k, v, blocks).transpose([0, 2, 1, 3])
+        .reshape([bsz * t, nh * d]) as tf.Tensor2D;
+      return { out: b.o.apply(ctx, linOpts) };
+    }
     const pastK = cache?.k[layer];
     const pastV = cache?.v[layer];
     if (pastK && pastV) {
@@ -808,7 +928,7 @@ export class LlamaModel {
     // along the time axis, [B, nh, T, D] → [B, nkv, rep·T, D] (heads are ordered kv-major).
     const rep = nh / nkv;
     const qg = rep === 1 ? q : q.reshape([bsz, nkv, rep * t, d]);
-    const biasG = rep === 1 ? bias : tf.tile(bias, [1, 1, rep, 1]);
+    const biasG = rep === 1 ? bias! : tf.tile(bias!, [1, 1, rep, 1]);
     const scores = tf.add(tf.matMul(qg, k, false, true), biasG); // [B, nkv, rep·T, S]
     const probs = tf.softmax(scores);
     const ctx = tf.matMul(probs, v).reshape([bsz, nh, t, d]).transpose([0, 2, 1, 3])

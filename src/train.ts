@@ -470,6 +470,7 @@ export function forwardBatch(
     select: batch.select,
     attentionBias: batch.attentionBias,
     positions: batch.positions,
+    blocks: batch.blocks,
   });
 }
 
