@@ -65,6 +65,14 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  */
 const FUSE_BELOW = 1 << 16;
 
+/** Indices of the variables updated together (below {@link FUSE_BELOW}) and on their own. */
+function fusedLayout(vars: readonly tf.Variable[]): { small: number[]; large: number[] } {
+  return {
+    small: vars.flatMap((p, i) => p.size < FUSE_BELOW ? [i] : []),
+    large: vars.flatMap((p, i) => p.size < FUSE_BELOW ? [] : [i]),
+  };
+}
+
 /** Variables updated together: their moments, flat, in the order of `idx`. */
 interface Group {
   /** Indices into the optimizer's variable list. */
@@ -134,8 +142,7 @@ export class AdamW {
     }
     this.config = Object.freeze(c);
     this.vars = [...vars];
-    const small = this.vars.flatMap((p, i) => p.size < FUSE_BELOW ? [i] : []);
-    const large = this.vars.flatMap((p, i) => p.size < FUSE_BELOW ? [] : [i]);
+    const { small, large } = fusedLayout(this.vars);
     for (const idx of [...(small.length ? [small] : []), ...large.map((i) => [i])]) {
       const offsets = [0];
       for (const i of idx) offsets.push(offsets.at(-1)! + this.vars[i].size);
@@ -191,17 +198,26 @@ export class AdamW {
   /**
    * One AdamW update of every variable. The gradients are not disposed.
    *
-   * @param grads One gradient per variable, keyed by variable name (or index), same shapes.
+   * @param grads One gradient per variable, keyed by variable name (or index), same shapes; or
+   *   a {@link GradSum} over this optimizer's variables.
    * @param lr Learning rate for this step (e.g. from {@link cosineSchedule}).
-   * @throws {InputError} On a missing, extra or mis-shaped gradient, or a bad `lr`; nothing is
-   *   updated then.
+   * @param scale Factor applied to every gradient first (a clip coefficient, see
+   *   {@link clipCoefficient}): the same float32 product `g · scale` as `tf.mul(g, scale)`, once
+   *   for all fused variables instead of once per variable. Default 1 (no product).
+   * @throws {InputError} On a missing, extra or mis-shaped gradient, a bad `lr` or `scale`, or a
+   *   GradSum of other variables or holding nothing; nothing is updated then.
    */
-  step(grads: GradMap | tf.NamedTensorMap, lr: number): void {
+  step(grads: GradMap | tf.NamedTensorMap | GradSum, lr: number, scale = 1): void {
     this.check();
     if (!(lr >= 0 && Number.isFinite(lr))) {
       throw new InputError("lr", `must be finite and >= 0, got ${lr}`);
     }
-    const gs = this.resolveGrads(grads);
+    if (!(scale >= 0 && Number.isFinite(scale))) {
+      throw new InputError("scale", `must be finite and >= 0, got ${scale}`);
+    }
+    const sum = grads instanceof GradSum ? grads : undefined;
+    if (sum) sum.checkFor(this.vars);
+    const gs = sum ? [] : this.resolveGrads(grads as GradMap);
     const { beta1, beta2, eps, weightDecay } = this.config;
     const t = this.t + 1;
     const stepSize = lr / (1 - beta1 ** t);
@@ -209,9 +225,15 @@ export class AdamW {
     const decay = 1 - lr * weightDecay;
     for (const { idx, offsets, m: mVar, v: vVar } of this.groups) {
       tf.tidy(() => {
-        const g = flatten(
-          idx.map((i) => gs[i].dtype === "float32" ? gs[i] : tf.cast(gs[i], "float32")),
-        );
+        let g: tf.Tensor1D;
+        if (sum && sum.isFused(idx[0])) g = tf.tensor1d(sum.fusedValues(scale), "float32");
+        else {
+          g = flatten(idx.map((i) => {
+            const gi = sum ? sum.tensor(i) : gs[i];
+            return gi.dtype === "float32" ? gi : tf.cast(gi, "float32");
+          }));
+          if (scale !== 1) g = tf.mul(g, scale);
+        }
         const p = flatten(idx.map((i) => this.vars[i]));
         const m = tf.add(tf.mul(mVar, beta1), tf.mul(g, 1 - beta1));
         const v = tf.add(tf.mul(vVar, beta2), tf.mul(tf.square(g), 1 - beta2));
@@ -447,13 +469,215 @@ export function clipGradsByGlobalNorm<G extends GradMap | tf.NamedTensorMap>(
     throw new InputError("maxNorm", `must be a positive finite number, got ${maxNorm}`);
   }
   const norm = globalNorm(grads);
-  const coef = Math.min(1, maxNorm / (norm + 1e-6));
+  const coef = clipCoefficient(norm, maxNorm);
   const out = tf.tidy(() => {
     const o: tf.NamedTensorMap = {};
     for (const [k, g] of Object.entries(grads)) o[k] = coef < 1 ? tf.mul(g, coef) : tf.clone(g);
     return o;
   });
   return { grads: out as Record<keyof G, tf.Tensor>, norm };
+}
+
+/**
+ * The clip coefficient of PyTorch's `clip_grad_norm_` for a global norm: `maxNorm / (norm +
+ * 1e-6)` when that is below 1, else 1 (no clipping). {@link clipGradsByGlobalNorm} scales by it;
+ * {@link AdamW.step} takes it as its `scale`.
+ *
+ * @param norm The gradients' global norm.
+ * @param maxNorm Largest allowed global norm (> 0).
+ * @returns The factor, in (0, 1].
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  return Math.min(1, maxNorm / (norm + 1e-6));
+}
+
+/**
+ * The sum of micro-batch gradients of an {@link AdamW}'s variables, laid out as its fused update:
+ * the gradients of the variables below 2¹⁶ values are added on the host into one flat float32
+ * buffer (the buffer {@link AdamW.step} updates from, with no kernel), larger ones by `tf.add`.
+ * Every value is the same float32 sum, in the same order, as adding the gradients variable by
+ * variable with `tf.add`, and {@link GradSum.norm} equals {@link globalNorm} of those sums bit
+ * for bit.
+ *
+ * @example Usage
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { AdamW, GradSum, clipCoefficient } from "./optim.ts";
+ * const w = tf.variable(tf.tensor1d([1, 2]), true, "w");
+ * const opt = new AdamW([w]);
+ * const sum = new GradSum(opt.variables);
+ * for (let micro = 0; micro < 2; micro++) {
+ *   const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(w)) as tf.Scalar, [w]);
+ *   sum.add(grads);
+ *   tf.dispose([value, grads]);
+ * }
+ * opt.step(sum, 1e-3, clipCoefficient(sum.norm(), 1));
+ * sum.dispose();
+ * opt.dispose();
+ * w.dispose();
+ * ```
+ */
+export class GradSum {
+  /** The variables summed over, in the optimizer's order. */
+  readonly variables: readonly tf.Variable[];
+  private readonly fusedAt: (number | undefined)[];
+  private readonly offsets: number[];
+  private readonly flat: Float32Array;
+  private readonly large = new Map<number, tf.Tensor>();
+  private n = 0;
+
+  /** @param vars The optimizer's variables ({@link AdamW.variables}), in its order. */
+  constructor(vars: readonly tf.Variable[]) {
+    this.variables = [...vars];
+    const { small } = fusedLayout(vars);
+    this.fusedAt = vars.map(() => undefined);
+    this.offsets = [0];
+    small.forEach((i, j) => {
+      this.fusedAt[i] = j;
+      this.offsets.push(this.offsets[j] + vars[i].size);
+    });
+    this.flat = new Float32Array(this.offsets.at(-1)!);
+  }
+
+  /** Micro-batches added since the last reset. */
+  get count(): number {
+    return this.n;
+  }
+
+  /**
+   * Add one micro-batch's gradients (not disposed).
+   *
+   * @param grads One gradient per variable, keyed by variable name, same shapes.
+   * @throws {InputError} On a missing, extra or mis-shaped gradient; nothing is added then.
+   */
+  add(grads: GradMap | tf.NamedTensorMap): void {
+    const gs = this.variables.map((p) => {
+      const g = (grads as GradMap)[p.name];
+      if (!g) throw new InputError("grads", `no gradient for variable "${p.name}"`);
+      if (!sameShape(g.shape, p.shape)) {
+        throw new InputError(
+          `grads["${p.name}"]`,
+          `shape [${g.shape}] does not match variable "${p.name}" [${p.shape}]`,
+        );
+      }
+      return g;
+    });
+    if (Object.keys(grads).length !== gs.length) {
+      const known = new Set(this.variables.map((p) => p.name));
+      const extra = Object.keys(grads).find((k) => !known.has(k));
+      throw new InputError("grads", `gradient "${extra}" matches no summed variable`);
+    }
+    const f = Math.fround;
+    gs.forEach((g, i) => {
+      const j = this.fusedAt[i];
+      if (j === undefined) {
+        const prev = this.large.get(i);
+        const g32 = () => g.dtype === "float32" ? g : tf.cast(g, "float32");
+        this.large.set(i, tf.tidy(() => prev ? tf.add(prev, g) : tf.clone(g32())));
+        prev?.dispose();
+        return;
+      }
+      const x = g.dataSync();
+      const o = this.offsets[j];
+      if (this.n === 0) this.flat.set(x, o);
+      else for (let e = 0; e < x.length; e++) this.flat[o + e] = f(this.flat[o + e] + x[e]);
+    });
+    this.n++;
+  }
+
+  /** Sum of squares of variable i's summed gradient, in float32, element by element. */
+  private squares(i: number): number {
+    const j = this.fusedAt[i];
+    if (j === undefined) {
+      const sq = tf.tidy(() => tf.sum(tf.square(this.tensor(i))));
+      const v = sq.dataSync()[0];
+      sq.dispose();
+      return v;
+    }
+    const f = Math.fround;
+    let s = 0;
+    for (let e = this.offsets[j]; e < this.offsets[j + 1]; e++) {
+      s = f(s + f(this.flat[e] * this.flat[e]));
+    }
+    return s;
+  }
+
+  /**
+   * Each variable's float32 sum of squares of its summed gradient, in the variables' order (as
+   * `tf.sum(tf.square(g))` on the wasm backend).
+   */
+  squareSums(): number[] {
+    this.nonEmpty();
+    return this.variables.map((_, i) => this.squares(i));
+  }
+
+  /** The global L2 norm of the summed gradients: {@link globalNorm} of them, bit for bit. */
+  norm(): number {
+    const f = Math.fround;
+    return Math.sqrt(this.squareSums().reduce((a, s) => f(a + s), 0));
+  }
+
+  /** Index of the first variable whose summed gradient has a NaN or infinite value, or −1. */
+  firstNonFinite(): number {
+    this.nonEmpty();
+    return this.variables.findIndex((_, i) => {
+      const j = this.fusedAt[i];
+      if (j === undefined) {
+        return !tf.tidy(() => tf.all(tf.isFinite(this.tensor(i))).dataSync()[0]);
+      }
+      for (let e = this.offsets[j]; e < this.offsets[j + 1]; e++) {
+        if (!Number.isFinite(this.flat[e])) return true;
+      }
+      return false;
+    });
+  }
+
+  /** Forget the sums (start the next step). */
+  reset(): void {
+    tf.dispose([...this.large.values()]);
+    this.large.clear();
+    this.n = 0;
+  }
+
+  /** Free the held tensors (same as {@link GradSum.reset}). */
+  dispose(): void {
+    this.reset();
+  }
+
+  private nonEmpty(): void {
+    if (this.n === 0) throw new InputError("GradSum", "nothing was added");
+  }
+
+  /** @internal Throws unless these sums are of `vars` (an optimizer's) and hold something. */
+  checkFor(vars: readonly tf.Variable[]): void {
+    this.nonEmpty();
+    if (vars.length !== this.variables.length || vars.some((v, i) => v !== this.variables[i])) {
+      throw new InputError("grads", "GradSum of other variables than the optimizer's");
+    }
+  }
+
+  /** @internal Whether variable i is summed in the flat buffer. */
+  isFused(i: number): boolean {
+    return this.fusedAt[i] !== undefined;
+  }
+
+  /**
+   * @internal The flat buffer's values times `scale` (the float32 product of `tf.mul`), in the
+   * optimizer's fused order.
+   */
+  fusedValues(scale: number): Float32Array {
+    if (scale === 1) return this.flat;
+    const f = Math.fround;
+    const s = f(scale);
+    return this.flat.map((x) => f(x * s));
+  }
+
+  /** @internal The summed gradient of variable i, when it is not fused. */
+  tensor(i: number): tf.Tensor {
+    const t = this.large.get(i);
+    if (!t) throw new InputError("GradSum", `variable ${i} is summed in the flat buffer`);
+    return t;
+  }
 }
 
 /**

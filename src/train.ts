@@ -40,7 +40,7 @@ import {
   sftLoss,
 } from "./losses.ts";
 import { type LlamaModel, variableKey } from "./model.ts";
-import { AdamW, clipGradsByGlobalNorm, cosineSchedule } from "./optim.ts";
+import { AdamW, clipCoefficient, cosineSchedule, GradSum } from "./optim.ts";
 import { Rng } from "./rng.ts";
 import {
   disposeBatch,
@@ -715,6 +715,7 @@ export async function train(
   checkMemory(model, examples, cfg);
   const started = performance.now();
   const opt = new AdamW(vars, { beta1: cfg.beta1, beta2: cfg.beta2, weightDecay: cfg.weightDecay });
+  const gradSum = new GradSum(vars);
   const schedule = cosineSchedule({
     peakLr: cfg.lr,
     warmupSteps: Math.min(cfg.warmupSteps, cfg.steps),
@@ -878,7 +879,7 @@ export async function train(
       });
       const lr = schedule(step);
       const stepMetrics: Record<string, number> = {};
-      let gradSums: tf.NamedTensorMap | undefined;
+      gradSum.reset();
       let tokens = 0;
       let skipped = false;
       for (let s = 0; s < idx.length; s += examplesPerMicro) {
@@ -943,8 +944,7 @@ export async function train(
         }
         if (!Number.isFinite(lossValue)) {
           tf.dispose(grads);
-          if (gradSums) tf.dispose(gradSums);
-          gradSums = undefined;
+          gradSum.reset();
           if (cfg.onNonFinite === "skip") {
             skipped = true;
             break;
@@ -957,36 +957,23 @@ export async function train(
           );
         }
         stepMetrics._loss = (stepMetrics._loss ?? 0) + lossValue * weight;
-        if (!gradSums) gradSums = grads;
-        else {
-          const prev: tf.NamedTensorMap = gradSums;
-          gradSums = tf.tidy(() => {
-            const o: tf.NamedTensorMap = {};
-            for (const key of Object.keys(prev)) o[key] = tf.add(prev[key], grads[key]);
-            return o;
-          });
-          tf.dispose(prev);
-          tf.dispose(grads);
-        }
+        // Summed in the optimizer's flat layout: the same float32 sums as tf.add per variable.
+        gradSum.add(grads);
+        tf.dispose(grads);
       }
       let gradNorm = NaN;
+      let clip = 1;
       if (skipped) {
         // The step's update is dropped; its metrics are not logged.
       } else if (cfg.maxGradNorm > 0) {
-        const clipped = clipGradsByGlobalNorm(gradSums!, cfg.maxGradNorm);
-        gradNorm = clipped.norm;
-        tf.dispose(gradSums!);
-        gradSums = clipped.grads as tf.NamedTensorMap;
-      } else {
-        gradNorm = tf.tidy(() =>
-          Math.sqrt(
-            Object.values(gradSums!).reduce((a, g) => a + tf.sum(tf.square(g)).dataSync()[0], 0),
-          )
-        );
-      }
+        // Clipping is one factor passed to the update (PyTorch's clip_grad_norm_).
+        gradNorm = gradSum.norm();
+        clip = clipCoefficient(gradNorm, cfg.maxGradNorm);
+      } else gradNorm = Math.sqrt(gradSum.squareSums().reduce((a, s) => a + s, 0));
       if (!skipped && !Number.isFinite(gradNorm)) {
-        const bad = firstNonFinite(gradSums!, vars);
-        tf.dispose(gradSums!);
+        const at = gradSum.firstNonFinite();
+        const bad = at >= 0 ? variableKey(vars[at]) : "?";
+        gradSum.reset();
         if (cfg.onNonFinite === "skip") skipped = true;
         else {
           throw new NonFiniteError(
@@ -1012,8 +999,8 @@ export async function train(
         }
         continue;
       }
-      opt.step(gradSums!, lr);
-      tf.dispose(gradSums!);
+      opt.step(gradSum, lr, clip);
+      gradSum.reset();
       step++;
 
       stepMetrics.loss = stepMetrics._loss;
@@ -1105,6 +1092,7 @@ export async function train(
     }
   } finally {
     opt.dispose();
+    gradSum.dispose();
     await lock?.release();
   }
   return result();
@@ -1164,15 +1152,6 @@ function meanLogits(
       "logits/rejected": tf.div(part(sums, 1, k), part(counts, 1, k)) as tf.Scalar,
     };
   });
-}
-
-/** Key of the first variable whose gradient has a NaN or ±Inf. */
-function firstNonFinite(grads: tf.NamedTensorMap, vars: tf.Variable[]): string {
-  for (const v of vars) {
-    const g = grads[v.name];
-    if (g && !tf.tidy(() => tf.all(tf.isFinite(g)).dataSync()[0])) return variableKey(v);
-  }
-  return "?";
 }
 
 /** Largest heap the wasm backend can address. */

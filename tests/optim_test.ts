@@ -4,10 +4,12 @@ import { initBackend } from "../src/backend.ts";
 import { CheckpointError, ConfigError, InputError } from "../src/errors.ts";
 import {
   AdamW,
+  clipCoefficient,
   clipGradsByGlobalNorm,
   cosineSchedule,
   globalNorm,
   GradAccumulator,
+  GradSum,
 } from "../src/optim.ts";
 
 await initBackend("wasm", { quiet: true });
@@ -339,6 +341,76 @@ Deno.test("fused AdamW and clipping equal the per-variable update bit for bit", 
   refOpt.dispose();
   assert.equal(tf.memory().numTensors, beforeOptimizer, "tensors after dispose()");
   tf.dispose([fused, ref]);
+});
+
+Deno.test("GradSum and the clip factor in the update equal per-variable sums, clipping and update bit for bit", () => {
+  const cfg = { beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay: 0.05 };
+  // The mixed shapes, plus one fused tensor above globalNorm's host limit (4,900 values).
+  const shapes = [...MIXED_SHAPES, [70, 70]];
+  const size = (sh: number[]) => sh.reduce((a, b) => a * b);
+  const ours = shapes.map((sh, i) =>
+    tf.variable(tf.tensor(values(size(sh), 200 + i), sh), true, `gradsum_${i}`)
+  );
+  const ref = ours.map((p, i) => tf.variable(p.clone(), true, `gradsum_ref_${i}`));
+  const opt = new AdamW(ours, cfg);
+  const refOpt = new PerVariableAdamW(ref, cfg);
+  const sum = new GradSum(opt.variables);
+  const baseline = tf.memory().numTensors;
+  for (let s = 0; s < 4; s++) {
+    let refSums: tf.Tensor[] | undefined;
+    for (let micro = 0; micro < 3; micro++) {
+      const raw = shapes.map((sh, i) =>
+        tf.tensor(values(size(sh), 5000 * s + 100 * micro + i), sh)
+      );
+      sum.add(Object.fromEntries(raw.map((g, i) => [ours[i].name, g])));
+      // The reference: one tf.add per variable and micro-batch.
+      const prev = refSums;
+      refSums = prev ? raw.map((g, i) => tf.add(prev[i], g)) : raw.map((g) => tf.clone(g));
+      tf.dispose([raw, prev ?? []]);
+    }
+    assert.equal(sum.count, 3);
+    const named = Object.fromEntries(refSums!.map((g, i) => [ours[i].name, g]));
+    assert.equal(sum.norm(), globalNorm(named), `step ${s + 1}: global norm`);
+    const perVar = refSums!.map((g) => tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]));
+    assert.deepEqual(sum.squareSums(), perVar, `step ${s + 1}: sums of squares`);
+    // Clipped on steps 1-3, not on step 4 (a limit above the norm).
+    const maxNorm = s < 3 ? 1 : 1e9;
+    const { grads, norm } = clipGradsByGlobalNorm(named, maxNorm);
+    const coef = clipCoefficient(norm, maxNorm);
+    assert.equal(coef < 1, s < 3);
+    opt.step(sum, 0.01 / (s + 1), coef);
+    refOpt.step(shapes.map((_, i) => grads[ours[i].name]), 0.01 / (s + 1));
+    tf.dispose([refSums!, grads]);
+    sum.reset();
+    assert.equal(tf.memory().numTensors, baseline, `tensors after step ${s + 1}`);
+    ours.forEach((p, i) => {
+      assert.deepEqual(p.dataSync(), ref[i].dataSync(), `step ${s + 1}: ${shapes[i]}`);
+    });
+  }
+  // A non-finite value is found in the fused buffer and in a variable updated alone.
+  for (const bad of [2, 5]) {
+    const raw = shapes.map((sh, i) => {
+      const x = values(size(sh), 7 + i);
+      if (i === bad) x[3] = i === 2 ? NaN : Infinity;
+      return tf.tensor(x, sh);
+    });
+    sum.add(Object.fromEntries(raw.map((g, i) => [ours[i].name, g])));
+    assert.equal(sum.firstNonFinite(), bad);
+    assert.ok(!Number.isFinite(sum.norm()));
+    tf.dispose(raw);
+    sum.reset();
+  }
+  assert.throws(() => opt.step(sum, 0.01), /nothing was added/);
+  const misShaped = tf.zeros([1]);
+  assert.throws(() => sum.add({ [ours[0].name]: misShaped }), InputError);
+  misShaped.dispose();
+  const other = new AdamW([ref[0]]);
+  assert.throws(() => other.step(sum, 0.01), InputError);
+  other.dispose();
+  sum.dispose();
+  opt.dispose();
+  refOpt.dispose();
+  tf.dispose([ours, ref]);
 });
 
 Deno.test("fused AdamW over several variables matches AdamW by hand in float64", () => {
