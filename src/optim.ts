@@ -242,7 +242,7 @@ export class AdamW {
         const next = tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize));
         if (idx.length === 1) this.vars[idx[0]].assign(tf.reshape(next, this.vars[idx[0]].shape));
         else {
-          // Split on the host (wasm's Slice kernel copies its whole input once per slice).
+          // Split on the host: one read, then one upload per variable, no kernel.
           const flat = next.dataSync() as Float32Array;
           idx.forEach((i, j) => {
             const x = this.vars[i];
