@@ -33,7 +33,7 @@ import { tf } from "../backend.ts";
 import { loadPretrained, saveModel } from "../checkpoint.ts";
 import { CheckpointError } from "../errors.ts";
 import { ensureDir, writeJsonAtomic } from "../io.ts";
-import { LlamaModel } from "../model.ts";
+import { type LlamaConfig, LlamaModel } from "../model.ts";
 import { Rng } from "../rng.ts";
 import { train, type TrainExample } from "../train.ts";
 import type { WordTokenizer } from "../tokenizer.ts";
@@ -200,10 +200,18 @@ export function validityProbe(model: LlamaModel, n = 100): number {
 export async function pretrainBaseLm(
   dir = BASE_LM_DIR,
   recipe: BaseLmRecipe = BASE_LM_RECIPE,
-  opts: { progress?: boolean; checkpointEvery?: number } = {},
+  opts: {
+    progress?: boolean;
+    checkpointEvery?: number;
+    /** Another model shape than {@link modelConfig}'s (studies; reproduce won't load it). */
+    config?: LlamaConfig;
+    /** Validity probes during training (default true; false: only the final one). */
+    probes?: boolean;
+  } = {},
 ): Promise<BaseLmInfo> {
   const t0 = performance.now();
-  const setting = baseLmSetting();
+  const base = baseLmSetting();
+  const setting = opts.config ? { ...base, config: opts.config } : base;
   const { world, tok, samples, config } = setting;
   const hash = await baseLmHash(recipe, setting);
   const examples = baseLmExercises(world, tok, samples, recipe.steps * recipe.batchSize, recipe);
@@ -230,7 +238,7 @@ export async function pretrainBaseLm(
     outDir: `${dir}/train-${hash}`,
     resume: true,
     onLog: (row) => {
-      if (row.step % every === 0 && row.step < recipe.steps) {
+      if (opts.probes !== false && row.step % every === 0 && row.step < recipe.steps) {
         const v = validityProbe(model, 50);
         curve.push({ step: row.step, loss: row.loss ?? NaN, valid_ratio: v });
         if (opts.progress !== false) {
