@@ -92,3 +92,31 @@ Deno.test("base LM: pretrain → save → load round-trips; a stale recipe is re
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("base LM: another model shape (studies) is saved with its config, and reproduce's loader refuses it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const recipe = { ...BASE_LM_RECIPE, steps: 10, batchSize: 2, warmupSteps: 1 };
+    const setting = baseLmSetting();
+    const config = {
+      ...setting.config,
+      hidden_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 2,
+      intermediate_size: 64,
+    };
+    const info = await pretrainBaseLm(dir, recipe, { progress: false, config, probes: false });
+    assert.deepEqual(info.probe_curve, [], "no probes during training");
+    assert.equal(info.hash, await baseLmHash(recipe, { ...setting, config }));
+    assert.notEqual(info.hash, await baseLmHash(recipe), "the shape is part of the hash");
+    const saved = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    assert.equal(saved.hidden_size, 32);
+    assert.equal(saved.num_hidden_layers, 1);
+    assert.equal(saved.intermediate_size, 64);
+    const got = await loadBaseLm(dir, recipe);
+    assert.ok("reason" in got && /another recipe/.test(got.reason), JSON.stringify(got));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
