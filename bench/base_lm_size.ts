@@ -16,7 +16,7 @@
  *
  * Flags: --out DIR (runs/base-lm-size), --pretrain-steps N (1000), --sft-steps N (450),
  * --test N (S-DPO test prompts, 800 or 1600), --gen N (generation-scored prompts, 200),
- * --arms small,big, --time N (only time N pretraining and N stage-0 steps of each arm).
+ * --arms small,big[,shipped] (shipped: the kit's base LM as it is, for context), --time N (only time N pretraining and N stage-0 steps of each arm).
  *
  * @module
  */
@@ -28,11 +28,12 @@ import { sdpoExpectedHits } from "../src/eval/truth.ts";
 import { oracleScores } from "../src/data/world.ts";
 import { writeJsonAtomic } from "../src/io.ts";
 import type { LlamaConfig } from "../src/model.ts";
-import { BASE_LM_RECIPE, pretrainBaseLm } from "../src/experiments/base_lm.ts";
+import { BASE_LM_RECIPE, type BaseLmInfo, pretrainBaseLm } from "../src/experiments/base_lm.ts";
 import {
   modelConfig,
   SCALE_PRESETS,
   setBaseLm,
+  SHIPPED_BASE_LM,
   since,
   trainBase,
 } from "../src/experiments/common.ts";
@@ -80,8 +81,10 @@ const int = (name: string, v: string | undefined) => {
 };
 const arms = flags.arms!.split(",");
 for (const a of arms) {
-  if (!ARMS[a]) {
-    console.error(`base_lm_size: unknown arm "${a}"; allowed: ${Object.keys(ARMS).join(", ")}`);
+  if (!ARMS[a] && a !== "shipped") {
+    console.error(
+      `base_lm_size: unknown arm "${a}"; allowed: ${[...Object.keys(ARMS), "shipped"].join(", ")}`,
+    );
     Deno.exit(2);
   }
 }
@@ -132,12 +135,18 @@ async function runArm(arm: string): Promise<ArmResult> {
   try {
     return JSON.parse(await Deno.readTextFile(`${dir}/eval.json`));
   } catch { /* not run yet */ }
+  // "shipped": the kit's base LM as it is (its own 4,000 pretraining steps), for context.
+  const shipped = arm === "shipped";
   const config: LlamaConfig = { ...modelConfig(tok.vocabSize), ...ARMS[arm] };
   const recipe = { ...BASE_LM_RECIPE, steps: pretrainSteps };
   const tp = performance.now();
-  const info = await pretrainBaseLm(`${dir}/base-lm`, recipe, { config, probes: false });
-  const pretrainSeconds = since(tp);
-  const { model: lm } = await loadPretrained(`${dir}/base-lm`, { onUnknownTensors: () => {} });
+  const info: BaseLmInfo = shipped
+    ? JSON.parse(await Deno.readTextFile(`${SHIPPED_BASE_LM}/recipe.json`))
+    : await pretrainBaseLm(`${dir}/base-lm`, recipe, { config, probes: false });
+  const pretrainSeconds = shipped ? info.seconds : since(tp);
+  const steps = shipped ? info.recipe.steps : pretrainSteps;
+  const lmDir = shipped ? SHIPPED_BASE_LM : `${dir}/base-lm`;
+  const { model: lm } = await loadPretrained(lmDir, { onUnknownTensors: () => {} });
   const init = lm.namedWeights();
   const params = [...init.values()].reduce((a, t) => a + t.size, 0);
   lm.dispose();
@@ -158,9 +167,9 @@ async function runArm(arm: string): Promise<ArmResult> {
     config,
     params,
     pretrain: {
-      steps: pretrainSteps,
+      steps,
       seconds: pretrainSeconds,
-      ms_per_step: round(1000 * pretrainSeconds / pretrainSteps, 1),
+      ms_per_step: round(1000 * pretrainSeconds / steps, 1),
       final_loss: round(info.final_loss),
     },
     probe_valid_ratio: info.probe_valid_ratio,
@@ -205,8 +214,10 @@ const summary: Record<string, unknown> = {
   oracle_hr1_exp: round(oracle),
   arms: results.map(({ rank_hits: _h, rank_expected: _e, ...r }) => r),
 };
-if (results.length === 2 && !timeOnly) {
-  const [a, b] = results;
+// Every later arm against the first (the study: big − small; shipped − small for context).
+const differences: Record<string, unknown>[] = [];
+for (const b of timeOnly ? [] : results.slice(1)) {
+  const a = results[0];
   const diff = (key: "rank_hits" | "rank_expected") => {
     const d = b[key].map((x, i) => x - a[key][i]);
     const ci = clusteredBootstrapCI([d], users);
@@ -219,14 +230,15 @@ if (results.length === 2 && !timeOnly) {
       clusters: ci.clusters,
     };
   };
-  summary.difference = {
+  differences.push({
     of: `${b.arm} - ${a.arm}`,
     expected: diff("rank_expected"),
     sampled: diff("rank_hits"),
     disagree_top1: round(mean(a.rank_hits.map((x, i) => (x !== b.rank_hits[i] ? 1 : 0)))),
     cost_pretrain: round(b.pretrain.ms_per_step / a.pretrain.ms_per_step, 2),
     cost_sft: round(b.sft.ms_per_step / a.sft.ms_per_step, 2),
-  };
+  });
 }
+summary.differences = differences;
 await writeJsonAtomic(`${out}/summary.json`, summary);
 console.log(JSON.stringify(summary, null, 1));
