@@ -234,7 +234,8 @@ for (const b of timeOnly ? [] : results.slice(1)) {
     of: `${b.arm} - ${a.arm}`,
     expected: diff("rank_expected"),
     sampled: diff("rank_hits"),
-    disagree_top1: round(mean(a.rank_hits.map((x, i) => (x !== b.rank_hits[i] ? 1 : 0)))),
+    // Share of test prompts that one arm hits and the other misses (sampled HR@1).
+    hit_disagreement: round(mean(a.rank_hits.map((x, i) => (x !== b.rank_hits[i] ? 1 : 0)))),
     cost_pretrain: round(b.pretrain.ms_per_step / a.pretrain.ms_per_step, 2),
     cost_sft: round(b.sft.ms_per_step / a.sft.ms_per_step, 2),
   });
