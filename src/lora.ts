@@ -288,10 +288,12 @@ export class LoraLinear {
     const c = this.foldCache;
     if (c && c.from.every((d, i) => d === from[i])) return c;
     this.dropFolded();
-    const fold = tf.tidy(() => ({
-      wT: tf.add(this.weightT, tf.matMul(ad.aT, ad.bT).mul(ad.scaling)) as tf.Tensor2D,
-      w: tf.add(this.weight(), tf.matMul(ad.bT, ad.aT, true, true).mul(ad.scaling)) as tf.Tensor2D,
-    }));
+    // W + s·BA is the transpose of Wᵀ + s·AᵀBᵀ element by element (the same products over r,
+    // the same scaling and sum), so it is taken as one transpose instead of a second fold.
+    const fold = tf.tidy(() => {
+      const wT = tf.add(this.weightT, tf.matMul(ad.aT, ad.bT).mul(ad.scaling)) as tf.Tensor2D;
+      return { wT, w: tf.transpose(wT) };
+    });
     if (this.inFeatures * this.outFeatures <= 1 << 20) {
       this.foldCache = { from, wT: tf.keep(fold.wT), w: tf.keep(fold.w) };
     }

@@ -217,19 +217,58 @@ function rotateHalfMatrices(d: number): { r: tf.Tensor2D; rT: tf.Tensor2D } {
   return { r: rTensor, rT: tf.transpose(rTensor) };
 }
 
-/** x·cos + rotate_half(x)·sin for x [B, T, h, D]; cos/sin [B, T, 1, D]. */
-function applyRope(
+/**
+ * x·cos + rotate_half(x)·sin for x [B, T, h, D]; cos/sin [B, T, 1, D]. Hand-written gradient
+ * dx = rotate_halfᵀ(dy·sin) + dy·cos: the same kernels and sums as autodiff's, without its
+ * casts and reshapes.
+ */
+export function applyRope(
   x: tf.Tensor4D,
   cos: tf.Tensor,
   sin: tf.Tensor,
   rot: { r: tf.Tensor2D; rT: tf.Tensor2D },
 ): tf.Tensor4D {
   const d = x.shape[3];
-  const rotate = customOp(([xi]) => ({
-    value: tf.matMul(xi.reshape([-1, d]) as tf.Tensor2D, rot.r).reshape(xi.shape),
-    gradFunc: (dy) => tf.matMul(dy.reshape([-1, d]) as tf.Tensor2D, rot.rT).reshape(dy.shape),
-  }));
-  return tf.add(tf.mul(x, cos), tf.mul(rotate(x), sin)) as tf.Tensor4D;
+  // The tables are saved: they belong to the forward's tidy, gone by the backward.
+  const f = customOp(([xi], save) => {
+    save([cos, sin]);
+    return {
+      value: tf.add(
+        tf.mul(xi, cos),
+        tf.mul(tf.matMul(xi.reshape([-1, d]) as tf.Tensor2D, rot.r).reshape(xi.shape), sin),
+      ),
+      gradFunc: (dy, [c, s]) =>
+        tf.add(
+          tf.matMul(tf.mul(dy, s).reshape([-1, d]) as tf.Tensor2D, rot.rT).reshape(dy.shape),
+          tf.mul(dy, c),
+        ),
+    };
+  });
+  return f(x) as tf.Tensor4D;
+}
+
+/**
+ * SwiGLU: gate·σ(gate)·up for gate, up [N, F]. Hand-written gradient with autodiff's kernels
+ * and sums (with s = σ(gate), p = gate·s, dp = dy·up): dup = dy·p, dgate = dp·s +
+ * (dp·gate)·(s·(1 − s)); bit for bit autodiff's, without its casts.
+ */
+export function swiGlu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  const f = customOp(([g, u], save) => {
+    const s = tf.sigmoid(g);
+    const p = tf.mul(g, s);
+    save([g, u, s, p]);
+    return {
+      value: tf.mul(p, u),
+      gradFunc: (dy, [gs, us, ss, ps]) => {
+        const dp = tf.mul(dy, us);
+        const du = tf.mul(dy, ps);
+        const dgS = tf.mul(dp, ss);
+        const ds = tf.mul(dp, gs);
+        return [tf.add(dgS, tf.mul(ds, tf.mul(ss, tf.sub(1, ss)))), du];
+      },
+    };
+  });
+  return f(gate, up) as tf.Tensor2D;
 }
 
 /** Token embedding lookup; trainable tables get the host scatter-add gradient of {@link selectRows}. */
@@ -805,7 +844,7 @@ export class LlamaModel {
         const h2 = rmsNorm(x, b.postNorm, c.rms_norm_eps) as tf.Tensor2D;
         const gate = b.gate.apply(h2, linOpts);
         const up = b.up.apply(h2, linOpts);
-        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // SwiGLU
+        const act = swiGlu(gate, up);
         x = tf.add(x, b.down.apply(act, linOpts));
       });
       let hf = rmsNorm(x, this.norm, c.rms_norm_eps) as tf.Tensor2D; // [N, H]

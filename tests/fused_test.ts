@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { initBackend, tf } from "../src/backend.ts";
+import { customOp, initBackend, tf } from "../src/backend.ts";
 import { enableFusedKernels } from "../src/fused.ts";
-import { LlamaModel, PRESETS, rmsNorm } from "../src/model.ts";
+import { applyRope, LlamaModel, PRESETS, rmsNorm, swiGlu } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
 import { Rng } from "../src/rng.ts";
 
@@ -230,4 +230,102 @@ Deno.test("LoRA's folded weights follow every change of the adapter and leak no 
   }
   model.dispose();
   assert.equal(tf.memory().numTensors, baseline);
+});
+
+/** Bit patterns of a tensor's values (deepEqual on these is equality bit for bit, −0 and NaN included). */
+function bits(t: tf.Tensor): Uint32Array {
+  return new Uint32Array((t.dataSync() as Float32Array).slice().buffer);
+}
+
+/** Central finite differences of f at a few entries of x against the gradient g. */
+function checkFiniteDifferences(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, g: tf.Tensor): void {
+  const xv = x.dataSync().slice();
+  const gv = g.dataSync();
+  for (const idx of [0, 5, 17, Math.floor(xv.length / 2), xv.length - 1]) {
+    const at = (d: number) => {
+      const moved = xv.slice();
+      moved[idx] += d;
+      return tf.tidy(() => f(tf.tensor(moved, x.shape)).dataSync()[0]);
+    };
+    const fd = (at(1e-2) - at(-1e-2)) / 2e-2;
+    assert.ok(
+      Math.abs(fd - gv[idx]) < 1e-2 * Math.max(1, Math.abs(fd)),
+      `x[${idx}]: ${gv[idx]} vs ${fd}`,
+    );
+  }
+}
+
+Deno.test("applyRope's hand-written gradient equals autodiff of the formula bit for bit, and finite differences", () => {
+  const d = 16;
+  const r = new Float32Array(d * d);
+  for (let i = 0; i < d / 2; i++) {
+    r[(i + d / 2) * d + i] = -1;
+    r[i * d + i + d / 2] = 1;
+  }
+  const rT = tf.tensor2d(r, [d, d]);
+  const rot = { r: rT, rT: tf.transpose(rT) as tf.Tensor2D };
+  const plain = (x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor) =>
+    tf.add(
+      tf.mul(x, cos),
+      tf.mul(
+        customOp(([xi]) => ({
+          value: tf.matMul(xi.reshape([-1, d]) as tf.Tensor2D, rot.r).reshape(xi.shape),
+          gradFunc: (dy) => tf.matMul(dy.reshape([-1, d]) as tf.Tensor2D, rot.rT).reshape(dy.shape),
+        }))(x),
+        sin,
+      ),
+    );
+  const x = tf.randomNormal([3, 7, 4, d], 0, 1, "float32", 11) as tf.Tensor4D;
+  const weights = tf.randomNormal([3, 7, 4, d], 0, 1, "float32", 14);
+  // Tables with the kernel's broadcast shape [B, T, 1, D], scaled by 1/√D as the queries' are.
+  const cos = tf.mul(tf.randomUniform([3, 7, 1, d], -1, 1, "float32", 12), 0.25);
+  const sin = tf.mul(tf.randomUniform([3, 7, 1, d], -1, 1, "float32", 13), 0.25);
+  const ours = (a: tf.Tensor) =>
+    tf.sum(tf.mul(applyRope(a as tf.Tensor4D, cos, sin, rot), weights)) as tf.Scalar;
+  const ref = (a: tf.Tensor) => tf.sum(tf.mul(plain(a, cos, sin), weights)) as tf.Scalar;
+  const yOurs = applyRope(x, cos, sin, rot), yRef = plain(x, cos, sin);
+  assert.deepEqual(bits(yOurs), bits(yRef));
+  const gOurs = tf.grad(ours)(x), gRef = tf.grad(ref)(x);
+  assert.deepEqual(bits(gOurs), bits(gRef));
+  checkFiniteDifferences(ours, x, gOurs);
+  tf.dispose([rT, rot.rT, x, weights, cos, sin, yOurs, yRef, gOurs, gRef]);
+});
+
+Deno.test("swiGlu's hand-written gradient equals autodiff of the formula bit for bit, and finite differences", () => {
+  const g = tf.randomNormal([37, 24], 0, 2, "float32", 21) as tf.Tensor2D;
+  const u = tf.randomNormal([37, 24], 0, 1, "float32", 22) as tf.Tensor2D;
+  const weights = tf.randomNormal([37, 24], 0, 1, "float32", 23);
+  const plain = (a: tf.Tensor, b: tf.Tensor) => tf.mul(tf.mul(a, tf.sigmoid(a)), b);
+  const lossOurs = (a: tf.Tensor, b: tf.Tensor) =>
+    tf.sum(tf.mul(swiGlu(a as tf.Tensor2D, b as tf.Tensor2D), weights)) as tf.Scalar;
+  const lossRef = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(plain(a, b), weights)) as tf.Scalar;
+  const yOurs = swiGlu(g, u), yRef = plain(g, u);
+  assert.deepEqual(bits(yOurs), bits(yRef));
+  const gOurs = tf.grads(lossOurs)([g, u]), gRef = tf.grads(lossRef)([g, u]);
+  assert.deepEqual(bits(gOurs[0]), bits(gRef[0]), "d gate");
+  assert.deepEqual(bits(gOurs[1]), bits(gRef[1]), "d up");
+  checkFiniteDifferences((a) => lossOurs(a, u), g, gOurs[0]);
+  checkFiniteDifferences((b) => lossOurs(g, b), u, gOurs[1]);
+  tf.dispose([g, u, weights, yOurs, yRef, ...gOurs, ...gRef]);
+});
+
+Deno.test("LoRA's folded weight W + s·BA (taken as the transpose of Wᵀ + s·AᵀBᵀ) equals the fold by its own product bit for bit", () => {
+  const model = LlamaModel.random(PRESETS["llama-tiny"], 51);
+  model.addLora({ ...DEFAULT_LORA_CONFIG, r: 8, lora_alpha: 16, lora_dropout: 0, seed: 52 });
+  const rng = new Rng(53);
+  for (const [name, lin] of model.linears()) {
+    if (!lin.adapter) continue;
+    const { aT, bT, scaling } = lin.adapter;
+    const t = tf.tensor(Float32Array.from({ length: bT.size }, () => rng.normal() * 0.1), bT.shape);
+    bT.assign(t);
+    t.dispose();
+    // dx of the layer is dy·w: with dy the identity, dx is the folded w itself.
+    const eye = tf.eye(lin.outFeatures) as tf.Tensor2D;
+    const x = tf.zeros([lin.outFeatures, lin.inFeatures]) as tf.Tensor2D;
+    const w = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(lin.apply(a as tf.Tensor2D), eye)))(x);
+    const own = tf.tidy(() => tf.add(lin.weight(), tf.matMul(bT, aT, true, true).mul(scaling)));
+    assert.deepEqual(bits(w), bits(own), name);
+    tf.dispose([eye, x, w, own]);
+  }
+  model.dispose();
 });
