@@ -815,12 +815,27 @@ export class LlamaModel {
     const logits = tf.tidy(() => {
       const { bias, positions } = this.masksAndPositions(bsz, t, past, opts, !blocks);
       const pos = opts.positions ?? positions;
-      const cos = tf.gather(this.rope.cos, pos).expandDims(2); // [B, T, 1, D]
-      const sin = tf.gather(this.rope.sin, pos).expandDims(2);
-      // The queries' tables carry the 1/√D of the scores (a [B, T, 1, D] product instead of a
-      // [B, heads, T, S] one per layer; exact when D is a power of 4, as in the shipped LM).
+      // Rotary tables [B, T, heads, D], one row per head, so that RoPE's four products per
+      // layer (and their gradients) multiply equal shapes, which wasm does several times faster
+      // than a broadcast over heads; the same products. Above 2²⁰ values they stay [B, T, 1, D].
+      const tables = (heads: number) => {
+        if (bsz * t * heads * headDim(c) > 1 << 20) heads = 1;
+        const index = heads === 1 ? pos.expandDims(2) : tf.tile(pos.expandDims(2), [1, 1, heads]);
+        return { cos: tf.gather(this.rope.cos, index), sin: tf.gather(this.rope.sin, index) };
+      };
+      const kTables = tables(c.num_key_value_heads);
+      const qTables = c.num_attention_heads === c.num_key_value_heads
+        ? kTables
+        : tables(c.num_attention_heads);
+      // The queries' tables carry the 1/√D of the scores (a [B, T, heads, D] product instead of
+      // a [B, heads, T, S] one per layer; exact when D is a power of 4, as in the shipped LM).
       const scale = 1 / Math.sqrt(headDim(c));
-      const rope = { cos, sin, cosQ: tf.mul(cos, scale), sinQ: tf.mul(sin, scale) };
+      const rope = {
+        cos: kTables.cos,
+        sin: kTables.sin,
+        cosQ: tf.mul(qTables.cos, scale),
+        sinQ: tf.mul(qTables.sin, scale),
+      };
       let x = embedLookup(ids.reshape([-1]) as tf.Tensor1D, this.embed, this.fullTrainable); // [N, H]
       this.layers.forEach((b, i) => {
         const h = rmsNorm(x, b.inputNorm, c.rms_norm_eps) as tf.Tensor2D;
