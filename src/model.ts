@@ -162,7 +162,7 @@ export function validateConfig(cfg: LlamaConfig): void {
 // ---------------------------------------------------------------- building blocks
 
 /**
- * RMSNorm: x / sqrt(mean(x²) + eps) · w, over the last axis. Hand-written gradient (7 kernels
+ * RMSNorm: x / sqrt(mean(x²) + eps) · w, over the last axis. Hand-written gradient (6 kernels
  * instead of autodiff's ~15): with r = (mean(x²) + eps)^(-1/2), x̂ = x·r and g = dy·w,
  * dx = r·(g − x̂·mean(g·x̂)) and dw = Σ dy·x̂ (only when w is trainable).
  */
@@ -171,11 +171,11 @@ export function rmsNorm(x: tf.Tensor, w: tf.Tensor1D, eps: number): tf.Tensor {
   const f = customOp((inputs, save) => {
     const xi = inputs[0];
     const r = tf.rsqrt(tf.add(tf.mean(tf.square(xi), -1, true), eps));
-    save([xi, r]);
+    const xHat = tf.mul(xi, r);
+    save([xHat, r]); // x̂ is kept from the forward, not recomputed
     return {
-      value: tf.mul(tf.mul(xi, r), w),
-      gradFunc: (dy, [xs, rs]) => {
-        const xh = tf.mul(xs, rs);
+      value: tf.mul(xHat, w),
+      gradFunc: (dy, [xh, rs]) => {
         const g = tf.mul(dy, w);
         const dx = tf.mul(rs, tf.sub(g, tf.mul(xh, tf.mean(tf.mul(g, xh), -1, true))));
         if (!trainable) return [dx];
