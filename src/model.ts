@@ -818,9 +818,16 @@ export class LlamaModel {
       // Rotary tables [B, T, heads, D], one row per head, so that RoPE's four products per
       // layer (and their gradients) multiply equal shapes, which wasm does several times faster
       // than a broadcast over heads; the same products. Above 2²⁰ values they stay [B, T, 1, D].
+      // The row index (each position repeated per head) is built on the host: wasm's Tile is slow.
       const tables = (heads: number) => {
         if (bsz * t * heads * headDim(c) > 1 << 20) heads = 1;
-        const index = heads === 1 ? pos.expandDims(2) : tf.tile(pos.expandDims(2), [1, 1, heads]);
+        let index = pos.expandDims(2);
+        if (heads > 1) {
+          const at = pos.dataSync() as Int32Array;
+          const rows = new Int32Array(at.length * heads);
+          for (let i = 0; i < rows.length; i++) rows[i] = at[Math.floor(i / heads)];
+          index = tf.tensor3d(rows, [bsz, t, heads], "int32");
+        }
         return { cos: tf.gather(this.rope.cos, index), sin: tf.gather(this.rope.sin, index) };
       };
       const kTables = tables(c.num_key_value_heads);
