@@ -5,8 +5,16 @@ import { Rng } from "../../src/rng.ts";
 
 const tmp = () => Deno.makeTempDir({ prefix: "recalign-findings-cli-" });
 
-Deno.test("deno task findings: the committed findings of the default run are what metrics.json gives", async () => {
-  for (const dir of ["results/sdpo/synthetic", "results/dmpo/synthetic"]) {
+Deno.test("deno task findings: the committed findings of the default and full runs are what metrics.json gives", async () => {
+  for (
+    const dir of [
+      "results/sdpo/synthetic",
+      "results/dmpo/synthetic",
+      "results/full/sdpo/synthetic",
+      "results/full/dmpo/synthetic",
+      "results/full/dpo4rec/synthetic",
+    ]
+  ) {
     const out = await tmp();
     try {
       await recompute(`${dir}/metrics.json`, out);
@@ -18,7 +26,7 @@ Deno.test("deno task findings: the committed findings of the default run are wha
       assert.equal(
         await Deno.readTextFile(`${out}/findings.md`),
         (await Deno.readTextFile(`${dir}/findings.md`)).replace(
-          "[docs/analysis-plan.md](../../../docs/analysis-plan.md)",
+          /\[docs\/analysis-plan\.md\]\((\.\.\/)+docs\/analysis-plan\.md\)/,
           "`docs/analysis-plan.md`",
         ),
       );
