@@ -708,7 +708,10 @@ export function preferenceDiagnostics(
   };
 }
 
-/** Train prompts whose loss every evaluation also reports (the generalisation gap). */
+/**
+ * Train prompts whose loss every evaluation also reports (the generalisation gap): this many,
+ * or as many as the validation prompts when there are fewer.
+ */
 const HELD_IN_PROMPTS = 200;
 
 /** A curve point's diagnostics from an evaluation row of train() (`eval_diag_*`). */
@@ -992,7 +995,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
     const rng = new Rng(29);
     const heldIdx = new Rng(31).sample(
       Array.from({ length: d.trainExamples.length }, (_, i) => i),
-      Math.min(HELD_IN_PROMPTS, d.trainExamples.length),
+      Math.min(HELD_IN_PROMPTS, valid.length, d.trainExamples.length),
     );
     const heldItems = heldIdx.map((i) => ({
       prompt: d.trainExamples[i].prompt,
@@ -1547,7 +1550,8 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
       ? [
         "What the validation loss that keeps the checkpoint is made of, per preference arm: the " +
         "loss, the part of it carried by the validation prompts whose positive the model does " +
-        "not score above its K negatives, the same loss on 200 of the arm's own train prompts, " +
+        "not score above its K negatives, the same loss on " +
+        `${Math.min(HELD_IN_PROMPTS, r.num_valid)} of the arm's own train prompts, ` +
         "validation HR@1, TRL's reward accuracy and the chosen reward (line = mean over the " +
         "seeds whose evaluations recorded them, band = 95 % t interval over those seeds).",
         "",

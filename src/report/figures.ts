@@ -552,7 +552,7 @@ export const LOSS_PART_PANELS: readonly {
     panel: "its part from misranked validation prompts",
     value: (p) => p.diagnostics!.loss_misranked,
   },
-  { panel: "the same loss on 200 train prompts", value: (p) => p.diagnostics!.train_loss },
+  { panel: "the same loss on the arm's train prompts", value: (p) => p.diagnostics!.train_loss },
   { panel: "validation HR@1 (sampled)", value: (p) => p.hr1 },
   {
     panel: "validation pair accuracy (chosen reward > rejected)",

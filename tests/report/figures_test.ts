@@ -266,7 +266,7 @@ Deno.test("val_loss_parts: each part's mean and t band over the seeds that recor
   const loss = at("DPO", "validation loss");
   const ci = meanCI([0.6, 0.8]);
   assert.ok(Math.abs(loss.y - 0.7) < 1e-12 && Math.abs(loss.lo - ci.lo) < 1e-12);
-  assert.ok(Math.abs(at("DPO", "the same loss on 200 train").y - 0.45) < 1e-12);
+  assert.ok(Math.abs(at("DPO", "the same loss on the arm's train").y - 0.45) < 1e-12);
   assert.ok(Math.abs(at("DPO", "its part from misranked").y - 0.25) < 1e-12);
   assert.ok(Math.abs(at("DPO", "validation HR@1").y - 0.25) < 1e-12);
   // One seed: no band (lo = hi = mean), not a t interval of one value.
