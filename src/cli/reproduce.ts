@@ -128,6 +128,14 @@ export const REPRODUCE_FLAGS = {
     help: "where to write <paper>/<dataset>/{metrics.json,table.md,findings.md}, run folders " +
       "and the stage-0 cache (.cache/); use another folder to leave the committed results alone",
   },
+  arms: {
+    type: "string",
+    value: "LIST",
+    defaultText: "all",
+    help: "S-DPO on the synthetic world only: train only these main arms, a comma list of " +
+      "SFT-cont, DPO, S-DPO, S-DPO K=8 (e.g. `--arms DPO,S-DPO` for a follow-up of S-DPO vs " +
+      "DPO); claims on the other arms are reported as not tested",
+  },
   ablations: {
     type: "boolean",
     defaultText: "on at test and tiny, off at small and full",
@@ -196,6 +204,8 @@ export interface ReproduceOptions {
   out: string;
   /** Run the ablations (default: on at tiny and test, off at small). */
   ablations: boolean;
+  /** S-DPO: train only these main arms (default: all). */
+  sdpoArms?: string[];
   /** Reuse / save stage-0 snapshots in `<out>/.cache/` (default true). */
   cache: boolean;
   /** The data set (default synthetic); results go to `<out>/<paper>/<dataset>/`. */
@@ -275,6 +285,9 @@ export function parseOptions(args: string[]): ReproduceOptions | undefined {
       ? false
       : values.ablations ?? (scale !== "small" && scale !== "full"),
     cache: !values["no-cache"],
+    ...(values.arms
+      ? { sdpoArms: values.arms.split(",").map((a) => a.trim()).filter((a) => a) }
+      : {}),
     dataset,
     dataRoot: (values.data ?? defaultDataRoot()).replace(/\/+$/, ""),
     skipped,
@@ -432,6 +445,7 @@ export async function main(args: string[]): Promise<string[]> {
         seeds,
         ablations: opts.ablations && !prep, // ablations: synthetic world only
         data: prep?.data,
+        arms: opts.sdpoArms,
       });
       result = r;
       const abl = r.ablations;

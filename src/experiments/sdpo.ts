@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ConfigError } from "../errors.ts";
 import { hardestFirst } from "./negatives.ts";
 import { ensureBackend, tf } from "../backend.ts";
 import type { LlamaConfig, LlamaModel } from "../model.ts";
@@ -74,6 +75,12 @@ export interface SdpoRunConfig {
   ablations?: boolean;
   /** Add the classic baseline rows (default true). */
   baselines?: boolean;
+  /**
+   * Train only these main arms of the released protocol (names as in the table: SFT-cont, DPO,
+   * S-DPO, S-DPO K=8), e.g. a follow-up of one claim; claims on the others are "not tested".
+   * Default: all.
+   */
+  arms?: readonly string[];
   /**
    * A released data set prepared by `src/experiments/datasets.ts` instead of the synthetic
    * world (same arms and metrics; no ablations, no oracle rows).
@@ -961,7 +968,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const hr1Curves: Hr1CurvePoint[] = [];
   const curveHits: SdpoResult["curve_hits"] = [];
   const kMax = Math.max(1, ...scale.sdpoKs);
-  const mainArms: { name: string; stage: Stage; k: number }[] = [
+  const allArms: { name: string; stage: Stage; k: number }[] = [
     { name: "SFT-cont", stage: "sft", k: 0 },
     { name: "DPO", stage: "dpo", k: 1 },
     ...scale.sdpoKs.map((k, i) => ({
@@ -970,6 +977,15 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       k,
     })),
   ];
+  const unknown = (cfg.arms ?? []).filter((a) => !allArms.some((x) => x.name === a));
+  if (unknown.length) {
+    throw new ConfigError(
+      "arms",
+      `unknown arm(s) ${unknown.map((a) => `"${a}"`).join(", ")}; the main arms are ` +
+        allArms.map((x) => x.name).join(", "),
+    );
+  }
+  const mainArms = cfg.arms?.length ? allArms.filter((x) => cfg.arms!.includes(x.name)) : allArms;
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   log(
     `[sdpo] ${data.trainExamples.length} train prompts, ` +
@@ -1148,6 +1164,10 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
       log(`[sdpo] learning rate ${chosenLr} (best DPO validation HR@1)`);
     } else if (lrSelection.length === 0) {
       lrSelection.push({ lr: chosenLr, val_hr1: null, best_step: null });
+    }
+    if (preDpo && !mainArms.some((a) => a.name === "DPO")) {
+      preDpo.model.dispose();
+      preDpo = undefined;
     }
     for (const arm of mainArms) {
       const r = arm.name === "DPO" && preDpo ? preDpo : await trainArm(

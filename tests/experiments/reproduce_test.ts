@@ -219,3 +219,21 @@ Deno.test("seeds sharing stage 0 reuse its evaluation: the rows equal a fresh ev
     clearBaseCache();
   }
 });
+
+Deno.test("S-DPO --arms: only the named main arms train; claims on the others are not tested; unknown names fail in one line", async () => {
+  const { run: runSdpo } = await import("../../src/experiments/sdpo.ts");
+  const { sdpoFindings } = await import("../../src/report/findings.ts");
+  const common = { scale: "test" as const, progress: false, baselines: false, seeds: [0] };
+  await assert.rejects(
+    () => runSdpo({ ...common, arms: ["DPO", "S-DPO K=3"] }),
+    /arms.*unknown arm\(s\) "S-DPO K=3"; the main arms are SFT-cont, DPO, S-DPO, S-DPO K=8/,
+  );
+  const r = await runSdpo({ ...common, arms: ["DPO", "S-DPO"] });
+  assert.deepEqual(Object.keys(r.per_seed[0].methods).sort(), ["DPO", "S-DPO", "SFT"]);
+  assert.deepEqual([...new Set(r.hr1_curves.map((c) => c.method))].sort(), ["DPO", "S-DPO"]);
+  const f = sdpoFindings(r);
+  const byId = (id: string) => f.find((x) => x.claim_id === id)!;
+  assert.notEqual(byId("sdpo.sdpo_gt_dpo.exp_hr1").verdict, "not tested");
+  assert.equal(byId("sdpo.sdpo_gt_sft_cont.exp_hr1").verdict, "not tested");
+  assert.equal(byId("sdpo.k8_gt_k3.exp_hr1").verdict, "not tested");
+});
