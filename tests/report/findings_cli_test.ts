@@ -13,6 +13,7 @@ Deno.test("deno task findings: the committed findings of the default and full ru
       "results/full/sdpo/synthetic",
       "results/full/dmpo/synthetic",
       "results/full/dpo4rec/synthetic",
+      "results/s1-followup/sdpo/synthetic",
     ]
   ) {
     const out = await tmp();
