@@ -403,6 +403,38 @@ export function sdpoHr1CurveRows(r: SdpoHr1CurveInput): {
 /** Methods in the order a reader meets them (then any others as they appear). */
 const CURVE_ORDER = [/^SFT-cont/, /^DPO/, /^S-DPO \(K=/, /^S-DPO/];
 
+/** The curve figures' methods in {@link CURVE_ORDER}, each once. */
+function curveArms(methods: readonly string[]): string[] {
+  const rank = (m: string) => {
+    const i = CURVE_ORDER.findIndex((re) => re.test(m));
+    return i < 0 ? CURVE_ORDER.length : i;
+  };
+  return [...new Set(methods)].sort((a, b) => rank(a) - rank(b));
+}
+
+/** A training-step x axis from 0 to the last step, ticks at the steps evaluated. */
+function stepAxis(steps: readonly number[], title: string, axis: Record<string, unknown> = {}) {
+  const ticks = [...new Set(steps)].sort((a, b) => a - b);
+  return {
+    field: "step",
+    type: "quantitative",
+    title,
+    scale: { domain: [0, ticks.at(-1) ?? 1], nice: false },
+    axis: { values: ticks, format: "d", grid: true, ...axis },
+  };
+}
+
+/** Colour = method, in the given order, with its legend titled `title`. */
+function methodColor(arms: string[], title: string) {
+  return { field: "method", type: "nominal", title, scale: colorScale(arms), sort: arms };
+}
+
+/** Labels uncut, and a legend of line strokes (the curve figures' lines have no symbol). */
+const CURVE_CONFIG = {
+  ...FULL_LABELS,
+  legend: { ...FULL_LABELS.legend, symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 3 },
+};
+
 /**
  * `hr1_curves`: HR@1 versus training step of the main arms, one panel per split (validation,
  * test), colour = method with its legend, a 95 % band, the SFT model as a dashed labelled line
@@ -411,28 +443,10 @@ const CURVE_ORDER = [/^SFT-cont/, /^DPO/, /^S-DPO \(K=/, /^S-DPO/];
 export function sdpoHr1CurveFigures(r: SdpoHr1CurveInput): Figures {
   if (!r.hr1_curves?.length && !r.curve_hits?.length) return {};
   const { rows, seeds, panels, notes } = sdpoHr1CurveRows(r);
-  const arms = [...new Set(rows.filter((x) => x.kind === "arm").map((x) => x.method))];
-  const rank = (m: string) => {
-    const i = CURVE_ORDER.findIndex((re) => re.test(m));
-    return i < 0 ? CURVE_ORDER.length : i;
-  };
-  arms.sort((a, b) => rank(a) - rank(b));
-  const steps = [...new Set(rows.map((x) => x.step))].sort((a, b) => a - b);
-  const x = {
-    field: "step",
-    type: "quantitative",
-    title: "training step (0 = the SFT model)",
-    scale: { domain: [0, steps.at(-1) ?? 1], nice: false },
-    axis: { values: steps, format: "d", grid: true },
-  };
+  const arms = curveArms(rows.filter((x) => x.kind === "arm").map((x) => x.method));
+  const x = stepAxis(rows.map((r) => r.step), "training step (0 = the SFT model)");
   const yTitle = "HR@1 (ranking, 20 candidates)";
-  const color = {
-    field: "method",
-    type: "nominal",
-    title: "method",
-    scale: colorScale(arms),
-    sort: arms,
-  };
+  const color = methodColor(arms, "method");
   const isArm = { filter: "datum.kind === 'arm'" };
   const isRef = { filter: "datum.kind === 'ref'" };
   return {
@@ -444,15 +458,7 @@ export function sdpoHr1CurveFigures(r: SdpoHr1CurveInput): Figures {
           "dashed line: the SFT model every arm starts from (step 0)",
         ],
       },
-      config: {
-        ...FULL_LABELS,
-        legend: {
-          ...FULL_LABELS.legend,
-          symbolType: "stroke",
-          symbolOpacity: 1,
-          symbolStrokeWidth: 3,
-        },
-      },
+      config: CURVE_CONFIG,
       data: { values: rows },
       facet: {
         column: {
@@ -625,27 +631,9 @@ function lossPartsSpec(
       });
     }
   }
-  const arms = [...new Set(rows.map((x) => x.method))];
-  const rank = (m: string) => {
-    const i = CURVE_ORDER.findIndex((re) => re.test(m));
-    return i < 0 ? CURVE_ORDER.length : i;
-  };
-  arms.sort((a, b) => rank(a) - rank(b));
-  const steps = [...new Set(rows.map((x) => x.step))].sort((a, b) => a - b);
-  const x = {
-    field: "step",
-    type: "quantitative",
-    title: "training step",
-    scale: { domain: [0, steps.at(-1) ?? 1], nice: false },
-    axis: { values: steps, format: "d", grid: true, labelAngle: -45 },
-  };
-  const color = {
-    field: "method",
-    type: "nominal",
-    title: colorTitle,
-    scale: colorScale(arms),
-    sort: arms,
-  };
+  const arms = curveArms(rows.map((x) => x.method));
+  const x = stepAxis(rows.map((r) => r.step), "training step", { labelAngle: -45 });
+  const color = methodColor(arms, colorTitle);
   return {
     title: {
       text: title,
@@ -654,15 +642,7 @@ function lossPartsSpec(
         "losses: softplus(logsumexp of β(reward of a negative − reward of the positive)), β = 1",
       ],
     },
-    config: {
-      ...FULL_LABELS,
-      legend: {
-        ...FULL_LABELS.legend,
-        symbolType: "stroke",
-        symbolOpacity: 1,
-        symbolStrokeWidth: 3,
-      },
-    },
+    config: CURVE_CONFIG,
     data: { values: rows },
     facet: {
       field: "panel",
