@@ -641,12 +641,18 @@ export function validationLoss(
   policy.forEach((r, i) => {
     const w = positives[i];
     const rw = r[w] - reference[i][w];
-    const zs = negs[i].slice(0, k).map((j) => beta * ((r[j] - reference[i][j]) - rw));
-    const m = Math.max(...zs);
-    const lse = m + Math.log(zs.reduce((a, z) => a + Math.exp(z - m), 0));
-    total += lse > 30 ? lse : Math.log1p(Math.exp(lse)); // softplus
+    total += softplusLogSumExp(
+      negs[i].slice(0, k).map((j) => beta * ((r[j] - reference[i][j]) - rw)),
+    );
   });
   return total / policy.length;
+}
+
+/** One prompt's S-DPO loss from its logits z_j = β(reward_j − reward_w): softplus(logsumexp z). */
+function softplusLogSumExp(zs: readonly number[]): number {
+  const m = Math.max(...zs);
+  const lse = m + Math.log(zs.reduce((a, z) => a + Math.exp(z - m), 0));
+  return lse > 30 ? lse : Math.log1p(Math.exp(lse)); // softplus
 }
 
 /**
@@ -655,8 +661,7 @@ export function validationLoss(
  * the chosen reward above the rejected one, `margins` the mean chosen − rejected reward;
  * `chosen` / `rejected` the mean rewards; `logps_chosen` the mean summed log-prob of the
  * positive. Per prompt: `ranked_first` the share whose positive the model scores above all K
- * negatives, and
- * `loss_misranked` the part of the mean loss ({@link validationLoss}) carried by the others, so
+ * negatives, and `loss_misranked` the part of the mean loss ({@link validationLoss}) carried by the others, so
  * `loss − loss_misranked` comes from the prompts the model already ranks right.
  */
 export interface PreferenceDiagnostics {
@@ -697,11 +702,7 @@ export function preferenceDiagnostics(
       zs.push(rl - rw);
     }
     if (all) first++;
-    else {
-      const m = Math.max(...zs);
-      const lse = m + Math.log(zs.reduce((a, z) => a + Math.exp(z - m), 0));
-      misLoss += lse > 30 ? lse : Math.log1p(Math.exp(lse));
-    }
+    else misLoss += softplusLogSumExp(zs);
   });
   const n = policy.length;
   return {
@@ -1548,7 +1549,8 @@ async function runAblations(
  */
 export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<string> {
   if (!r.hr1_curves?.length || !r.protocol) return "";
-  await writeFigures(dir, { ...sdpoHr1CurveFigures(r), ...sdpoLossPartsFigures(r) });
+  const parts = sdpoLossPartsFigures(r);
+  await writeFigures(dir, { ...sdpoHr1CurveFigures(r), ...parts });
   const p = r.protocol;
   return [
     "",
@@ -1566,7 +1568,7 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
     "",
     "![HR@1 versus step](hr1_curves.svg)",
     "",
-    ...(sdpoLossPartsFigures(r).val_loss_parts
+    ...(parts.val_loss_parts
       ? [
         "What the validation loss that keeps the checkpoint is made of, per preference arm: the " +
         "loss, the part of it carried by the validation prompts whose positive the model does " +
@@ -1579,7 +1581,7 @@ export async function writeHr1CurvePlot(dir: string, r: SdpoResult): Promise<str
         "",
       ]
       : []),
-    ...(sdpoLossPartsFigures(r).lr_selection_parts
+    ...(parts.lr_selection_parts
       ? [
         "The same for DPO at each learning rate of the selection (first seed):",
         "",
