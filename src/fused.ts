@@ -110,84 +110,74 @@ function gatherRowsKernel(
   return out;
 }
 
+/**
+ * Swap wasm's kernel `name` for `make(original)` (keeping the original's setup). Returns false,
+ * changing nothing, when wasm has no such kernel.
+ */
+function replaceWasmKernel(
+  name: string,
+  make: (original: tf.KernelConfig) => tf.KernelFunc,
+): boolean {
+  const original = tf.getKernel(name, "wasm");
+  if (!original) return false;
+  tf.unregisterKernel(name, "wasm");
+  tf.registerKernel({
+    kernelName: name,
+    backendName: "wasm",
+    ...(original.setupFunc ? { setupFunc: original.setupFunc } : {}),
+    kernelFunc: make(original),
+  });
+  return true;
+}
+
 /** Register the wasm kernel replacements (idempotent). */
 export function enableFusedKernels(): { identity: boolean; gather: boolean; slice: boolean } {
   if (!identityShared) {
-    const original = tf.getKernel("Identity", "wasm");
-    if (original) {
-      tf.unregisterKernel("Identity", "wasm");
-      tf.registerKernel({
-        kernelName: "Identity",
-        backendName: "wasm",
-        kernelFunc: (args) => {
-          const x = args.inputs.x as tf.TensorInfo;
-          if (x.dtype === "string") return original.kernelFunc(args);
-          (args.backend as unknown as WasmBackendLike).incRef(x.dataId);
-          return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-        },
-      });
-      identityShared = true;
-    }
+    identityShared = replaceWasmKernel("Identity", (original) => (args) => {
+      const x = args.inputs.x as tf.TensorInfo;
+      if (x.dtype === "string") return original.kernelFunc(args);
+      (args.backend as unknown as WasmBackendLike).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    });
   }
   if (!gatherRows) {
-    const original = tf.getKernel("GatherV2", "wasm");
-    if (original) {
-      tf.unregisterKernel("GatherV2", "wasm");
-      tf.registerKernel({
-        kernelName: "GatherV2",
-        backendName: "wasm",
-        setupFunc: original.setupFunc,
-        kernelFunc: (args) => gatherRowsKernel(args, original.kernelFunc),
-      });
-      gatherRows = true;
-    }
+    gatherRows = replaceWasmKernel(
+      "GatherV2",
+      (original) => (args) => gatherRowsKernel(args, original.kernelFunc),
+    );
   }
-  if (!sliceInHeap) {
-    const slice = tf.getKernel("Slice", "wasm");
-    const split = tf.getKernel("SplitV", "wasm");
-    if (slice && split) {
-      tf.unregisterKernel("Slice", "wasm");
-      tf.registerKernel({
-        kernelName: "Slice",
-        backendName: "wasm",
-        kernelFunc: (args) => {
-          const x = args.inputs.x as tf.TensorInfo;
-          if (!(x.dtype in BYTES) || x.shape.length === 0) return slice.kernelFunc(args);
-          const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
-          const [b, sz] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
-          return sliceInHeapKernel(args.backend as unknown as WasmBackendLike, x, b, sz);
-        },
+  if (!sliceInHeap && tf.getKernel("Slice", "wasm") && tf.getKernel("SplitV", "wasm")) {
+    replaceWasmKernel("Slice", (slice) => (args) => {
+      const x = args.inputs.x as tf.TensorInfo;
+      if (!(x.dtype in BYTES) || x.shape.length === 0) return slice.kernelFunc(args);
+      const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+      const [b, sz] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+      return sliceInHeapKernel(args.backend as unknown as WasmBackendLike, x, b, sz);
+    });
+    replaceWasmKernel("SplitV", (split) => (args) => {
+      const x = args.inputs.x as tf.TensorInfo;
+      if (!(x.dtype in BYTES) || x.shape.length === 0) return split.kernelFunc(args);
+      const { numOrSizeSplits, axis } = args.attrs as unknown as {
+        numOrSizeSplits: number | number[];
+        axis: number;
+      };
+      const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+      const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+      const begin = new Array(x.shape.length).fill(0);
+      return sizes.map((s) => {
+        const size = [...x.shape];
+        size[ax] = s;
+        const part = sliceInHeapKernel(
+          args.backend as unknown as WasmBackendLike,
+          x,
+          [...begin],
+          size,
+        );
+        begin[ax] += s;
+        return part;
       });
-      tf.unregisterKernel("SplitV", "wasm");
-      tf.registerKernel({
-        kernelName: "SplitV",
-        backendName: "wasm",
-        kernelFunc: (args) => {
-          const x = args.inputs.x as tf.TensorInfo;
-          if (!(x.dtype in BYTES) || x.shape.length === 0) return split.kernelFunc(args);
-          const { numOrSizeSplits, axis } = args.attrs as unknown as {
-            numOrSizeSplits: number | number[];
-            axis: number;
-          };
-          const ax = tf.util.parseAxisParam(axis, x.shape)[0];
-          const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
-          const begin = new Array(x.shape.length).fill(0);
-          return sizes.map((s) => {
-            const size = [...x.shape];
-            size[ax] = s;
-            const part = sliceInHeapKernel(
-              args.backend as unknown as WasmBackendLike,
-              x,
-              [...begin],
-              size,
-            );
-            begin[ax] += s;
-            return part;
-          });
-        },
-      });
-      sliceInHeap = true;
-    }
+    });
+    sliceInHeap = true;
   }
   return { identity: identityShared, gather: gatherRows, slice: sliceInHeap };
 }
