@@ -362,12 +362,14 @@ function splitPath(path: string): { dir: string; base: string } {
     : { dir: path.slice(0, i) || "/", base: path.slice(i + 1) };
 }
 
-async function nbconvert(
+/** Run `program args` with the options' environment; its output streamed or returned as `log`. */
+async function runTool(
+  program: string,
   args: string[],
   opts: ExecuteOptions,
 ): Promise<{ ok: boolean; log: string }> {
-  const cmd = new Deno.Command("jupyter", {
-    args: ["nbconvert", ...args],
+  const cmd = new Deno.Command(program, {
+    args,
     env: opts.env,
     stdout: opts.stream ? "inherit" : "piped",
     stderr: opts.stream ? "inherit" : "piped",
@@ -376,6 +378,10 @@ async function nbconvert(
   const dec = new TextDecoder();
   const log = opts.stream ? "" : dec.decode(r.stdout) + dec.decode(r.stderr);
   return { ok: r.success, log };
+}
+
+function nbconvert(args: string[], opts: ExecuteOptions): Promise<{ ok: boolean; log: string }> {
+  return runTool("jupyter", ["nbconvert", ...args], opts);
 }
 
 /**
@@ -438,23 +444,20 @@ export async function executeNotebook(
   const { dir } = splitPath(target);
   if (opts.out) await Deno.mkdir(dir, { recursive: true });
   const py = await jupyterPython();
-  const cmd = new Deno.Command(py, {
-    args: ["-c", RUNNER, path, target, String(opts.timeout ?? 900), "deno", "0.5"],
-    env: opts.env,
-    stdout: opts.stream ? "inherit" : "piped",
-    stderr: opts.stream ? "inherit" : "piped",
-  });
-  const r = await cmd.output();
-  const dec = new TextDecoder();
-  let log = opts.stream ? "" : dec.decode(r.stdout) + dec.decode(r.stderr);
+  const r = await runTool(
+    py,
+    ["-c", RUNNER, path, target, String(opts.timeout ?? 900), "deno", "0.5"],
+    opts,
+  );
+  let log = r.log;
   let htmlOutput: string | undefined;
-  if (r.success && opts.html) {
+  if (r.ok && opts.html) {
     const h = await nbconvert(["--to", "html", "--output-dir", dir, target], opts);
     log += h.log;
     if (h.ok) htmlOutput = target.replace(/\.ipynb$/, "") + ".html";
   }
   return {
-    ok: r.success,
+    ok: r.ok,
     seconds: Math.round((performance.now() - t0) / 100) / 10,
     output: target,
     htmlOutput,
