@@ -60,3 +60,36 @@ Deno.test("parseOptions(--scale full): every paper, the plan's seeds, no refusal
   // --seeds still overrides, at any count.
   assert.equal(parseOptions(["--scale", "full", "--seeds", "5"])!.seeds, 5);
 });
+
+Deno.test("parseOptions --first-seed and --lr: fresh seeds and a fixed S-DPO rate; bad values fail in one line", () => {
+  const o = parseOptions([
+    "--scale",
+    "full",
+    "--paper",
+    "sdpo",
+    "--first-seed",
+    "10",
+    "--lr",
+    "3e-3",
+  ])!;
+  assert.equal(o.firstSeed, 10);
+  assert.equal(o.sdpoLr, 0.003);
+  const d = parseOptions([])!;
+  assert.equal(d.firstSeed, 0);
+  assert.equal("sdpoLr" in d, false);
+  assert.throws(
+    () => parseOptions(["--first-seed=-1"]),
+    /--first-seed: expected an integer >= 0/,
+  );
+  assert.throws(() => parseOptions(["--first-seed", "1.5"]), /--first-seed: expected an integer/);
+  assert.throws(
+    () => parseOptions(["--paper", "sdpo", "--lr", "2"]),
+    /--lr must be between 0 and 1/,
+  );
+  assert.throws(() => parseOptions(["--paper", "sdpo", "--lr", "x"]), /--lr: expected a number/);
+  assert.throws(() => parseOptions(["--paper", "dmpo", "--lr", "1e-3"]), /--lr sets S-DPO's/);
+  assert.throws(
+    () => parseOptions(["--paper", "sdpo", "--dataset", "lastfm", "--lr", "1e-3"]),
+    /--dataset synthetic/,
+  );
+});

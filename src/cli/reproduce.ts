@@ -115,6 +115,20 @@ export const REPRODUCE_FLAGS = {
     help: "seeds per paper (the preference stages, and stage 0 where the scale gives each seed " +
       "its own)",
   },
+  "first-seed": {
+    type: "string",
+    value: "N",
+    default: "0",
+    help: "number the seeds from N (seeds N, N+1, ...): a follow-up on fresh seeds that no " +
+      "earlier run used",
+  },
+  lr: {
+    type: "string",
+    value: "X",
+    defaultText: "selected on DPO's validation HR@1 at full, the scale's rate otherwise",
+    help: "S-DPO on the synthetic world: the preference stages' learning rate, fixed (no " +
+      "selection), e.g. a follow-up at the rate an earlier run selected",
+  },
   backend: {
     type: "string",
     value: "auto|wasm|cpu|tensorflow",
@@ -200,6 +214,10 @@ export interface ReproduceOptions {
   scale: ScaleName;
   /** Seeds per paper; 0 = the paper's default for the scale ({@link DEFAULT_SEEDS}). */
   seeds: number;
+  /** The first seed's number (`--first-seed`, default 0): seeds are firstSeed, firstSeed + 1, … */
+  firstSeed: number;
+  /** S-DPO: a fixed preference learning rate (`--lr`) instead of the scale's selection. */
+  sdpoLr?: number;
   backend?: string;
   out: string;
   /** Run the ablations (default: on at tiny and test, off at small). */
@@ -275,10 +293,24 @@ export function parseOptions(args: string[]): ReproduceOptions | undefined {
   }
   // 0 = each paper's default for the scale (DEFAULT_SEEDS).
   const seeds = numberFlag("reproduce", "seeds", values.seeds, { integer: true, min: 1 }) ?? 0;
+  const firstSeed =
+    numberFlag("reproduce", "first-seed", values["first-seed"], { integer: true, min: 0 }) ?? 0;
+  const lr = numberFlag("reproduce", "lr", values.lr, {});
+  if (lr !== undefined && !(lr > 0 && lr < 1)) {
+    fail(`--lr must be between 0 and 1, got "${values.lr}"`);
+  }
+  if (lr !== undefined && (!all.includes("sdpo") || dataset !== "synthetic")) {
+    fail(
+      "--lr sets S-DPO's preference learning rate on the synthetic world: use it with " +
+        "--paper sdpo (or all) and --dataset synthetic",
+    );
+  }
   return {
     papers: [...all],
     scale,
     seeds,
+    firstSeed,
+    ...(lr === undefined ? {} : { sdpoLr: lr }),
     backend: values.backend,
     out: values.out!.replace(/\/+$/, ""),
     ablations: values["no-ablations"]
@@ -380,9 +412,9 @@ export async function main(args: string[]): Promise<string[]> {
   }
   console.error(
     `[reproduce] backend ${backend.backend} (simd ${backend.simd}, threads ${backend.threads}), ` +
-      `scale ${opts.scale}, seeds ${opts.seeds || "default"}, papers ${
-        opts.papers.join(", ")
-      } → ${opts.out}/`,
+      `scale ${opts.scale}, seeds ${opts.seeds || "default"}${
+        opts.firstSeed ? ` from ${opts.firstSeed}` : ""
+      }, papers ${opts.papers.join(", ")} → ${opts.out}/`,
   );
   const baseLm = opts.model || opts.dataset !== "synthetic" || opts.baseLm === "none"
     ? undefined
@@ -415,7 +447,7 @@ export async function main(args: string[]): Promise<string[]> {
     const dir = `${opts.out}/${paper}/${opts.dataset}`;
     const seeds = Array.from(
       { length: opts.seeds || DEFAULT_SEEDS[opts.scale][paper] },
-      (_, i) => i,
+      (_, i) => opts.firstSeed + i,
     );
     await ensureDir(dir);
     // Run folders of the trained stages (src/experiments/runs.ts).
@@ -446,6 +478,7 @@ export async function main(args: string[]): Promise<string[]> {
         ablations: opts.ablations && !prep, // ablations: synthetic world only
         data: prep?.data,
         arms: opts.sdpoArms,
+        lr: opts.sdpoLr,
       });
       result = r;
       const abl = r.ablations;

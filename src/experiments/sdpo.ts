@@ -82,6 +82,11 @@ export interface SdpoRunConfig {
    */
   arms?: readonly string[];
   /**
+   * The preference stages' learning rate, fixed: no selection on DPO's validation HR@1 even
+   * where the scale has a grid (e.g. a follow-up at the rate an earlier run selected).
+   */
+  lr?: number;
+  /**
    * A released data set prepared by `src/experiments/datasets.ts` instead of the synthetic
    * world (same arms and metrics; no ablations, no oracle rows).
    */
@@ -765,6 +770,8 @@ export function sdpoProtocol(
   lrSelection: SdpoResult["lr_selection"],
   trainPrompts: number,
   numValid: number,
+  /** The rate was fixed by the caller (`--lr`), not by the scale. */
+  lrFixed = false,
 ): SdpoProtocol {
   const steps = sdpoArmSteps(scale);
   const examples = steps * scale.prefBatch;
@@ -790,6 +797,9 @@ export function sdpoProtocol(
       ? `Learning rate ${lr}: chosen among ${lrSelection.map((x) => x.lr).join(", ")} on ` +
         "DPO's validation HR@1 at its kept checkpoint (first seed), then used by every arm; " +
         "released: 1e-5 for SFT and preference stages, for a 4-bit 7B model."
+      : lrFixed
+      ? `Learning rate ${lr}, fixed by --lr (not selected in this run: an earlier run's ` +
+        "selection on DPO's validation HR@1; released: 1e-5 for a 4-bit 7B model)."
       : `Learning rate ${lr}, fixed (not selected in this run; released: 1e-5 for a 4-bit 7B ` +
         "model); --scale full selects it on DPO's validation HR@1.",
     "SFT is stage 0, full fine-tuning of the small pretrained LM (released: a LoRA SFT at " +
@@ -963,7 +973,11 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
   const steps = sdpoArmSteps(scale);
   const mainEvery = Math.max(1, Math.floor(steps / 20));
   const evalEvery = Math.max(1, Math.ceil(steps / Math.max(1, scale.sdpoEvals)));
-  const grid = scale.sdpoLrGrid.length ? scale.sdpoLrGrid : [scale.prefLr];
+  const grid = cfg.lr !== undefined
+    ? [cfg.lr]
+    : scale.sdpoLrGrid.length
+    ? scale.sdpoLrGrid
+    : [scale.prefLr];
   let chosenLr = grid[0];
   const lrSelection: SdpoResult["lr_selection"] = [];
   const hr1Curves: Hr1CurvePoint[] = [];
@@ -1402,6 +1416,7 @@ export async function run(cfg: SdpoRunConfig): Promise<SdpoResult> {
         lrSelection,
         data.trainExamples.length,
         protocol?.valid?.length ?? 0,
+        cfg.lr !== undefined,
       )
       : undefined,
   };

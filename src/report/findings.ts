@@ -1687,6 +1687,13 @@ export function planDeviations(
     if (seeds && seeds !== design.seeds) {
       out.push(`${seeds} seed(s), not the plan's ${design.seeds}.`);
     }
+    const list: unknown[] = m?.seeds ?? r.seeds ?? [];
+    if (list.length && list.some((s, i) => s !== i)) {
+      out.push(
+        `Seeds ${list.join(", ")}, not the plan's 0–${design.seeds - 1}: preference stages on ` +
+          "seeds that the plan's run did not use.",
+      );
+    }
     const n = r.num_test ?? r.scale?.testRows;
     if (typeof n === "number" && n !== design.test) {
       out.push(`${n} ${design.unit}, not the plan's ${design.test}.`);

@@ -236,4 +236,10 @@ Deno.test("S-DPO --arms: only the named main arms train; claims on the others ar
   assert.notEqual(byId("sdpo.sdpo_gt_dpo.exp_hr1").verdict, "not tested");
   assert.equal(byId("sdpo.sdpo_gt_sft_cont.exp_hr1").verdict, "not tested");
   assert.equal(byId("sdpo.k8_gt_k3.exp_hr1").verdict, "not tested");
+  // A fixed rate (--lr): no selection, every arm at that rate, the protocol says so.
+  const fixed = await runSdpo({ ...common, seeds: [7], arms: ["DPO"], lr: 5e-4 });
+  assert.deepEqual(fixed.lr_selection.map((x) => x.lr), [5e-4]);
+  assert.equal(fixed.per_seed[0].seed, 7);
+  assert.equal(fixed.per_seed[0].methods.DPO.lr, 5e-4);
+  assert.ok(fixed.protocol!.departures.some((d) => d.includes("fixed by --lr")));
 });

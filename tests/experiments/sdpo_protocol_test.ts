@@ -121,5 +121,16 @@ Deno.test("sdpoArmSteps: the released 3:5 proportion of stage 0's examples at fu
     200,
   );
   assert.ok(s.departures.some((d) => d.includes("far below the released proportion")));
+  // A rate fixed by --lr is named as such, not as the scale's default.
+  const f = sdpoProtocol(
+    full,
+    3e-3,
+    [{ lr: 3e-3, val_hr1: null, best_step: null }],
+    22400,
+    400,
+    true,
+  );
+  assert.ok(f.departures.some((d) => d.startsWith("Learning rate 0.003, fixed by --lr")));
+  assert.ok(!p.departures.some((d) => d.includes("--lr")));
   assert.deepEqual(sdpoLoraConfig(3).seed, 3);
 });

@@ -379,6 +379,10 @@ Deno.test("planDeviations: scale, seeds, test prompts, recorded departures, miss
   assert.deepEqual(planDeviations(full, [], plan), [
     "Departures from the released scripts that the run records: batch 8, not 128.",
   ]);
+  // Fresh seeds (a follow-up numbered from --first-seed) are named.
+  const fresh = planDeviations({ ...full, seeds: [10, 11, 12] }, [], plan);
+  assert.ok(fresh.some((x) => /^Seeds 10, 11, 12, not the plan's 0–2/.test(x)), fresh.join("\n"));
+  assert.equal(fresh.length, 2);
   // No K=8 arm, no protocol, no curve rows.
   const old = structuredClone(full);
   for (const s of old.result.per_seed) delete s.methods["S-DPO K=8"];
