@@ -269,6 +269,7 @@ function dpo4recClaimsOf(findings: Finding[]) {
     rows: f.rows,
     diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
     verdict: f.verdict,
+    ...(f.ruled_out === undefined ? {} : { ruled_out: f.ruled_out }),
     resampling: f.resampling?.description,
   }));
 }
@@ -295,7 +296,9 @@ function diffLines(old: Finding[], now: Finding[]): string[] {
       (f.scope !== "sensitivity" || x.rule === f.rule)
     );
     const at = f.scope === "sensitivity" ? ` @ ${f.rule}` : "";
-    return `  ${f.claim_id}${at}: ${o?.verdict ?? "(new)"} ${ci(o)} -> ${f.verdict} ${ci(f)}` +
+    const v = (x?: Finding) =>
+      x ? x.verdict + (x.ruled_out === undefined ? "" : " (gain ruled out)") : "(new)";
+    return `  ${f.claim_id}${at}: ${v(o)} ${ci(o)} -> ${v(f)} ${ci(f)}` +
       (f.resampling ? ` (${f.resampling.description})` : "");
   });
 }

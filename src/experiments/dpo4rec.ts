@@ -42,6 +42,8 @@ import {
   type ClaimSpec,
   compareRows,
   designOf,
+  PLAN_CLAIMS,
+  ruledOut,
   specFindings,
   type Verdict,
   writeFindings,
@@ -549,6 +551,8 @@ export interface Dpo4recClaim {
   rows: number;
   diff: ConfidenceInterval;
   verdict: Verdict;
+  /** The target a "contradicted" verdict rules out (the amended rule), when it decided it. */
+  ruled_out?: number;
   /** How the rows were resampled (src/report/findings.ts). */
   resampling?: string;
 }
@@ -1491,11 +1495,15 @@ export function dpo4recClaims(
       b_per_seed: r.b_per_seed,
       rows: r.rows,
       diff: r.diff,
-      verdict: r.verdict,
+      ...amended(r.verdict, ruledOut(r.verdict, r.diff, PLAN_CLAIMS[c.id]?.targetMde, r.se)),
       resampling: r.resampling?.description,
     };
   });
 }
+
+/** A verdict under the amended rule: "contradicted" with the target it rules out, if any. */
+const amended = (verdict: Verdict, out: number | undefined) =>
+  out === undefined ? { verdict } : { verdict: "contradicted" as const, ruled_out: out };
 
 const NOTES = [
   "Synthetic world (default config, domain 0). Test rows: 20-candidate prompts of held-out " +

@@ -808,6 +808,15 @@ export interface Finding {
   verdict: FindingVerdict;
   /** Why the claim was not tested (only when `verdict` is "not tested"). */
   reason?: string;
+  /**
+   * The target whose gain the CI rules out: present when the amended rule (docs/analysis-plan.md,
+   * "Amendment to the decision rule") decided the claim — its CI straddles 0 with the upper
+   * bound below the target, so `verdict` is "contradicted" (a gain of the target's size is
+   * ruled out; no reversal); {@link ruledOut}.
+   */
+  ruled_out?: number;
+  /** The plan's original three-way verdict, beside an amended one (with `ruled_out`). */
+  verdict_original_rule?: Verdict;
   /** How a data-dependent comparison was chosen. */
   note?: string;
   /**
@@ -861,6 +870,34 @@ export function markTwins(findings: Finding[]): Finding[] {
     }
   }
   return findings;
+}
+
+/**
+ * The amended decision rule (docs/analysis-plan.md, "Amendment to the decision rule"): an
+ * inconclusive claim whose 95 % CI has its upper bound below the claim's target effect is
+ * decided — "contradicted", a gain of the target's size ruled out (no reversal). Returns the
+ * target it rules out, or undefined (no target, or the three-way verdict stands).
+ */
+export function ruledOut(
+  verdict: FindingVerdict,
+  ci: { hi: number },
+  target: number | null | undefined,
+  /**
+   * The bootstrap SE: a degenerate interval (SE 0 — every resample gives the same mean, e.g.
+   * two arms that agree on every test row) says nothing about a gain the rows could not show.
+   */
+  se: number | null | undefined,
+): number | undefined {
+  return verdict === "inconclusive" && target != null && ci.hi < target && se != null && se > 0
+    ? target
+    : undefined;
+}
+
+/** A verdict as findings.md prints it (bold; a ruled-out gain with its qualifier). */
+export function verdictText(f: Pick<Finding, "verdict" | "ruled_out">): string {
+  return f.ruled_out === undefined
+    ? `**${f.verdict}**`
+    : `**${f.verdict}** (gain ≥ ${f.ruled_out.toFixed(3)} ruled out; original rule: inconclusive)`;
 }
 
 /**
@@ -952,6 +989,9 @@ export function toFinding(
   scope?: Finding["scope"],
 ): Finding {
   const ps = paperScope(c.paper);
+  const plan = planFields(c);
+  const out = ruledOut(c.verdict, c.diff, plan.target_mde, c.se);
+  const verdict: Verdict = out === undefined ? c.verdict : "contradicted";
   return {
     claim_id: c.id,
     claim: c.text,
@@ -972,10 +1012,11 @@ export function toFinding(
     resampling: c.resampling ?? null,
     seeds,
     rows: c.rows,
-    verdict: c.verdict,
+    verdict,
+    ...(out === undefined ? {} : { ruled_out: out, verdict_original_rule: c.verdict }),
     ...(c.note ? { note: c.note } : {}),
-    ...planFields(c),
-    power: powerLabel(c.verdict, c.mde, planFields(c).target_mde),
+    ...plan,
+    power: powerLabel(verdict, c.mde, plan.target_mde),
   };
 }
 
@@ -1368,6 +1409,7 @@ export function legacyClaims(findings: readonly Finding[], scope: Finding["scope
     rows: f.rows,
     diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
     verdict: f.verdict,
+    ...(f.ruled_out === undefined ? {} : { ruled_out: f.ruled_out }),
     mde: f.mde,
     resampling: f.resampling?.description ?? null,
     plan_id: f.plan_id ?? null,
@@ -1391,8 +1433,13 @@ export const STATISTICS_TEXT = [
   "stage-0 model: SFT against a preference arm resamples the arm's seeds with SFT held " +
   "fixed, and two shared models are compared on their rows once). The `resampled` column " +
   "and `resampling` in `findings.json` say which was used per claim.",
-  "Verdict rule: CI above 0 → **reproduced**, CI entirely below 0 (a significant reversal) " +
-  "→ **contradicted**, straddling 0 → **inconclusive**.",
+  "Verdict rule (the plan's, as amended on 2026-12-06; docs/analysis-plan.md): CI above 0 → " +
+  "**reproduced**, CI entirely below 0 (a significant reversal) → **contradicted**; a CI " +
+  "straddling 0 whose upper bound is below the claim's target (the `power` column) → " +
+  '**contradicted** with the qualifier "gain ≥ target ruled out" (no reversal: the interval ' +
+  "excludes a gain of the size the plan set out to detect; the amendment was written after " +
+  "the full run, so on runs before it these verdicts are post hoc); otherwise → " +
+  "**inconclusive**.",
   "MDE is the minimum detectable effect of this design: the true mean difference that a " +
   "two-sided 5 % test would detect with 80 % power, (z₀.₉₇₅ + z₀.₈) · SE ≈ 2.80 · SE, where " +
   "SE is the bootstrap standard error of mean(A − B) from the same resampling; an " +
@@ -1427,7 +1474,7 @@ function findingRow(f: Finding): string {
     f3(ci[1])
   }]${note} | ${f.mde == null ? "–" : f.mde.toFixed(3)} | ${f.power ?? "–"} | ${f.rows} | ${
     resampledCell(f.resampling ?? null)
-  } | **${f.verdict}**${sens} | \`${f.claim_id}\` |`;
+  } | ${verdictText(f)}${sens} | \`${f.claim_id}\` |`;
 }
 
 /** One cell of the sensitivity table: effect, CI, verdict and the kept steps. */
@@ -1437,7 +1484,7 @@ function ruleCell(f: Finding | undefined): string {
   const steps = Object.entries(f.checkpoint_steps ?? {}).map(([m, xs]) => `${m} ${xs.join(", ")}`)
     .join("; ");
   const power = f.power?.startsWith("under-powered") ? `, ${f.power}` : "";
-  return `${f3(f.effect!)} [${f3(f.ci95![0])}, ${f3(f.ci95![1])}] **${f.verdict}**${power}` +
+  return `${f3(f.effect!)} [${f3(f.ci95![0])}, ${f3(f.ci95![1])}] ${verdictText(f)}${power}` +
     (steps ? ` (steps: ${steps})` : "");
 }
 

@@ -7,6 +7,7 @@ import {
   CHECKPOINT_RULES,
   type Finding,
   powerLabel,
+  ruledOut,
   verdictOf,
 } from "../../src/report/findings.ts";
 
@@ -68,7 +69,13 @@ export function assertFindingSchema(f: Finding): void {
     assert.ok(Number.isFinite(f.effect) && Number.isFinite(f.ours) && Number.isFinite(f.baseline));
     assert.equal(f.ci95!.length, 2);
     assert.ok(f.ci95![0] <= f.effect! + 1e-12 && f.effect! <= f.ci95![1] + 1e-12);
-    assert.equal(f.verdict, verdictOf({ lo: f.ci95![0], hi: f.ci95![1] }));
+    // The plan's three-way verdict from the CI, amended (docs/analysis-plan.md) where the CI
+    // rules out a gain of the claim's target size.
+    const three = verdictOf({ lo: f.ci95![0], hi: f.ci95![1] });
+    const out = ruledOut(three, { hi: f.ci95![1] }, f.target_mde, f.se);
+    assert.equal(f.verdict, out === undefined ? three : "contradicted", `${f.claim_id} verdict`);
+    assert.equal(f.ruled_out, out, `${f.claim_id} ruled_out`);
+    assert.equal(f.verdict_original_rule, out === undefined ? undefined : three);
     assert.ok(f.mde === null || (Number.isFinite(f.mde) && f.mde >= 0));
     // The MDE is 2.80 × the bootstrap SE of the same resampling.
     assert.ok(Number.isFinite(f.se) && f.se! >= 0);

@@ -10,19 +10,26 @@ import {
   checkpointRuleFindings,
   checkpointStep,
   CLAIMS,
+  compareRows,
   dmpoFindings,
   evaluateClaims,
   type Finding,
+  legacyClaims,
   markTwins,
   PLAN_CLAIMS,
   planDeviations,
   planLink,
   powerLabel,
   renderFindingsMarkdown,
+  ruledOut,
   S7_CLAIM_ID,
   s7Finding,
   SDPO_TARGET_MDE,
   sdpoFindings,
+  toFinding,
+  verdictText,
+  Z_80,
+  Z_975,
 } from "../../src/report/findings.ts";
 import { recompute } from "../../src/cli/findings.ts";
 import { Rng } from "../../src/rng.ts";
@@ -164,9 +171,16 @@ Deno.test("checkpoint-rule sensitivity: S1-S5 at each rule on the curve rows, kn
   const at = (id: string, rule: string) => fs.find((f) => f.claim_id === id && f.rule === rule)!;
   const S1 = "sdpo.sdpo_gt_dpo.exp_hr1";
   // Equal at the released step, +0.2 at the best validation HR@1, −0.2 at the last step.
-  assert.equal(at(S1, "lowest validation loss (released)").verdict, "inconclusive");
+  // Equal levels, little noise: the CI straddles 0 and ends below the 0.014 target, so a gain of
+  // the target's size is ruled out (the amended rule); −0.2 is a reversal, not a ruled-out gain.
+  const rel = at(S1, "lowest validation loss (released)");
+  assert.ok(rel.ci95![0] < 0 && rel.ci95![1] > 0 && rel.ci95![1] < 0.014 && rel.se! > 0);
+  assert.equal(rel.verdict, "contradicted");
+  assert.equal(rel.ruled_out, 0.014);
+  assert.equal(rel.verdict_original_rule, "inconclusive");
   assert.equal(at(S1, "best validation HR@1").verdict, "reproduced");
   assert.equal(at(S1, "last step").verdict, "contradicted");
+  assert.equal(at(S1, "last step").ruled_out, undefined);
   assert.ok(Math.abs(at(S1, "best validation HR@1").effect! - 0.2) < 0.01);
   for (const rule of CHECKPOINT_RULES) assert.equal(at(S1, rule).rule_sensitive, true);
   assert.deepEqual(at(S1, "last step").checkpoint_steps, { "S-DPO": [30, 30], DPO: [30, 30] });
@@ -201,7 +215,7 @@ Deno.test("checkpoint-rule sensitivity: S1-S5 at each rule on the curve rows, kn
   const row = sec.split("\n").find((l) => l.includes(`\`${S1}\``))!;
   assert.match(
     row,
-    /\*\*inconclusive\*\*.*\*\*reproduced\*\*.*\*\*contradicted\*\*.*\| \*\*yes\*\* \|/,
+    /\*\*contradicted\*\* \(gain ≥ 0\.014 ruled out; original rule: inconclusive\).*\*\*reproduced\*\*.*\*\*contradicted\*\* \(steps.*\| \*\*yes\*\* \|/,
   );
   assert.match(row, /steps: S-DPO 10, 10; DPO 10, 10/);
   // Without curve rows: no sensitivity rows in sdpoFindings, "not tested" from the function.
@@ -437,4 +451,75 @@ Deno.test("deno task findings --update-metrics: only claims and ablation_claims 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("amended rule: ruledOut decides only an inconclusive claim with a target whose CI ends below it", () => {
+  assert.equal(ruledOut("inconclusive", { hi: 0.002 }, 0.014, 0.004), 0.014);
+  assert.equal(ruledOut("inconclusive", { hi: 0.014 }, 0.014, 0.004), undefined); // not below
+  assert.equal(ruledOut("inconclusive", { hi: 0.002 }, null, 0.004), undefined); // no target
+  assert.equal(ruledOut("reproduced", { hi: 0.01 }, 0.014, 0.004), undefined); // decided already
+  assert.equal(ruledOut("contradicted", { hi: -0.01 }, 0.014, 0.004), undefined); // a reversal
+  // A degenerate interval (every resample equal: two arms agreeing on every row) rules out nothing.
+  assert.equal(ruledOut("inconclusive", { hi: 0 }, 0.014, 0), undefined);
+  assert.equal(ruledOut("inconclusive", { hi: 0 }, 0.014, null), undefined);
+  assert.equal(verdictText({ verdict: "inconclusive" }), "**inconclusive**");
+  assert.equal(
+    verdictText({ verdict: "contradicted", ruled_out: 0.014 }),
+    "**contradicted** (gain ≥ 0.014 ruled out; original rule: inconclusive)",
+  );
+});
+
+Deno.test("amended rule end to end: a level S1 on many rows is 'contradicted, gain ruled out' in findings.json, findings.md and metrics claims; without a target it stays inconclusive", () => {
+  // 4 seeds × 400 rows, A = B + noise of mean 0: the CI is about ±0.01 around 0.
+  const rng = new Rng(5);
+  const b = Array.from({ length: 4 }, () => Array.from({ length: 400 }, () => rng.next()));
+  const a = b.map((row) => row.map((x) => x + 0.1 * rng.normal()));
+  const spec = CLAIMS.find((c) => c.id === "sdpo.sdpo_gt_dpo.exp_hr1")!;
+  assert.equal(spec.targetMde, SDPO_TARGET_MDE);
+  const c = compareRows(spec, a, b);
+  assert.equal(c.verdict, "inconclusive");
+  assert.ok(c.diff.lo < 0 && c.diff.hi > 0 && c.diff.hi < 0.014, `${c.diff.lo} ${c.diff.hi}`);
+  const f = toFinding(c, [0, 1, 2, 3]);
+  assert.equal(f.verdict, "contradicted");
+  assert.equal(f.ruled_out, 0.014);
+  assert.equal(f.verdict_original_rule, "inconclusive");
+  assert.deepEqual(f.ci95, [c.diff.lo, c.diff.hi]); // the interval itself is unchanged
+  assertFindingSchema(f);
+  const md = renderFindingsMarkdown("t", [f], []);
+  const row = md.split("\n").find((l) => l.startsWith(`| ${f.claim} |`))!;
+  assert.ok(row.includes("**contradicted** (gain ≥ 0.014 ruled out; original rule: inconclusive)"));
+  assert.match(md, /upper bound is below the claim's target/);
+  assert.equal(legacyClaims([f], "headline")[0].ruled_out, 0.014);
+  // The same rows without a target (an exploratory claim): the three-way rule.
+  const g = toFinding(compareRows({ ...spec, targetMde: undefined, id: "x.y" }, a, b), [
+    0,
+    1,
+    2,
+    3,
+  ]);
+  assert.equal(g.verdict, "inconclusive");
+  assert.equal("ruled_out" in g, false);
+  // A true gain: reproduced, as before.
+  const up = toFinding(compareRows(spec, b.map((r) => r.map((x) => x + 0.05)), b), [0, 1, 2, 3]);
+  assert.equal(up.verdict, "reproduced");
+  assert.equal("ruled_out" in up, false);
+});
+
+Deno.test("amended rule by simulation: with MDE = target, a zero effect is ruled out ~80 % of the time, a true effect of the target's size ~2.5 %", () => {
+  const n = 60, sigma = 1, trials = 400;
+  const target = ((Z_975 + Z_80) * sigma) / Math.sqrt(n);
+  const rng = new Rng(17);
+  let outAtZero = 0, outAtTarget = 0;
+  const spec = { ...CLAIMS[0], targetMde: target };
+  for (let t = 0; t < trials; t++) {
+    const b = Array.from({ length: n }, () => rng.normal() * 3);
+    const d = Array.from({ length: n }, () => sigma * rng.normal());
+    const zero = toFinding(compareRows(spec, [b.map((x, i) => x + d[i])], [b]), [0]);
+    if (zero.ruled_out !== undefined) outAtZero++;
+    const full = toFinding(compareRows(spec, [b.map((x, i) => x + d[i] + target)], [b]), [0]);
+    if (full.ruled_out !== undefined) outAtTarget++;
+  }
+  // Binomial SE at 400 trials ≈ 0.02; the percentile bootstrap is slightly liberal at n = 60.
+  assert.ok(outAtZero / trials > 0.7 && outAtZero / trials < 0.9, `at 0: ${outAtZero / trials}`);
+  assert.ok(outAtTarget / trials < 0.06, `at the target: ${outAtTarget / trials}`);
 });
