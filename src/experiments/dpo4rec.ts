@@ -1469,6 +1469,13 @@ export function dpo4recClaimSpecs(result: Pick<Dpo4recResult, "scale">) {
       a: rm(nMax),
       b: "SASRec+SFT LM",
     },
+    {
+      id: "dpo4rec.dpo_gt_sft.genre_precision",
+      text: `DPO (RM pairs, N=${nMax}) > SFT (summary genre precision)`,
+      ...pr,
+      a: rm(nMax),
+      b: "SASRec+SFT LM",
+    },
   ];
 }
 

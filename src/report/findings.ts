@@ -963,6 +963,13 @@ export const PLAN_CLAIMS: Record<string, { planId: string; role: ClaimRole; targ
     },
     "dpo4rec.larger_n_helps.hr1": { planId: "DPO4Rec", role: "secondary" },
     "dpo4rec.dpo_gt_sft.hr1": { planId: "DPO4Rec", role: "primary" },
+    // Added to the plan with the amendment (docs/analysis-plan.md): the plan decides the claims
+    // among LM arms on genre precision, and DPO > SFT had no genre-precision twin.
+    "dpo4rec.dpo_gt_sft.genre_precision": {
+      planId: "DPO4Rec",
+      role: "primary",
+      targetMde: 0.03,
+    },
   };
 
 function planFields(
