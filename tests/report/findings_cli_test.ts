@@ -14,6 +14,9 @@ Deno.test("deno task findings: the committed findings of the default and full ru
       "results/full/dmpo/synthetic",
       "results/full/dpo4rec/synthetic",
       "results/s1-followup/sdpo/synthetic",
+      "results/confirm/sdpo/synthetic",
+      "results/confirm/dmpo/synthetic",
+      "results/confirm/dpo4rec/synthetic",
     ]
   ) {
     const out = await tmp();
