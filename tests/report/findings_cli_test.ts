@@ -17,6 +17,7 @@ Deno.test("deno task findings: the committed findings of the default and full ru
       "results/confirm/sdpo/synthetic",
       "results/confirm/dmpo/synthetic",
       "results/confirm/dpo4rec/synthetic",
+      "results/confirm-k8/sdpo/synthetic",
     ]
   ) {
     const out = await tmp();
