@@ -133,24 +133,17 @@ function rotateHalfInHeap(
   const n = x.shape.reduce((a, b) => a * b, 1);
   if (n === 0) return out;
   const half = d / 2;
-  // Views after makeOutput: allocating can grow (and detach) the wasm memory.
-  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
-  const xo = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
-  const oo = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
-  const lo = transpose ? 1 : -1; // the sign written into the first half
+  // Views after makeOutput: allocating can grow (and detach) the wasm memory. Views of the
+  // tensors' own length: V8 runs the loops over them about twice as fast as over the heap.
+  const buf = backend.wasm.HEAPU8.buffer;
+  const xs = new Float32Array(buf, backend.dataIdMap.get(x.dataId).memoryOffset, n);
+  const os = new Float32Array(buf, backend.dataIdMap.get(out.dataId).memoryOffset, n);
+  // cat(−x₂, x₁) writes 0 − x₂ then 0 + x₁; its transpose cat(x₂, −x₁) writes 0 + x₂, 0 − x₁.
+  const first = transpose ? 1 : -1;
   for (let row = 0; row < n; row += d) {
-    const xi = xo + row, oi = oo + row;
-    if (lo < 0) {
-      for (let j = 0; j < half; j++) {
-        heap[oi + j] = 0 - heap[xi + half + j];
-        heap[oi + half + j] = 0 + heap[xi + j];
-      }
-    } else {
-      for (let j = 0; j < half; j++) {
-        heap[oi + j] = 0 + heap[xi + half + j];
-        heap[oi + half + j] = 0 - heap[xi + j];
-      }
-    }
+    const end = row + half;
+    for (let j = row; j < end; j++) os[j] = 0 + first * xs[j + half];
+    for (let j = row; j < end; j++) os[j + half] = 0 - first * xs[j];
   }
   return out;
 }
