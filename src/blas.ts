@@ -9,13 +9,26 @@
  * `cblas_sgemm` on the tensors' bytes in the wasm heap (no copies), batch by batch, and falls
  * back to the original kernel for anything it does not handle (non-float32, odd broadcasts).
  *
+ * Products below {@link BLAS_THREADING_MIN} multiply-adds per matrix, which the library runs on
+ * one thread, are shared between two cores when they are large enough (batched attention
+ * products, LoRA's thin ones): a helper thread (`blas_helper.ts`, a worker calling the same
+ * library on this memory by address) and the main thread split the batch items, or the rows or
+ * columns of a single product, and compute their tiles with one library thread each. Every
+ * element of the result is the same sum in the same order as in one call (a tile is a block of
+ * rows or columns of C; the sums over k are not split), so the floats do not depend on the
+ * split. Larger products keep the library's own threads: OpenBLAS blocks the sum over k
+ * differently with two threads than with one (k = 688 or 1,016, say), so moving them would
+ * change results.
+ *
  * The library is found at run time: `RECALIGN_BLAS` (a path, or `off`), else the usual
- * OpenBLAS / Accelerate locations. Needs `--allow-ffi`; without it, or without a library, the
+ * OpenBLAS / Accelerate locations. `RECALIGN_BLAS_THREADS=1` keeps everything on one thread. Needs `--allow-ffi`; without it, or without a library, the
  * wasm kernels are used and {@link enableBlas} says why.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { Worker } from "node:worker_threads";
+import { claimTile, CTRL, finishTile, openSgemm, runTile, TILE_FIELDS } from "./blas_helper.ts";
 
 /** What {@link enableBlas} found. */
 export interface BlasStatus {
@@ -25,6 +38,8 @@ export interface BlasStatus {
   library?: string;
   /** Threads the library computes with. */
   threads?: number;
+  /** Whether a helper thread shares the products (see {@link BLAS_PARALLEL_MIN}). */
+  helper?: boolean;
   /** Why it is not enabled, or how it was found. */
   reason: string;
 }
@@ -87,6 +102,162 @@ let maxThreads = 1;
  * machine: fwd_logp 1.6–2×, sdpo_step 1.2–1.5× faster on one thread; see docs/speed.md).
  */
 export const BLAS_THREADING_MIN = 1 << 24;
+
+/**
+ * With the helper thread, products of at least this many multiply-adds (all batch items
+ * together) are shared between the two threads; smaller ones cost less than waking the helper.
+ */
+export const BLAS_PARALLEL_MIN = 1 << 21;
+
+/** Tiles per product the helper's table holds (per slot); a larger batch runs on one thread. */
+const TILE_CAPACITY = 4096;
+
+/** The helper thread's shared state, once it is started. */
+let helper:
+  | {
+    ctrl: Int32Array;
+    table: Float64Array;
+    sgemm: ReturnType<typeof openSgemm>;
+    gen: number;
+  }
+  | undefined;
+
+/** Starts the helper thread (it reports ready through the control block, asynchronously). */
+function startHelper(path: string): boolean {
+  try {
+    const ctrl = new Int32Array(new SharedArrayBuffer(CTRL.LENGTH * 4));
+    const table = new Float64Array(
+      new SharedArrayBuffer(2 * TILE_CAPACITY * TILE_FIELDS * 8),
+    );
+    const worker = new Worker(new URL("./blas_helper.ts", import.meta.url), {
+      workerData: {
+        recalignBlasHelper: true,
+        path,
+        ctrl: ctrl.buffer,
+        table: table.buffer,
+        capacity: TILE_CAPACITY,
+      },
+    });
+    // The helper never keeps the process alive; it blocks in Atomics.wait between products.
+    worker.unref();
+    worker.on("error", () => helper = undefined);
+    helper = { ctrl, table, sgemm: openSgemm(path), gen: 0 };
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One tile: C[m, n] = op(A)·op(B) at byte offsets of the wasm heap, with leading dims. */
+interface Tile {
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  a: number;
+  b: number;
+  c: number;
+}
+
+/**
+ * Runs the tiles on the main thread and the helper: the tiles go into the shared table, the
+ * helper is woken, both claim tiles until none is left, and the main thread waits until the
+ * helper's last tile is done. `base` is the heap's address.
+ */
+function runShared(tiles: Tile[], base: number): void {
+  const h = helper!;
+  if (setThreads && currentThreads !== 1) setThreads(currentThreads = 1);
+  const gen = h.gen = (h.gen + 1) & 0x7fff;
+  const slot = gen & 1;
+  tiles.forEach((t, i) => {
+    const o = (slot * TILE_CAPACITY + i) * TILE_FIELDS;
+    const row = h.table;
+    row[o] = t.transA ? 1 : 0;
+    row[o + 1] = t.transB ? 1 : 0;
+    row[o + 2] = t.m;
+    row[o + 3] = t.n;
+    row[o + 4] = t.k;
+    row[o + 5] = t.lda;
+    row[o + 6] = t.ldb;
+    row[o + 7] = t.ldc;
+    row[o + 8] = base + t.a;
+    row[o + 9] = base + t.b;
+    row[o + 10] = base + t.c;
+  });
+  Atomics.store(h.ctrl, CTRL.COUNT + slot, tiles.length);
+  Atomics.store(h.ctrl, CTRL.REMAINING + slot, tiles.length);
+  Atomics.store(h.ctrl, CTRL.WORD, gen << 16);
+  Atomics.store(h.ctrl, CTRL.GEN, gen);
+  Atomics.notify(h.ctrl, CTRL.GEN);
+  for (let i = claimTile(h.ctrl, gen); i >= 0; i = claimTile(h.ctrl, gen)) {
+    runTile(h.sgemm, h.table, TILE_CAPACITY, slot, i);
+    finishTile(h.ctrl, slot);
+  }
+  for (;;) {
+    const left = Atomics.load(h.ctrl, CTRL.REMAINING + slot);
+    if (left === 0) break;
+    Atomics.wait(h.ctrl, CTRL.REMAINING + slot, left);
+  }
+}
+
+/**
+ * The tiles of a batched product (byte offsets of A, B, C in the heap): one per batch item, or
+ * for a single product two blocks of C's rows (or columns, when it has more of them). Rows are
+ * cut at a multiple of 16, the width of the library's kernels.
+ */
+export function planTiles(
+  plan: NonNullable<ReturnType<typeof planBatchMatMul>>,
+  transA: boolean,
+  transB: boolean,
+  aOff: number,
+  bOff: number,
+  cOff: number,
+): Tile[] {
+  const { m, n, k, batch } = plan;
+  const lda = transA ? m : k, ldb = transB ? k : n;
+  const whole = (i: number): Tile => ({
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    lda,
+    ldb,
+    ldc: n,
+    a: aOff + (plan.aBatch === 1 ? 0 : i) * m * k * 4,
+    b: bOff + (plan.bBatch === 1 ? 0 : i) * k * n * 4,
+    c: cOff + i * m * n * 4,
+  });
+  if (batch > 1) return Array.from({ length: batch }, (_, i) => whole(i));
+  const t = whole(0);
+  if (Math.max(m, n) < 32) return [t];
+  if (m >= n) {
+    const cut = Math.min(m - 1, Math.max(1, Math.round(m / 32) * 16));
+    return [
+      { ...t, m: cut },
+      {
+        ...t,
+        m: m - cut,
+        a: t.a + (transA ? cut : cut * lda) * 4,
+        c: t.c + cut * n * 4,
+      },
+    ];
+  }
+  const cut = Math.min(n - 1, Math.max(1, Math.round(n / 32) * 16));
+  return [
+    { ...t, n: cut },
+    {
+      ...t,
+      n: n - cut,
+      b: t.b + (transB ? cut * ldb : cut) * 4,
+      c: t.c + cut * 4,
+    },
+  ];
+}
 
 function openLibrary(path: string, threads: number): Sgemm {
   const lib = Deno.dlopen(path, {
@@ -214,8 +385,16 @@ export function enableBlas(opts: { library?: string; threads?: number } = {}): B
     };
     return status;
   }
+  if (threads > 1 && envGet("RECALIGN_BLAS_HELPER") !== "0" && startHelper(status.library!)) {
+    status = { ...status, helper: true };
+  }
   registerWasmKernel();
   return status;
+}
+
+/** True when the helper thread is up and waiting for products. */
+export function blasHelperReady(): boolean {
+  return helper !== undefined && Atomics.load(helper.ctrl, CTRL.READY) === 1;
 }
 
 // ---------------------------------------------------------------- the kernel
@@ -258,6 +437,18 @@ function registerWasmKernel(): void {
       const bOff = backend.dataIdMap.get(b.dataId).memoryOffset;
       const cOff = backend.dataIdMap.get(out.dataId).memoryOffset;
       const aSize = plan.m * plan.k, bSize = plan.k * plan.n, cSize = plan.m * plan.n;
+      const perItem = plan.m * plan.n * plan.k;
+      if (
+        perItem < BLAS_THREADING_MIN && plan.batch * perItem >= BLAS_PARALLEL_MIN &&
+        plan.k > 0 && plan.batch <= TILE_CAPACITY && blasHelperReady()
+      ) {
+        const tiles = planTiles(plan, transposeA, transposeB, aOff, bOff, cOff);
+        if (tiles.length > 1) {
+          const heap = Deno.UnsafePointer.of(backend.wasm.HEAPU8);
+          runShared(tiles, Number(Deno.UnsafePointer.value(heap)));
+          return out;
+        }
+      }
       for (let i = 0; i < plan.batch; i++) {
         const ai = plan.aBatch === 1 ? 0 : i, bi = plan.bBatch === 1 ? 0 : i;
         blasSgemm(
