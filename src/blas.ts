@@ -149,7 +149,7 @@ function startHelper(path: string): boolean {
 }
 
 /** One tile: C[m, n] = op(A)·op(B) at byte offsets of the wasm heap, with leading dims. */
-interface Tile {
+export interface Tile {
   transA: boolean;
   transB: boolean;
   m: number;
@@ -197,17 +197,22 @@ function runShared(tiles: Tile[], base: number): void {
     runTile(h.sgemm, h.table, TILE_CAPACITY, slot, i);
     finishTile(h.ctrl, slot);
   }
-  for (;;) {
+  // The helper's last tile: spin a few microseconds (a futex wake-up costs more), then sleep.
+  const spinUntil = performance.now() + 0.03;
+  for (let spins = 0;; spins++) {
     const left = Atomics.load(h.ctrl, CTRL.REMAINING + slot);
     if (left === 0) break;
-    Atomics.wait(h.ctrl, CTRL.REMAINING + slot, left);
+    if ((spins & 63) === 63 && performance.now() > spinUntil) {
+      Atomics.wait(h.ctrl, CTRL.REMAINING + slot, left);
+    }
   }
 }
 
 /**
  * The tiles of a batched product (byte offsets of A, B, C in the heap): one per batch item, or
- * for a single product two blocks of C's rows (or columns, when it has more of them). Rows are
- * cut at a multiple of 16, the width of the library's kernels.
+ * for a single product up to four blocks of C's rows (or columns, when it has more of them),
+ * cut at multiples of 16, the width of the library's kernels, each of at least
+ * {@link BLAS_PARALLEL_MIN} multiply-adds.
  */
 export function planTiles(
   plan: NonNullable<ReturnType<typeof planBatchMatMul>>,
@@ -233,30 +238,35 @@ export function planTiles(
     c: cOff + i * m * n * 4,
   });
   if (batch > 1) return Array.from({ length: batch }, (_, i) => whole(i));
+  // A single product in up to 4 blocks of rows (or columns), so that the main thread can take
+  // the helper's share when the helper wakes late, and waits for at most one block. Every block
+  // keeps at least BLAS_PARALLEL_MIN multiply-adds: OpenBLAS computes products below 100³ with
+  // its small-matrix kernels, whose sums differ from the general kernel's.
   const t = whole(0);
-  if (Math.max(m, n) < 32) return [t];
-  if (m >= n) {
-    const cut = Math.min(m - 1, Math.max(1, Math.round(m / 32) * 16));
-    return [
-      { ...t, m: cut },
-      {
+  const byRows = m >= n, len = byRows ? m : n;
+  const parts = Math.min(4, Math.floor(len / 16), Math.floor((m * n * k) / BLAS_PARALLEL_MIN));
+  if (parts < 2) return [t];
+  const tiles: Tile[] = [];
+  for (let i = 0, from = 0; i < parts; i++) {
+    const to = i === parts - 1 ? len : Math.round((len * (i + 1)) / parts / 16) * 16;
+    if (byRows) {
+      tiles.push({
         ...t,
-        m: m - cut,
-        a: t.a + (transA ? cut : cut * lda) * 4,
-        c: t.c + cut * n * 4,
-      },
-    ];
+        m: to - from,
+        a: t.a + (transA ? from : from * lda) * 4,
+        c: t.c + from * n * 4,
+      });
+    } else {
+      tiles.push({
+        ...t,
+        n: to - from,
+        b: t.b + (transB ? from * ldb : from) * 4,
+        c: t.c + from * 4,
+      });
+    }
+    from = to;
   }
-  const cut = Math.min(n - 1, Math.max(1, Math.round(n / 32) * 16));
-  return [
-    { ...t, n: cut },
-    {
-      ...t,
-      n: n - cut,
-      b: t.b + (transB ? cut * ldb : cut) * 4,
-      c: t.c + cut * 4,
-    },
-  ];
+  return tiles;
 }
 
 function openLibrary(path: string, threads: number): Sgemm {

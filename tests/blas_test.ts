@@ -7,6 +7,7 @@ import {
   blasSgemm,
   blasStatus,
   planBatchMatMul,
+  planTiles,
 } from "../src/blas.ts";
 import { Rng } from "../src/rng.ts";
 
@@ -107,11 +108,18 @@ Deno.test({
       [7, 61, 129, 100],
       [1, 1016, 8, 688],
       [1, 8, 688, 1016],
-      [1, 333, 517, 19],
-      [1, 37, 2051, 29],
+      [1, 333, 517, 40],
+      [1, 2051, 37, 120],
+      [1, 600, 8, 900],
     ];
     for (const [batch, m, n, k] of cases) {
       assert.ok(batch * m * n * k >= BLAS_PARALLEL_MIN && m * n * k < BLAS_THREADING_MIN);
+      // The tiles cover C once, and a single product's blocks stay above the small-matrix size.
+      const plan = planBatchMatMul([batch, m, k], [batch, k, n], false, false)!;
+      const tiles = planTiles(plan, false, false, 0, 0, 0);
+      assert.ok(batch > 1 || tiles.length >= 2, `[${batch}, ${m}, ${n}, ${k}] is split`);
+      assert.equal(tiles.reduce((a, t) => a + t.m * t.n, 0), batch * m * n);
+      if (batch === 1) { for (const t of tiles) assert.ok(t.m * t.n * t.k >= BLAS_PARALLEL_MIN); }
       for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
         const as = [batch, ...(ta ? [k, m] : [m, k])], bs = [batch, ...(tb ? [n, k] : [k, n])];
         const av = Float32Array.from({ length: batch * m * k }, () => rng.normal());
