@@ -109,6 +109,15 @@ export const BLAS_THREADING_MIN = 1 << 24;
  */
 export const BLAS_PARALLEL_MIN = 1 << 21;
 
+/**
+ * Experimental (`RECALIGN_BLAS_SHARE_LARGE=1`): products above {@link BLAS_THREADING_MIN} with
+ * k ≤ 256 are also shared with the helper instead of the library's threads. Below OpenBLAS's
+ * k-block (384 on this machine's kernels) its one- and two-thread drivers sum alike, so the
+ * floats are the same.
+ */
+const SHARE_LARGE_MAX_K = 256;
+const shareLarge = envGet("RECALIGN_BLAS_SHARE_LARGE") === "1";
+
 /** Tiles per product the helper's table holds (per slot); a larger batch runs on one thread. */
 const TILE_CAPACITY = 4096;
 
@@ -449,7 +458,8 @@ function registerWasmKernel(): void {
       const aSize = plan.m * plan.k, bSize = plan.k * plan.n, cSize = plan.m * plan.n;
       const perItem = plan.m * plan.n * plan.k;
       if (
-        perItem < BLAS_THREADING_MIN && plan.batch * perItem >= BLAS_PARALLEL_MIN &&
+        (perItem < BLAS_THREADING_MIN || (shareLarge && plan.k <= SHARE_LARGE_MAX_K)) &&
+        plan.batch * perItem >= BLAS_PARALLEL_MIN &&
         plan.k > 0 && plan.batch <= TILE_CAPACITY && blasHelperReady()
       ) {
         const tiles = planTiles(plan, transposeA, transposeB, aOff, bOff, cOff);
