@@ -221,8 +221,8 @@ function rotateHalfMatrices(d: number): { r: tf.Tensor2D; rT: tf.Tensor2D } {
 /**
  * x·cos + rotate_half(x)·sin for x [B, T, h, D]; cos/sin [B, T, 1, D]. Hand-written gradient
  * dx = rotate_halfᵀ(dy·sin) + dy·cos: the same kernels and sums as autodiff's, without its
- * casts and reshapes. On wasm rotate_half is a permutation in the heap ({@link rotateHalf}),
- * bit for bit the product with the ±1 matrix `rot` that other backends use.
+ * casts and reshapes. On wasm, for heads of 64 or more, rotate_half is a permutation in the heap
+ * ({@link rotateHalf}), bit for bit the product with the ±1 matrix `rot` used otherwise.
  */
 export function applyRope(
   x: tf.Tensor4D,
@@ -231,7 +231,9 @@ export function applyRope(
   rot: { r: tf.Tensor2D; rT: tf.Tensor2D },
 ): tf.Tensor4D {
   const d = x.shape[3];
-  const inHeap = rotateHalfAvailable();
+  // The permutation pays from a head size of 64 (0.21 against 0.36 ms on [4,064, 64]); at 16,
+  // the shipped LM's, the 16 × 16 product is faster (0.07 against 0.14 ms on [8,128, 16]).
+  const inHeap = d >= 64 && rotateHalfAvailable();
   const rotate = (t: tf.Tensor, transpose: boolean) =>
     inHeap
       ? rotateHalf(t, transpose)

@@ -256,7 +256,11 @@ function checkFiniteDifferences(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, g:
 }
 
 Deno.test("applyRope's hand-written gradient equals autodiff of the formula bit for bit, and finite differences", () => {
-  const d = 16;
+  // Head size 16 takes the product with the ±1 matrix, 64 the permutation in the heap.
+  for (const d of [16, 64]) ropeCheck(d);
+});
+
+function ropeCheck(d: number): void {
   const r = new Float32Array(d * d);
   for (let i = 0; i < d / 2; i++) {
     r[(i + d / 2) * d + i] = -1;
@@ -289,7 +293,7 @@ Deno.test("applyRope's hand-written gradient equals autodiff of the formula bit 
   assert.deepEqual(bits(gOurs), bits(gRef));
   checkFiniteDifferences(ours, x, gOurs);
   tf.dispose([rT, rot.rT, x, weights, cos, sin, yOurs, yRef, gOurs, gRef]);
-});
+}
 
 Deno.test("rotateHalf equals the product with the ±1 permutation matrix bit for bit, zeros included", () => {
   assert.ok(rotateHalfAvailable());
