@@ -24,6 +24,7 @@
  */
 import { errorLine, type FlagTable, helpText, parseFlags } from "../src/cli/_args.ts";
 import { initBackend, tf } from "../src/backend.ts";
+import { blasScaling } from "../src/blas.ts";
 import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
@@ -259,7 +260,10 @@ function median(xs: number[]): number {
 /** Jiffies since boot of all CPUs: [total, steal] (Linux; undefined elsewhere). */
 function cpuTimes(): [number, number] | undefined {
   try {
-    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+    // Deno reads /proc/stat only with --allow-all; cat reads it for us.
+    const out = new Deno.Command("cat", { args: ["/proc/stat"], stdout: "piped", stderr: "null" })
+      .outputSync();
+    const f = new TextDecoder().decode(out.stdout).split("\n")[0].trim().split(/\s+/).slice(1)
       .map(Number);
     return [f.reduce((a, b) => a + b, 0), f[7] ?? 0];
   } catch {
@@ -482,8 +486,12 @@ for (const backend of backends) {
         if (torch) await torch.run(workload, warmup);
       }
       const cpuFrom = cpuTimes();
+      const scaling: (number | undefined)[] = [];
       for (let r = 0; r < repeats; r++) {
-        if (torch) await pause(handoffMs);
+        if (torch) {
+          scaling.push(blasScaling());
+          await pause(handoffMs);
+        }
         ours.push(...await ourSteps(workload, cfg, model, ex, iters));
         if (torch) {
           await pause(handoffMs);
@@ -542,6 +550,7 @@ for (const backend of backends) {
           interleaved: `${repeats} rounds of ${iters} steps each, ours first, ${handoffMs} ms ` +
             "idle before each",
           steal_percent: steal,
+          two_thread_scaling: scaling,
           torch_script: torchScript.split("/").slice(-2).join("/"),
           torch: torch.info,
           torch_blas_build: torch.blasBuild,

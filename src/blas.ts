@@ -411,6 +411,30 @@ export function enableBlas(opts: { library?: string; threads?: number } = {}): B
   return status;
 }
 
+/**
+ * How much faster the library computes a 768³ product on all its threads than on one (median of
+ * 5 each; undefined without the library or with one thread). For benchmarks: on a 2-core
+ * virtual machine this drops from ~2.0 to ~1.5 when the host gives the second core to others,
+ * which steady two-thread PyTorch steps do not survive (docs/speed.md).
+ */
+export function blasScaling(): number | undefined {
+  if (!sgemm || !setThreads || maxThreads < 2) return undefined;
+  const n = 768;
+  const a = new Float32Array(n * n).fill(0.5), c = new Float32Array(n * n);
+  const time = (threads: number) => {
+    setThreads!(currentThreads = threads);
+    const ts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      sgemm!(ROW_MAJOR, NO_TRANS, NO_TRANS, n, n, n, 1, a, n, a, n, 0, c, n);
+      ts.push(performance.now() - t0);
+    }
+    return ts.sort((x, y) => x - y)[2];
+  };
+  time(maxThreads); // warm-up
+  return Math.round((100 * time(1)) / time(maxThreads)) / 100;
+}
+
 /** True when the helper thread is up and waiting for products. */
 export function blasHelperReady(): boolean {
   return helper !== undefined && Atomics.load(helper.ctrl, CTRL.READY) === 1;
