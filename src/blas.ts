@@ -18,7 +18,7 @@
  * rows or columns of C; the sums over k are not split), so the floats do not depend on the
  * split. Larger products keep the library's own threads: OpenBLAS blocks the sum over k
  * differently with two threads than with one (k = 688 or 1,016, say), so moving them would
- * change results.
+ * change results. The helper is off unless `RECALIGN_BLAS_HELPER=1` (or {@link startBlasHelper}).
  *
  * The library is found at run time: `RECALIGN_BLAS` (a path, or `off`), else the usual
  * OpenBLAS / Accelerate locations. `RECALIGN_BLAS_THREADS=1` keeps everything on one thread. Needs `--allow-ffi`; without it, or without a library, the
@@ -404,11 +404,22 @@ export function enableBlas(opts: { library?: string; threads?: number } = {}): B
     };
     return status;
   }
-  if (threads > 1 && envGet("RECALIGN_BLAS_HELPER") !== "0" && startHelper(status.library!)) {
-    status = { ...status, helper: true };
-  }
   registerWasmKernel();
+  if (envGet("RECALIGN_BLAS_HELPER") === "1") startBlasHelper();
   return status;
+}
+
+/**
+ * Start the helper thread that shares one-thread products (off by default: on the idle 2-core
+ * machine it changed step times by −7 % to +5 %, within the benchmark's noise; see
+ * docs/speed.md). `RECALIGN_BLAS_HELPER=1` starts it with the library. Idempotent; false when
+ * BLAS is off or has one thread.
+ */
+export function startBlasHelper(): boolean {
+  if (helper) return true;
+  if (!status.enabled || maxThreads < 2 || !startHelper(status.library!)) return false;
+  status = { ...status, helper: true };
+  return true;
 }
 
 /**
