@@ -16,13 +16,15 @@
  *
  * `--compare-torch` runs `bench/torch_step.py` (or `--torch-script`) as a second process on the
  * same preset and interleaves the two: for each workload, `--repeats` rounds of our `--iters`
- * steps then PyTorch's, so both see the same load on a shared machine; medians over all timed
- * steps. Writes `bench.jsonl`, `compare.jsonl` (with the machine's description) and a plot.
+ * steps then PyTorch's, so both see the same load on a shared machine, with `--handoff-ms` of
+ * idle time before each turn (so that neither engine's threads are still spinning when the other
+ * is timed); medians over all timed steps, and the share of CPU time stolen by the hypervisor. Writes `bench.jsonl`, `compare.jsonl` (with the machine's description) and a plot.
  *
  * @module
  */
 import { errorLine, type FlagTable, helpText, parseFlags } from "../src/cli/_args.ts";
 import { initBackend, tf } from "../src/backend.ts";
+import { blasScaling } from "../src/blas.ts";
 import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { appendJsonLine, ensureDir } from "../src/io.ts";
@@ -124,6 +126,14 @@ const BENCH_OPTIONS = {
     default: "/usr/bin/python3",
     help: "a Python with torch, for --compare-torch",
   },
+  "handoff-ms": {
+    type: "string",
+    value: "MS",
+    default: "300",
+    help: "with --compare-torch, idle time between our round and PyTorch's and back, so that " +
+      "neither times its steps while the other's threads still spin (OpenBLAS's for ~0.1 s " +
+      "after a product; PyTorch's OpenMP threads stall when a core is taken)",
+  },
 } as const satisfies FlagTable;
 
 /** A bad flag or value: one line on stderr naming it and what is allowed, exit status 2. */
@@ -213,6 +223,10 @@ const warmup = Number(flags.warmup);
 if (!(Number.isInteger(warmup) && warmup >= 0)) {
   usageError(`--warmup: expected an integer >= 0, got "${flags.warmup}"`);
 }
+const handoffMs = Number(flags["handoff-ms"]);
+if (!(Number.isFinite(handoffMs) && handoffMs >= 0)) {
+  usageError(`--handoff-ms: expected a number >= 0, got "${flags["handoff-ms"]}"`);
+}
 const workloads = flags.workloads!.split(",");
 const WORKLOADS = ["fwd_logp", "sft_step", "sdpo_step"];
 for (const w of workloads) {
@@ -242,6 +256,31 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
+
+/** Jiffies since boot of all CPUs: [total, steal] (Linux; undefined elsewhere). */
+function cpuTimes(): [number, number] | undefined {
+  try {
+    // Deno reads /proc/stat only with --allow-all; cat reads it for us.
+    const out = new Deno.Command("cat", { args: ["/proc/stat"], stdout: "piped", stderr: "null" })
+      .outputSync();
+    const f = new TextDecoder().decode(out.stdout).split("\n")[0].trim().split(/\s+/).slice(1)
+      .map(Number);
+    return [f.reduce((a, b) => a + b, 0), f[7] ?? 0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share of CPU time the hypervisor gave to other machines between two {@link cpuTimes}, %. */
+function stealPercent(
+  from: [number, number] | undefined,
+  to: [number, number] | undefined,
+): number | undefined {
+  if (!from || !to || to[0] === from[0]) return undefined;
+  return Math.round(1000 * (to[1] - from[1]) / (to[0] - from[0])) / 10;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** CPU, cores, memory, load and software: what a reader needs to weigh the figures. */
 function machine(): Record<string, unknown> {
@@ -446,10 +485,20 @@ for (const backend of backends) {
         await ourSteps(workload, cfg, model, ex, warmup);
         if (torch) await torch.run(workload, warmup);
       }
+      const cpuFrom = cpuTimes();
+      const scaling: (number | undefined)[] = [];
       for (let r = 0; r < repeats; r++) {
+        if (torch) {
+          scaling.push(blasScaling());
+          await pause(handoffMs);
+        }
         ours.push(...await ourSteps(workload, cfg, model, ex, iters));
-        if (torch) theirs.push(...await torch.run(workload, iters));
+        if (torch) {
+          await pause(handoffMs);
+          theirs.push(...await torch.run(workload, iters));
+        }
       }
+      const steal = stealPercent(cpuFrom, cpuTimes());
       model.dispose();
       const tokens = tokensPerStep(workload, cfg);
       const sec = median(ours);
@@ -469,6 +518,7 @@ for (const backend of backends) {
         tensors_after: tf.memory().numTensors,
         config: cfg,
         machine: machine(),
+        steal_percent: steal,
         date: new Date().toISOString(),
       };
       console.log(JSON.stringify(row));
@@ -497,7 +547,10 @@ for (const backend of backends) {
           ratio: tsec / sec,
           ours_sec_per_iter: ours,
           torch_sec_per_iter: theirs,
-          interleaved: `${repeats} rounds of ${iters} steps each, ours first`,
+          interleaved: `${repeats} rounds of ${iters} steps each, ours first, ${handoffMs} ms ` +
+            "idle before each",
+          steal_percent: steal,
+          two_thread_scaling: scaling,
           torch_script: torchScript.split("/").slice(-2).join("/"),
           torch: torch.info,
           torch_blas_build: torch.blasBuild,

@@ -9,13 +9,26 @@
  * `cblas_sgemm` on the tensors' bytes in the wasm heap (no copies), batch by batch, and falls
  * back to the original kernel for anything it does not handle (non-float32, odd broadcasts).
  *
+ * Products below {@link BLAS_THREADING_MIN} multiply-adds per matrix, which the library runs on
+ * one thread, are shared between two cores when they are large enough (batched attention
+ * products, LoRA's thin ones): a helper thread (`blas_helper.ts`, a worker calling the same
+ * library on this memory by address) and the main thread split the batch items, or the rows or
+ * columns of a single product, and compute their tiles with one library thread each. Every
+ * element of the result is the same sum in the same order as in one call (a tile is a block of
+ * rows or columns of C; the sums over k are not split), so the floats do not depend on the
+ * split. Larger products keep the library's own threads: OpenBLAS blocks the sum over k
+ * differently with two threads than with one (k = 688 or 1,016, say), so moving them would
+ * change results. The helper is off unless `RECALIGN_BLAS_HELPER=1` (or {@link startBlasHelper}).
+ *
  * The library is found at run time: `RECALIGN_BLAS` (a path, or `off`), else the usual
- * OpenBLAS / Accelerate locations. Needs `--allow-ffi`; without it, or without a library, the
+ * OpenBLAS / Accelerate locations. `RECALIGN_BLAS_THREADS=1` keeps everything on one thread. Needs `--allow-ffi`; without it, or without a library, the
  * wasm kernels are used and {@link enableBlas} says why.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { Worker } from "node:worker_threads";
+import { claimTile, CTRL, finishTile, openSgemm, runTile, TILE_FIELDS } from "./blas_helper.ts";
 
 /** What {@link enableBlas} found. */
 export interface BlasStatus {
@@ -25,6 +38,8 @@ export interface BlasStatus {
   library?: string;
   /** Threads the library computes with. */
   threads?: number;
+  /** Whether a helper thread shares the products (see {@link BLAS_PARALLEL_MIN}). */
+  helper?: boolean;
   /** Why it is not enabled, or how it was found. */
   reason: string;
 }
@@ -87,6 +102,181 @@ let maxThreads = 1;
  * machine: fwd_logp 1.6–2×, sdpo_step 1.2–1.5× faster on one thread; see docs/speed.md).
  */
 export const BLAS_THREADING_MIN = 1 << 24;
+
+/**
+ * With the helper thread, products of at least this many multiply-adds (all batch items
+ * together) are shared between the two threads; smaller ones cost less than waking the helper.
+ */
+export const BLAS_PARALLEL_MIN = 1 << 21;
+
+/**
+ * Experimental (`RECALIGN_BLAS_SHARE_LARGE=1`): products above {@link BLAS_THREADING_MIN} with
+ * k ≤ 256 are also shared with the helper instead of the library's threads. Below OpenBLAS's
+ * k-block (384 on this machine's kernels) its one- and two-thread drivers sum alike, so the
+ * floats are the same.
+ */
+const SHARE_LARGE_MAX_K = 256;
+const shareLarge = envGet("RECALIGN_BLAS_SHARE_LARGE") === "1";
+
+/** Tiles per product the helper's table holds (per slot); a larger batch runs on one thread. */
+const TILE_CAPACITY = 4096;
+
+/** The helper thread's shared state, once it is started. */
+let helper:
+  | {
+    ctrl: Int32Array;
+    table: Float64Array;
+    sgemm: ReturnType<typeof openSgemm>;
+    gen: number;
+  }
+  | undefined;
+
+/** Starts the helper thread (it reports ready through the control block, asynchronously). */
+function startHelper(path: string): boolean {
+  try {
+    const ctrl = new Int32Array(new SharedArrayBuffer(CTRL.LENGTH * 4));
+    const table = new Float64Array(
+      new SharedArrayBuffer(2 * TILE_CAPACITY * TILE_FIELDS * 8),
+    );
+    const worker = new Worker(new URL("./blas_helper.ts", import.meta.url), {
+      workerData: {
+        recalignBlasHelper: true,
+        path,
+        ctrl: ctrl.buffer,
+        table: table.buffer,
+        capacity: TILE_CAPACITY,
+      },
+    });
+    // The helper never keeps the process alive; it blocks in Atomics.wait between products.
+    worker.unref();
+    worker.on("error", () => helper = undefined);
+    helper = { ctrl, table, sgemm: openSgemm(path), gen: 0 };
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One tile: C[m, n] = op(A)·op(B) at byte offsets of the wasm heap, with leading dims. */
+export interface Tile {
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  a: number;
+  b: number;
+  c: number;
+}
+
+/**
+ * Runs the tiles on the main thread and the helper: the tiles go into the shared table, the
+ * helper is woken, both claim tiles until none is left, and the main thread waits until the
+ * helper's last tile is done. `base` is the heap's address.
+ */
+function runShared(tiles: Tile[], base: number): void {
+  const h = helper!;
+  if (setThreads && currentThreads !== 1) setThreads(currentThreads = 1);
+  const gen = h.gen = (h.gen + 1) & 0x7fff;
+  const slot = gen & 1;
+  tiles.forEach((t, i) => {
+    const o = (slot * TILE_CAPACITY + i) * TILE_FIELDS;
+    const row = h.table;
+    row[o] = t.transA ? 1 : 0;
+    row[o + 1] = t.transB ? 1 : 0;
+    row[o + 2] = t.m;
+    row[o + 3] = t.n;
+    row[o + 4] = t.k;
+    row[o + 5] = t.lda;
+    row[o + 6] = t.ldb;
+    row[o + 7] = t.ldc;
+    row[o + 8] = base + t.a;
+    row[o + 9] = base + t.b;
+    row[o + 10] = base + t.c;
+  });
+  Atomics.store(h.ctrl, CTRL.COUNT + slot, tiles.length);
+  Atomics.store(h.ctrl, CTRL.REMAINING + slot, tiles.length);
+  Atomics.store(h.ctrl, CTRL.WORD, gen << 16);
+  Atomics.store(h.ctrl, CTRL.GEN, gen);
+  Atomics.notify(h.ctrl, CTRL.GEN);
+  for (let i = claimTile(h.ctrl, gen); i >= 0; i = claimTile(h.ctrl, gen)) {
+    runTile(h.sgemm, h.table, TILE_CAPACITY, slot, i);
+    finishTile(h.ctrl, slot);
+  }
+  // The helper's last tile: spin a few microseconds (a futex wake-up costs more), then sleep.
+  const spinUntil = performance.now() + 0.03;
+  for (let spins = 0;; spins++) {
+    const left = Atomics.load(h.ctrl, CTRL.REMAINING + slot);
+    if (left === 0) break;
+    if ((spins & 63) === 63 && performance.now() > spinUntil) {
+      Atomics.wait(h.ctrl, CTRL.REMAINING + slot, left);
+    }
+  }
+}
+
+/**
+ * The tiles of a batched product (byte offsets of A, B, C in the heap): one per batch item, or
+ * for a single product up to four blocks of C's rows (or columns, when it has more of them),
+ * cut at multiples of 16, the width of the library's kernels, each of at least
+ * {@link BLAS_PARALLEL_MIN} multiply-adds.
+ */
+export function planTiles(
+  plan: NonNullable<ReturnType<typeof planBatchMatMul>>,
+  transA: boolean,
+  transB: boolean,
+  aOff: number,
+  bOff: number,
+  cOff: number,
+): Tile[] {
+  const { m, n, k, batch } = plan;
+  const lda = transA ? m : k, ldb = transB ? k : n;
+  const whole = (i: number): Tile => ({
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    lda,
+    ldb,
+    ldc: n,
+    a: aOff + (plan.aBatch === 1 ? 0 : i) * m * k * 4,
+    b: bOff + (plan.bBatch === 1 ? 0 : i) * k * n * 4,
+    c: cOff + i * m * n * 4,
+  });
+  if (batch > 1) return Array.from({ length: batch }, (_, i) => whole(i));
+  // A single product in up to 4 blocks of rows (or columns), so that the main thread can take
+  // the helper's share when the helper wakes late, and waits for at most one block. Every block
+  // keeps at least BLAS_PARALLEL_MIN multiply-adds: OpenBLAS computes products below 100³ with
+  // its small-matrix kernels, whose sums differ from the general kernel's.
+  const t = whole(0);
+  const byRows = m >= n, len = byRows ? m : n;
+  const parts = Math.min(4, Math.floor(len / 16), Math.floor((m * n * k) / BLAS_PARALLEL_MIN));
+  if (parts < 2) return [t];
+  const tiles: Tile[] = [];
+  for (let i = 0, from = 0; i < parts; i++) {
+    const to = i === parts - 1 ? len : Math.round((len * (i + 1)) / parts / 16) * 16;
+    if (byRows) {
+      tiles.push({
+        ...t,
+        m: to - from,
+        a: t.a + (transA ? from : from * lda) * 4,
+        c: t.c + from * n * 4,
+      });
+    } else {
+      tiles.push({
+        ...t,
+        n: to - from,
+        b: t.b + (transB ? from * ldb : from) * 4,
+        c: t.c + from * 4,
+      });
+    }
+    from = to;
+  }
+  return tiles;
+}
 
 function openLibrary(path: string, threads: number): Sgemm {
   const lib = Deno.dlopen(path, {
@@ -215,7 +405,50 @@ export function enableBlas(opts: { library?: string; threads?: number } = {}): B
     return status;
   }
   registerWasmKernel();
+  if (envGet("RECALIGN_BLAS_HELPER") === "1") startBlasHelper();
   return status;
+}
+
+/**
+ * Start the helper thread that shares one-thread products (off by default: on the idle 2-core
+ * machine it changed step times by −7 % to +5 %, within the benchmark's noise; see
+ * docs/speed.md). `RECALIGN_BLAS_HELPER=1` starts it with the library. Idempotent; false when
+ * BLAS is off or has one thread.
+ */
+export function startBlasHelper(): boolean {
+  if (helper) return true;
+  if (!status.enabled || maxThreads < 2 || !startHelper(status.library!)) return false;
+  status = { ...status, helper: true };
+  return true;
+}
+
+/**
+ * How much faster the library computes a 768³ product on all its threads than on one (median of
+ * 5 each; undefined without the library or with one thread). For benchmarks: on a 2-core
+ * virtual machine this drops from ~2.0 to ~1.5 when the host gives the second core to others,
+ * which steady two-thread PyTorch steps do not survive (docs/speed.md).
+ */
+export function blasScaling(): number | undefined {
+  if (!sgemm || !setThreads || maxThreads < 2) return undefined;
+  const n = 768;
+  const a = new Float32Array(n * n).fill(0.5), c = new Float32Array(n * n);
+  const time = (threads: number) => {
+    setThreads!(currentThreads = threads);
+    const ts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      sgemm!(ROW_MAJOR, NO_TRANS, NO_TRANS, n, n, n, 1, a, n, a, n, 0, c, n);
+      ts.push(performance.now() - t0);
+    }
+    return ts.sort((x, y) => x - y)[2];
+  };
+  time(maxThreads); // warm-up
+  return Math.round((100 * time(1)) / time(maxThreads)) / 100;
+}
+
+/** True when the helper thread is up and waiting for products. */
+export function blasHelperReady(): boolean {
+  return helper !== undefined && Atomics.load(helper.ctrl, CTRL.READY) === 1;
 }
 
 // ---------------------------------------------------------------- the kernel
@@ -258,6 +491,19 @@ function registerWasmKernel(): void {
       const bOff = backend.dataIdMap.get(b.dataId).memoryOffset;
       const cOff = backend.dataIdMap.get(out.dataId).memoryOffset;
       const aSize = plan.m * plan.k, bSize = plan.k * plan.n, cSize = plan.m * plan.n;
+      const perItem = plan.m * plan.n * plan.k;
+      if (
+        (perItem < BLAS_THREADING_MIN || (shareLarge && plan.k <= SHARE_LARGE_MAX_K)) &&
+        plan.batch * perItem >= BLAS_PARALLEL_MIN &&
+        plan.k > 0 && plan.batch <= TILE_CAPACITY && blasHelperReady()
+      ) {
+        const tiles = planTiles(plan, transposeA, transposeB, aOff, bOff, cOff);
+        if (tiles.length > 1) {
+          const heap = Deno.UnsafePointer.of(backend.wasm.HEAPU8);
+          runShared(tiles, Number(Deno.UnsafePointer.value(heap)));
+          return out;
+        }
+      }
       for (let i = 0; i < plan.batch; i++) {
         const ai = plan.aBatch === 1 ? 0 : i, bi = plan.bBatch === 1 ? 0 : i;
         blasSgemm(

@@ -9,7 +9,9 @@
  * - `Slice` and `SplitV` copy the slice's runs within the heap; tfjs's kernel first copies the
  *   whole input out of the heap, once per slice (a split into n parts copied its input n times).
  *
- * All give bit-identical results; other dtypes and axes go to the original kernels.
+ * All give bit-identical results; other dtypes and axes go to the original kernels. One kernel
+ * is new: {@link rotateHalf} (RoPE's rotate_half), which replaces a product with a ±1
+ * permutation matrix by the permutation itself.
  *
  * @module
  */
@@ -28,6 +30,10 @@ interface WasmBackendLike {
 let identityShared = false;
 let gatherRows = false;
 let sliceInHeap = false;
+let rotateHalfKernel = false;
+
+/** The name under which {@link rotateHalf}'s wasm kernel is registered. */
+const ROTATE_HALF = "RecalignRotateHalf";
 
 const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
 
@@ -111,6 +117,56 @@ function gatherRowsKernel(
 }
 
 /**
+ * rotate_half along the last axis of a float32 x [..., D] in the heap: cat(−x₂, x₁) with x₁, x₂
+ * the two halves, or its transpose cat(x₂, −x₁) (`transpose`, the gradient). Each value is
+ * written as 0 − v or 0 + v: exactly what a product with the ±1 permutation matrix gives (the
+ * one non-zero term added to +0 sums; −0 comes out as +0), so it replaces that product bit for
+ * bit on finite values.
+ */
+function rotateHalfInHeap(
+  backend: WasmBackendLike,
+  x: tf.TensorInfo,
+  transpose: boolean,
+): tf.TensorInfo {
+  const out = backend.makeOutput([...x.shape], "float32");
+  const d = x.shape[x.shape.length - 1];
+  const n = x.shape.reduce((a, b) => a * b, 1);
+  if (n === 0) return out;
+  const half = d / 2;
+  // Views after makeOutput: allocating can grow (and detach) the wasm memory. Views of the
+  // tensors' own length: V8 runs the loops over them about twice as fast as over the heap.
+  const buf = backend.wasm.HEAPU8.buffer;
+  const xs = new Float32Array(buf, backend.dataIdMap.get(x.dataId).memoryOffset, n);
+  const os = new Float32Array(buf, backend.dataIdMap.get(out.dataId).memoryOffset, n);
+  // cat(−x₂, x₁) writes 0 − x₂ then 0 + x₁; its transpose cat(x₂, −x₁) writes 0 + x₂, 0 − x₁.
+  const first = transpose ? 1 : -1;
+  for (let row = 0; row < n; row += d) {
+    const end = row + half;
+    for (let j = row; j < end; j++) os[j] = 0 + first * xs[j + half];
+    for (let j = row; j < end; j++) os[j + half] = 0 - first * xs[j];
+  }
+  return out;
+}
+
+/**
+ * RoPE's rotate_half of x [..., D] (D even): cat(−x[..., D/2:], x[..., :D/2]), or with
+ * `transpose` its transpose cat(x[..., D/2:], −x[..., :D/2]). No gradient of its own (the
+ * caller's custom op writes one). Needs {@link rotateHalfAvailable}.
+ */
+export function rotateHalf(x: tf.Tensor, transpose = false): tf.Tensor {
+  return tf.engine().runKernel(
+    ROTATE_HALF,
+    { x },
+    { transpose } as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor;
+}
+
+/** True when {@link rotateHalf} can run: its kernel is registered and wasm is the backend. */
+export function rotateHalfAvailable(): boolean {
+  return rotateHalfKernel && tf.getBackend() === "wasm";
+}
+
+/**
  * Swap wasm's kernel `name` for `make(original)` (keeping the original's setup). Returns false,
  * changing nothing, when wasm has no such kernel.
  */
@@ -130,8 +186,23 @@ function replaceWasmKernel(
   return true;
 }
 
-/** Register the wasm kernel replacements (idempotent). */
+/** Register the wasm kernel replacements and {@link rotateHalf}'s kernel (idempotent). */
 export function enableFusedKernels(): { identity: boolean; gather: boolean; slice: boolean } {
+  if (!rotateHalfKernel && tf.findBackend("wasm")) {
+    tf.registerKernel({
+      kernelName: ROTATE_HALF,
+      backendName: "wasm",
+      kernelFunc: (args) => {
+        const x = args.inputs.x as tf.TensorInfo;
+        const { transpose } = args.attrs as unknown as { transpose: boolean };
+        if (x.dtype !== "float32" || x.shape[x.shape.length - 1] % 2 !== 0) {
+          throw new Error(`${ROTATE_HALF}: needs float32 with an even last dim, got ${x.dtype}`);
+        }
+        return rotateHalfInHeap(args.backend as unknown as WasmBackendLike, x, transpose);
+      },
+    });
+    rotateHalfKernel = true;
+  }
   if (!identityShared) {
     identityShared = replaceWasmKernel("Identity", (original) => (args) => {
       const x = args.inputs.x as tf.TensorInfo;

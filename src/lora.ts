@@ -18,6 +18,7 @@
  * @module
  */
 import { customOp, tf } from "./backend.ts";
+import { blasStatus } from "./blas.ts";
 import { ConfigError, RecalignError } from "./errors.ts";
 import { Rng } from "./rng.ts";
 
@@ -275,14 +276,17 @@ export class LoraLinear {
   }
 
   /** The folded weights of the last call, and the data they were computed from. */
-  private foldCache?: { from: unknown[]; wT: tf.Tensor2D; w: tf.Tensor2D };
+  private foldCache?: { from: unknown[]; wT: tf.Tensor2D; w?: tf.Tensor2D };
 
   /**
-   * Wᵀ + s·AᵀBᵀ [in, out] and W + s·BA [out, in], recomputed only when the base weight or an
-   * adapter variable changed (an optimizer step or assign swaps a variable's data), so the
-   * micro-batches of a step and repeated scoring share one fold. Cached up to 2²⁰ values.
+   * Wᵀ + s·AᵀBᵀ [in, out], and W + s·BA [out, in] when the products cannot read a transposed
+   * operand at full speed, recomputed only when the base weight or an adapter variable changed
+   * (an optimizer step or assign swaps a variable's data), so the micro-batches of a step and
+   * repeated scoring share one fold. Cached up to 2²⁰ values. With a native BLAS the input
+   * gradient reads wT transposed (`transposeB`, the same packed panels and sums bit for bit),
+   * so W + s·BA is never materialised.
    */
-  private folded(): { wT: tf.Tensor2D; w: tf.Tensor2D } {
+  private folded(): { wT: tf.Tensor2D; w?: tf.Tensor2D } {
     const ad = this.requireAdapter();
     const from = [this.weightT.dataId, this.weightCache?.dataId, ad.aT.dataId, ad.bT.dataId];
     const c = this.foldCache;
@@ -290,19 +294,24 @@ export class LoraLinear {
     this.dropFolded();
     // W + s·BA is the transpose of Wᵀ + s·AᵀBᵀ element by element (the same products over r,
     // the same scaling and sum), so it is taken as one transpose instead of a second fold.
+    const withW = !blasStatus().enabled;
     const fold = tf.tidy(() => {
       const wT = tf.add(this.weightT, tf.matMul(ad.aT, ad.bT).mul(ad.scaling)) as tf.Tensor2D;
-      return { wT, w: tf.transpose(wT) };
+      return { wT, w: withW ? tf.transpose(wT) : undefined };
     });
     if (this.inFeatures * this.outFeatures <= 1 << 20) {
-      this.foldCache = { from, wT: tf.keep(fold.wT), w: tf.keep(fold.w) };
+      this.foldCache = {
+        from,
+        wT: tf.keep(fold.wT),
+        w: fold.w ? tf.keep(fold.w) : undefined,
+      };
     }
     return fold;
   }
 
   private dropFolded(): void {
     this.foldCache?.wT.dispose();
-    this.foldCache?.w.dispose();
+    this.foldCache?.w?.dispose();
     this.foldCache = undefined;
   }
 
@@ -413,33 +422,34 @@ function linearLora(
 /**
  * The same layer without dropout, with the update folded into the weight for the two products
  * that touch every row at full width: y = x·fold.wT, dx = dy·fold.w, where fold.wT = wT +
- * s·aT bT and fold.w = w + s·bTᵀ aTᵀ (see {@link LoraLinear}'s fold cache). The adapter's own
- * gradients use the thin products: daT = s·xᵀ (dy bTᵀ), dbT = s·hᵀ dy with h = x aT. Per call
- * this is two [N, ·] products forward and four backward instead of three and five, and no
- * [N, out] or [N, in] element-wise sums.
+ * s·aT bT and fold.w = w + s·bTᵀ aTᵀ (see {@link LoraLinear}'s fold cache; with a native BLAS
+ * dx reads fold.wT transposed instead). The adapter's own gradients use the thin products:
+ * daT = s·xᵀ (dy bTᵀ), dbT = s·hᵀ dy with h = x aT, computed in the gradient, so that scoring
+ * without a gradient skips it. Per call this is one [N, ·] product forward and four backward
+ * instead of three and five, and no [N, out] or [N, in] element-wise sums.
  */
 function linearLoraMerged(
   x: tf.Tensor2D,
   aT: tf.Variable,
   bT: tf.Variable,
   scaling: number,
-  folded: () => { wT: tf.Tensor2D; w: tf.Tensor2D },
+  folded: () => { wT: tf.Tensor2D; w?: tf.Tensor2D },
 ): tf.Tensor2D {
   const f = customOp(([xi, ai, bi], save) => {
     // Inside the op the tape is off: the fold's products are not recorded for autodiff.
     const fold = folded();
-    const h = tf.matMul(xi as tf.Tensor2D, ai as tf.Tensor2D); // [N, r]
     const value = tf.matMul(xi as tf.Tensor2D, fold.wT);
-    // fold.w is saved too: an uncached fold belongs to the caller's tidy, gone by the backward.
-    save([xi, h, fold.w]);
+    // The fold is saved too: an uncached fold belongs to the caller's tidy, gone by the backward.
+    save([xi, fold.w ?? fold.wT]);
     return {
       value,
       gradFunc: (dy, saved) => {
-        const [xs, hs, w] = saved as tf.Tensor2D[];
+        const [xs, w] = saved as tf.Tensor2D[];
         const d = dy as tf.Tensor2D;
+        const hs = tf.matMul(xs, ai as tf.Tensor2D); // [N, r]
         const dh = tf.matMul(d, bi as tf.Tensor2D, false, true).mul(scaling) as tf.Tensor2D; // [N, r]
         return [
-          tf.matMul(d, w),
+          fold.w ? tf.matMul(d, w) : tf.matMul(d, w, false, true),
           tf.matMul(xs, dh, true, false), // [in, r]
           tf.matMul(hs, d, true, false).mul(scaling), // [r, out]
         ];

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../src/backend.ts";
-import { blasStatus, planBatchMatMul } from "../src/blas.ts";
+import {
+  BLAS_PARALLEL_MIN,
+  BLAS_THREADING_MIN,
+  blasHelperReady,
+  blasSgemm,
+  blasStatus,
+  planBatchMatMul,
+  planTiles,
+  startBlasHelper,
+} from "../src/blas.ts";
 import { Rng } from "../src/rng.ts";
 
 const info = await initBackend("wasm", { quiet: true });
@@ -84,4 +93,61 @@ Deno.test("planBatchMatMul() computes shapes and refuses general broadcasts", ()
   assert.deepEqual(planBatchMatMul([4, 5, 7], [7, 3], false, false)?.outShape, [4, 5, 3]);
   assert.equal(planBatchMatMul([2, 5, 7], [3, 7, 3], false, false), undefined);
   assert.equal(planBatchMatMul([5, 7], [6, 3], false, false), undefined);
+});
+
+Deno.test({
+  name: "products shared with the helper thread equal one library call bit for bit",
+  ignore: !enabled || (blasStatus().threads ?? 1) < 2,
+  async fn() {
+    assert.ok(startBlasHelper());
+    for (let i = 0; i < 100 && !blasHelperReady(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(blasHelperReady(), "the helper thread did not start");
+    const rng = new Rng(7);
+    // Batched (one tile per item) and single products cut by rows or by columns, every
+    // transpose, odd sizes; all between BLAS_PARALLEL_MIN and BLAS_THREADING_MIN per matrix.
+    const cases: [number, number, number, number][] = [
+      [32, 127, 127, 64],
+      [7, 61, 129, 100],
+      [1, 1016, 8, 688],
+      [1, 8, 688, 1016],
+      [1, 333, 517, 40],
+      [1, 2051, 37, 120],
+      [1, 600, 8, 900],
+    ];
+    for (const [batch, m, n, k] of cases) {
+      assert.ok(batch * m * n * k >= BLAS_PARALLEL_MIN && m * n * k < BLAS_THREADING_MIN);
+      // The tiles cover C once, and a single product's blocks stay above the small-matrix size.
+      const plan = planBatchMatMul([batch, m, k], [batch, k, n], false, false)!;
+      const tiles = planTiles(plan, false, false, 0, 0, 0);
+      assert.ok(batch > 1 || tiles.length >= 2, `[${batch}, ${m}, ${n}, ${k}] is split`);
+      assert.equal(tiles.reduce((a, t) => a + t.m * t.n, 0), batch * m * n);
+      if (batch === 1) { for (const t of tiles) assert.ok(t.m * t.n * t.k >= BLAS_PARALLEL_MIN); }
+      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+        const as = [batch, ...(ta ? [k, m] : [m, k])], bs = [batch, ...(tb ? [n, k] : [k, n])];
+        const av = Float32Array.from({ length: batch * m * k }, () => rng.normal());
+        const bv = Float32Array.from({ length: batch * k * n }, () => rng.normal());
+        const got = tf.tidy(() =>
+          tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb).dataSync() as Float32Array
+        );
+        const want = new Float32Array(batch * m * n);
+        for (let s = 0; s < batch; s++) {
+          blasSgemm(
+            av.subarray(s * m * k, (s + 1) * m * k),
+            bv.subarray(s * k * n, (s + 1) * k * n),
+            want.subarray(s * m * n, (s + 1) * m * n),
+            m,
+            n,
+            k,
+            ta,
+            tb,
+          );
+        }
+        assert.deepEqual(
+          new Uint32Array(got.buffer),
+          new Uint32Array(want.buffer),
+          `[${as}]·[${bs}] (${ta}, ${tb})`,
+        );
+      }
+    }
+  },
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { customOp, initBackend, tf } from "../src/backend.ts";
-import { enableFusedKernels } from "../src/fused.ts";
+import { enableFusedKernels, rotateHalf, rotateHalfAvailable } from "../src/fused.ts";
 import { applyRope, LlamaModel, PRESETS, rmsNorm, swiGlu } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
 import { Rng } from "../src/rng.ts";
@@ -256,7 +256,11 @@ function checkFiniteDifferences(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, g:
 }
 
 Deno.test("applyRope's hand-written gradient equals autodiff of the formula bit for bit, and finite differences", () => {
-  const d = 16;
+  // Head size 16 takes the product with the ±1 matrix, 64 the permutation in the heap.
+  for (const d of [16, 64]) ropeCheck(d);
+});
+
+function ropeCheck(d: number): void {
   const r = new Float32Array(d * d);
   for (let i = 0; i < d / 2; i++) {
     r[(i + d / 2) * d + i] = -1;
@@ -289,6 +293,42 @@ Deno.test("applyRope's hand-written gradient equals autodiff of the formula bit 
   assert.deepEqual(bits(gOurs), bits(gRef));
   checkFiniteDifferences(ours, x, gOurs);
   tf.dispose([rT, rot.rT, x, weights, cos, sin, yOurs, yRef, gOurs, gRef]);
+}
+
+Deno.test("rotateHalf equals the product with the ±1 permutation matrix bit for bit, zeros included", () => {
+  assert.ok(rotateHalfAvailable());
+  for (const d of [2, 16, 64]) {
+    const r = new Float32Array(d * d);
+    for (let i = 0; i < d / 2; i++) {
+      r[(i + d / 2) * d + i] = -1;
+      r[i * d + i + d / 2] = 1;
+    }
+    const rm = tf.tensor2d(r, [d, d]);
+    // Random values with exact zeros of both signs, as gradients of padded positions have.
+    const rng = new Rng(60 + d);
+    const data = Float32Array.from(
+      { length: 5 * 3 * d },
+      (_, i) => i % 7 === 0 ? 0 : i % 11 === 0 ? -0 : rng.normal(),
+    );
+    const x = tf.tensor3d(data, [5, 3, d]);
+    for (const transpose of [false, true]) {
+      const ours = rotateHalf(x, transpose);
+      const ref = tf.matMul(x.reshape([-1, d]) as tf.Tensor2D, rm, false, transpose);
+      assert.deepEqual(ours.shape, x.shape);
+      assert.deepEqual(bits(ours), bits(ref), `D ${d}, transpose ${transpose}`);
+      // And by hand: cat(−x₂, x₁), or its transpose cat(x₂, −x₁), with −0 written as +0.
+      const v = ours.dataSync();
+      for (let row = 0; row < data.length; row += d) {
+        for (let j = 0; j < d / 2; j++) {
+          const a = data[row + j], b = data[row + d / 2 + j];
+          assert.equal(v[row + j], (transpose ? b : -b) || 0);
+          assert.equal(v[row + d / 2 + j], (transpose ? -a : a) || 0);
+        }
+      }
+      tf.dispose([ours, ref]);
+    }
+    tf.dispose([rm, x]);
+  }
 });
 
 Deno.test("swiGlu's hand-written gradient equals autodiff of the formula bit for bit, and finite differences", () => {
