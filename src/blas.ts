@@ -28,7 +28,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Worker } from "node:worker_threads";
-import { claimTile, CTRL, finishTile, openSgemm, runTile, TILE_FIELDS } from "./blas_helper.ts";
+import {
+  claimTile,
+  CTRL,
+  finishTile,
+  openSgemm,
+  runTile,
+  sgemmSymbol,
+  TILE_FIELDS,
+} from "./blas_helper.ts";
 
 /** What {@link enableBlas} found. */
 export interface BlasStatus {
@@ -280,25 +288,7 @@ export function planTiles(
 
 function openLibrary(path: string, threads: number): Sgemm {
   const lib = Deno.dlopen(path, {
-    cblas_sgemm: {
-      parameters: [
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-        "buffer",
-        "i32",
-        "f32",
-        "buffer",
-        "i32",
-      ],
-      result: "void",
-    },
+    cblas_sgemm: sgemmSymbol("buffer"),
     openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   });
   const set = lib.symbols.openblas_set_num_threads;

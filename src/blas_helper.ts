@@ -41,29 +41,36 @@ export function claimTile(ctrl: Int32Array, gen: number): number {
   }
 }
 
+/**
+ * The `cblas_sgemm` signature (row-major order, transposes, m, n, k, alpha, A, lda, B, ldb,
+ * beta, C, ldc), its matrices passed as `arg`: "buffer" (typed arrays, the main thread) or
+ * "pointer" (addresses into the shared heap, the helper thread).
+ */
+export function sgemmSymbol<A extends "buffer" | "pointer">(arg: A) {
+  return {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      arg,
+      "i32",
+      arg,
+      "i32",
+      "f32",
+      arg,
+      "i32",
+    ],
+    result: "void",
+  } as const;
+}
+
 /** The `cblas_sgemm` of `path` with pointer arguments. */
 export function openSgemm(path: string) {
-  return Deno.dlopen(path, {
-    cblas_sgemm: {
-      parameters: [
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "i32",
-        "f32",
-        "pointer",
-        "i32",
-        "pointer",
-        "i32",
-        "f32",
-        "pointer",
-        "i32",
-      ],
-      result: "void",
-    },
-  }).symbols.cblas_sgemm;
+  return Deno.dlopen(path, { cblas_sgemm: sgemmSymbol("pointer") }).symbols.cblas_sgemm;
 }
 
 /** Runs tile `i` of slot `slot` of the table with `sgemm` (row-major, C = op(A)·op(B)). */
