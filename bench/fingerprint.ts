@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { initBackend } from "../src/backend.ts";
 import { scorePairs, train } from "../src/train.ts";
-import { BENCH_PRESETS, benchExamples, benchModel, benchTrainConfig } from "./presets.ts";
+import { benchExamples, benchModel, benchTrainConfig, presetOrExit } from "./presets.ts";
 
 const flags = parseArgs({
   args: Deno.args,
@@ -23,15 +23,7 @@ const flags = parseArgs({
   },
   strict: true,
 }).values;
-const cfg = BENCH_PRESETS[flags.preset!];
-if (!cfg) {
-  console.error(
-    `fingerprint: unknown --preset "${flags.preset}"; allowed: ${
-      Object.keys(BENCH_PRESETS).join(", ")
-    }`,
-  );
-  Deno.exit(2);
-}
+const cfg = presetOrExit("fingerprint", flags.preset!);
 await initBackend("wasm", { quiet: true });
 const ex = benchExamples(cfg);
 

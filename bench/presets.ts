@@ -60,6 +60,18 @@ export const BENCH_PRESETS: Record<string, BenchConfig> = {
   },
 };
 
+/** The preset `name` of a bench script's `--preset`; an unknown name exits 2 with one line. */
+export function presetOrExit(tool: string, name: string): BenchConfig {
+  const cfg = BENCH_PRESETS[name];
+  if (!cfg) {
+    console.error(
+      `${tool}: unknown --preset "${name}"; allowed: ${Object.keys(BENCH_PRESETS).join(", ")}`,
+    );
+    Deno.exit(2);
+  }
+  return cfg;
+}
+
 /** The bench's model: a random Llama of `cfg`'s size with LoRA on the seven projections. */
 export function benchModel(cfg: BenchConfig): LlamaModel {
   const model = LlamaModel.random({

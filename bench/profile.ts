@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { initBackend, tf } from "../src/backend.ts";
 import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
-import { BENCH_PRESETS, benchExamples, benchModel, benchTrainConfig } from "./presets.ts";
+import { benchExamples, benchModel, benchTrainConfig, presetOrExit } from "./presets.ts";
 
 const flags = parseArgs({
   args: Deno.args,
@@ -32,15 +32,7 @@ const flags = parseArgs({
   strict: true,
 }).values;
 
-const cfg = BENCH_PRESETS[flags.preset!];
-if (!cfg) {
-  console.error(
-    `profile: unknown --preset "${flags.preset}"; allowed: ${
-      Object.keys(BENCH_PRESETS).join(", ")
-    }`,
-  );
-  Deno.exit(2);
-}
+const cfg = presetOrExit("profile", flags.preset!);
 const steps = Number(flags.steps), warmup = Number(flags.warmup), top = Number(flags.top);
 await initBackend("wasm");
 
