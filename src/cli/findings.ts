@@ -24,12 +24,9 @@
 import {
   dmpoFindings,
   type Finding,
-  hasVerdict,
   legacyClaims,
-  type ResultWithRows,
   sdpoFindings,
   type SeedRows,
-  specFindings,
   writeFindings,
 } from "../report/findings.ts";
 import {
@@ -42,7 +39,7 @@ import {
 import { aucPaired, hitsAtK } from "../eval/metrics.ts";
 import { subset } from "../experiments/common.ts";
 import { dmpoAblationFindings } from "../experiments/dmpo_ablations.ts";
-import { dpo4recClaimSpecs } from "../experiments/dpo4rec.ts";
+import { dpo4recClaimsOf, dpo4recFindings } from "../experiments/dpo4rec.ts";
 import type { DmpoAblations } from "../experiments/dmpo_ablations.ts";
 import { writeFileAtomic } from "../io.ts";
 
@@ -174,11 +171,7 @@ export function findingsOfMetrics(m: Json, old: Finding[] = []): Finding[] {
     ];
   }
   if (m.paper === "dpo4rec") {
-    return specFindings(
-      dpo4recClaimSpecs(r).map((c) => ({ ...c, paper: "dpo4rec" as const })),
-      r as ResultWithRows,
-      r.seeds,
-    );
+    return dpo4recFindings(r as Parameters<typeof dpo4recFindings>[0]);
   }
   throw new Error(`${m.paper}: expected paper "sdpo", "dmpo" or "dpo4rec"`);
 }
@@ -252,26 +245,6 @@ export function withClaims(m: Json, findings: Finding[]): Json {
   return JSON.parse(
     JSON.stringify(out, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
   );
-}
-
-/** DPO4Rec's `claims` shape (src/experiments/dpo4rec.ts `dpo4recClaims`) from its findings. */
-function dpo4recClaimsOf(findings: Finding[]) {
-  return findings.filter(hasVerdict).map((f) => ({
-    id: f.claim_id,
-    text: f.claim,
-    metric: f.metric,
-    metricLabel: f.metric_label,
-    a: f.ours_method,
-    b: f.baseline_method,
-    paper: "dpo4rec",
-    a_per_seed: f.ours_per_seed,
-    b_per_seed: f.baseline_per_seed,
-    rows: f.rows,
-    diff: { mean: f.effect, lo: f.ci95![0], hi: f.ci95![1] },
-    verdict: f.verdict,
-    ...(f.ruled_out === undefined ? {} : { ruled_out: f.ruled_out }),
-    resampling: f.resampling?.description,
-  }));
 }
 
 const HELP = `usage: deno task findings <metrics.json>... [flags]

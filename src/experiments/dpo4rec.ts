@@ -40,10 +40,8 @@ import { trainingExamples } from "../baselines/mod.ts";
 import { type ConfidenceInterval, hitsAtK, ndcgsAtK } from "../eval/metrics.ts";
 import {
   type ClaimSpec,
-  compareRows,
-  designOf,
-  PLAN_CLAIMS,
-  ruledOut,
+  type Finding,
+  hasVerdict,
   specFindings,
   type Verdict,
   writeFindings,
@@ -1480,37 +1478,45 @@ export function dpo4recClaimSpecs(result: Pick<Dpo4recResult, "scale">) {
 }
 
 /**
- * Claims with verdicts from the per-row numbers (src/report/findings.ts: seeds, then test
- * users, resampled).
+ * The DPO4Rec claims as findings (src/report/findings.ts: seeds, then test users, the
+ * amended decision rule), from the per-row numbers.
  */
-export function dpo4recClaims(
-  result: Pick<Dpo4recResult, "scale" | "per_seed" | "row_users">,
-): Dpo4recClaim[] {
-  return dpo4recClaimSpecs(result).map((c) => {
-    const a = result.per_seed.map((s) => s.methods[c.a][c.metric]);
-    const b = result.per_seed.map((s) => s.methods[c.b][c.metric]);
-    const r = compareRows(
-      { ...c, paper: "dpo4rec" },
-      a,
-      b,
-      designOf({ paper: "dpo4rec", ...result }, c.a, c.b, c.metric),
-    );
-    return {
-      ...c,
-      paper: "dpo4rec" as const,
-      a_per_seed: r.a_per_seed,
-      b_per_seed: r.b_per_seed,
-      rows: r.rows,
-      diff: r.diff,
-      ...amended(r.verdict, ruledOut(r.verdict, r.diff, PLAN_CLAIMS[c.id]?.targetMde, r.se)),
-      resampling: r.resampling?.description,
-    };
-  });
+export function dpo4recFindings(
+  result: Pick<Dpo4recResult, "scale" | "per_seed" | "row_users" | "seeds">,
+): Finding[] {
+  return specFindings(
+    dpo4recClaimSpecs(result).map((c): ClaimSpec => ({ ...c, paper: "dpo4rec" })),
+    { paper: "dpo4rec", per_seed: result.per_seed, row_users: result.row_users },
+    result.seeds,
+  );
 }
 
-/** A verdict under the amended rule: "contradicted" with the target it rules out, if any. */
-const amended = (verdict: Verdict, out: number | undefined) =>
-  out === undefined ? { verdict } : { verdict: "contradicted" as const, ruled_out: out };
+/** metrics.json's `claims` of DPO4Rec: its findings with a verdict, in the claim shape. */
+export function dpo4recClaimsOf(findings: readonly Finding[]): Dpo4recClaim[] {
+  return findings.filter(hasVerdict).map((f) => ({
+    id: f.claim_id,
+    text: f.claim,
+    metric: f.metric as Dpo4recClaim["metric"],
+    metricLabel: f.metric_label,
+    a: f.ours_method!,
+    b: f.baseline_method!,
+    paper: "dpo4rec",
+    a_per_seed: f.ours_per_seed,
+    b_per_seed: f.baseline_per_seed,
+    rows: f.rows,
+    diff: { mean: f.effect!, lo: f.ci95![0], hi: f.ci95![1] },
+    verdict: f.verdict as Verdict,
+    ...(f.ruled_out === undefined ? {} : { ruled_out: f.ruled_out }),
+    resampling: f.resampling?.description,
+  }));
+}
+
+/** The DPO4Rec claims with their numbers and verdicts ({@link dpo4recClaimsOf} of the findings). */
+export function dpo4recClaims(
+  result: Pick<Dpo4recResult, "scale" | "per_seed" | "row_users" | "seeds">,
+): Dpo4recClaim[] {
+  return dpo4recClaimsOf(dpo4recFindings(result));
+}
 
 const NOTES = [
   "Synthetic world (default config, domain 0). Test rows: 20-candidate prompts of held-out " +
@@ -1659,7 +1665,8 @@ export async function writeDpo4recResults(
   extra: Record<string, unknown> = {},
 ): Promise<Dpo4recClaim[]> {
   await ensureDir(outDir);
-  const claims = dpo4recClaims(result);
+  const findings = dpo4recFindings(result);
+  const claims = dpo4recClaimsOf(findings);
   const metrics = {
     paper: "dpo4rec",
     dataset: "synthetic",
@@ -1680,16 +1687,7 @@ export async function writeDpo4recResults(
   await writeJsonAtomic(`${outDir}/metrics.json`, jsonSafe(metrics));
   await writeFileAtomic(`${outDir}/table.md`, dpo4recTable(result));
   // findings.json (the claims with MDE) and findings.md rendered from it.
-  await writeFindings(
-    outDir,
-    metrics.findings_text.title,
-    specFindings(
-      dpo4recClaimSpecs(result).map((c): ClaimSpec => ({ ...c, paper: "dpo4rec" })),
-      { paper: "dpo4rec", per_seed: result.per_seed, row_users: result.row_users },
-      result.seeds,
-    ),
-    NOTES,
-  );
+  await writeFindings(outDir, metrics.findings_text.title, findings, NOTES);
   // HR@1 per method (95 % interval over the test rows) and reward of best / worst of N.
   await writeFigures(outDir, dpo4recFigures(result));
   return claims;
