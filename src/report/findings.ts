@@ -1442,7 +1442,8 @@ export const STATISTICS_TEXT = [
   "and `resampling` in `findings.json` say which was used per claim.",
   "Verdict rule (the plan's, as amended on 2026-12-06; docs/analysis-plan.md): CI above 0 → " +
   "**reproduced**, CI entirely below 0 (a significant reversal) → **contradicted**; a CI " +
-  "straddling 0 whose upper bound is below the claim's target (the `power` column) → " +
+  "straddling 0 whose upper bound is below the claim's target (the `power` column; an " +
+  "interval of some width, bootstrap SE above 0) → " +
   '**contradicted** with the qualifier "gain ≥ target ruled out" (no reversal: the interval ' +
   "excludes a gain of the size the plan set out to detect; the amendment was written after " +
   "the full run, so on runs before it these verdicts are post hoc); otherwise → " +
