@@ -76,7 +76,13 @@ const BENCH_OPTIONS = {
       "--preset only)",
   },
   iters: { type: "string", value: "N", default: "3", help: "timed steps per round" },
-  warmup: { type: "string", value: "N", default: "1", help: "untimed steps before the rounds" },
+  warmup: {
+    type: "string",
+    value: "N",
+    default: "3",
+    help: "untimed steps of each engine before the rounds (the worker engine's code is " +
+      "compiled on its first steps)",
+  },
   repeats: {
     type: "string",
     value: "N",
@@ -512,6 +518,7 @@ for (const backend of backends) {
         sec_per_iter_min: Math.min(...ours),
         iters: ours.length,
         threads: info.threads,
+        engines: info.engines,
         simd: info.simd,
         blas: info.blas,
         peak_rss_bytes: peakRss(),

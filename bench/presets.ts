@@ -26,7 +26,11 @@ export interface BenchConfig {
   alpha: number;
   /** Rejected responses per prompt (`--n-rejected`). */
   k: number;
-  /** Sequences per micro-batch (`--micro-batch`). */
+  /**
+   * Sequences per micro-batch (`--micro-batch`; in sdpo_step it counts responses). A step is
+   * cut into micro-batches so that the two engines of `src/engines.ts` can compute them side by
+   * side: the presets cut fwd_logp and sft_step in two. PyTorch computes the whole batch at once.
+   */
   micro: number;
 }
 
@@ -43,7 +47,7 @@ export const BENCH_PRESETS: Record<string, BenchConfig> = {
     rank: 8,
     alpha: 16,
     k: 3,
-    micro: 16,
+    micro: 8,
   },
   bench: {
     vocab: 4096,
@@ -56,7 +60,7 @@ export const BENCH_PRESETS: Record<string, BenchConfig> = {
     rank: 8,
     alpha: 16,
     k: 3,
-    micro: 16,
+    micro: 4,
   },
 };
 

@@ -14,6 +14,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { ConfigError, RecalignError } from "./errors.ts";
 import { enableBlas } from "./blas.ts";
 import { enableFusedKernels } from "./fused.ts";
+import { blasThreadsForEngines, enginesWanted, IN_ENGINE_WORKER } from "./engines.ts";
 
 /** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"] as const;
@@ -34,6 +35,11 @@ export interface BackendInfo {
   reason: string;
   /** Native BLAS used for matMul ("off" or why not, when not). */
   blas: string;
+  /**
+   * Engines computing micro-batches side by side: 2 = this thread and a worker with its own
+   * wasm heap (`RECALIGN_ENGINES`; see engines.ts), 1 = this thread only.
+   */
+  engines: number;
 }
 
 let current: BackendInfo | undefined;
@@ -141,7 +147,9 @@ export async function initBackend(
     : false;
   let blas = "off (not the wasm backend)";
   if (chosen === "wasm") {
-    const st = opts.blas === false ? { enabled: false, reason: "disabled" } : enableBlas();
+    const st = opts.blas === false
+      ? { enabled: false, reason: "disabled" }
+      : enableBlas({ threads: blasThreadsForEngines() });
     blas = st.enabled ? `${st.library} (${st.threads} threads)` : `off: ${st.reason}`;
     if (opts.fused !== false) enableFusedKernels();
   }
@@ -152,11 +160,12 @@ export async function initBackend(
     tfjsVersion: tf.version_core,
     reason,
     blas,
+    engines: chosen === "wasm" && !IN_ENGINE_WORKER ? enginesWanted() : 1,
   };
   if (!opts.quiet) {
     console.error(
       `[recalign] backend: ${current.backend} (${reason}; simd=${current.simd}, threads=${current.threads}; ` +
-        `matMul BLAS: ${blas})`,
+        `matMul BLAS: ${blas}; engines: ${current.engines})`,
     );
   }
   return current;

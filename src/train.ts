@@ -23,7 +23,8 @@
  *
  * @module
  */
-import { ensureBackend, tf } from "./backend.ts";
+import { backendInfo, ensureBackend, tf } from "./backend.ts";
+import { secondEngine, type Ticket } from "./engines.ts";
 import {
   CheckpointError,
   ConfigError,
@@ -378,28 +379,129 @@ function validateTokenIds(examples: TrainExample[], cfg: TrainConfig, vocabSize:
   });
 }
 
+/** Options of the scoring functions. */
+export interface ScoreOptions {
+  /** Run the adapters (default true); false = the base model (the DPO reference). */
+  adapters?: boolean;
+  /** Max responses per forward pass. */
+  microBatchSize?: number;
+  padId?: number;
+  maxLength?: number;
+  /** Mean instead of sum over each response's tokens. */
+  average?: boolean;
+}
+
 /** Summed log-probs of each pair's response under the model; no gradient. */
 export function scorePairs(
   model: LlamaModel,
   pairs: SequencePair[],
-  opts: {
-    adapters?: boolean;
-    microBatchSize?: number;
-    padId?: number;
-    maxLength?: number;
-    average?: boolean;
-  } = {},
+  opts: ScoreOptions = {},
 ): Float32Array {
-  const out = new Float32Array(pairs.length);
   const mb = opts.microBatchSize ?? 16;
-  for (let s = 0; s < pairs.length; s += mb) {
-    const batch = padPairs(pairs.slice(s, s + mb), {
-      padId: opts.padId,
-      maxLength: opts.maxLength || undefined,
-    });
-    out.set(scoreBatch(model, batch, opts), s);
+  const slices: SequencePair[][] = [];
+  for (let s = 0; s < pairs.length; s += mb) slices.push(pairs.slice(s, s + mb));
+  return scoreInSlices(model, { kind: "score", mode: "pairs", slices, opts: scoreOpts(opts) });
+}
+
+/**
+ * Summed log-probs of every response of every group (flattened in group order), each group
+ * packed into one row (see {@link packGroups}); no gradient. `microBatchSize` counts responses.
+ */
+export function scoreGroups(
+  model: LlamaModel,
+  groups: ResponseGroup[],
+  opts: ScoreOptions = {},
+): Float32Array {
+  const mb = opts.microBatchSize ?? 16;
+  const slices: ResponseGroup[][] = [];
+  for (let s = 0; s < groups.length;) {
+    // Take groups until the micro-batch holds about mb responses (at least one group).
+    let e = s + 1, n = groups[s].responses.length;
+    while (e < groups.length && n + groups[e].responses.length <= mb) {
+      n += groups[e++].responses.length;
+    }
+    slices.push(groups.slice(s, e));
+    s = e;
   }
+  return scoreInSlices(model, { kind: "score", mode: "groups", slices, opts: scoreOpts(opts) });
+}
+
+/** Micro-batches to score, each one forward pass (pairs padded, or groups packed). */
+export interface ScoreJob {
+  kind: "score";
+  mode: "pairs" | "groups";
+  slices: SequencePair[][] | ResponseGroup[][];
+  opts: Omit<ScoreOptions, "microBatchSize">;
+}
+
+function scoreOpts(o: ScoreOptions): ScoreJob["opts"] {
+  return { adapters: o.adapters, padId: o.padId, maxLength: o.maxLength, average: o.average };
+}
+
+function sliceSize(job: ScoreJob, i: number): number {
+  return job.mode === "pairs"
+    ? job.slices[i].length
+    : (job.slices[i] as ResponseGroup[]).reduce((a, g) => a + g.responses.length, 0);
+}
+
+/** The log-probs of a job's micro-batches, in order, computed on this engine. */
+export function scoreSlices(model: LlamaModel, job: ScoreJob): Float32Array {
+  const sizes = job.slices.map((_, i) => sliceSize(job, i));
+  const out = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+  let o = 0;
+  job.slices.forEach((slice, i) => {
+    const padOpts = { padId: job.opts.padId, maxLength: job.opts.maxLength || undefined };
+    const batch = job.mode === "pairs"
+      ? padPairs(slice as SequencePair[], padOpts)
+      : packGroups(slice as ResponseGroup[], padOpts);
+    out.set(scoreBatch(model, batch, job.opts), o);
+    o += sizes[i];
+  });
   return out;
+}
+
+/**
+ * A job's micro-batches on both engines when there are two (the first half here, the rest on
+ * the worker); each micro-batch is the same forward pass on either, so the values are too.
+ */
+function scoreInSlices(model: LlamaModel, job: ScoreJob): Float32Array {
+  const n = job.slices.length;
+  const engine = n >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
+  if (!engine) return scoreSlices(model, job);
+  const mine = Math.ceil(n / 2);
+  const theirs = { ...job, slices: job.slices.slice(mine) } as ScoreJob;
+  let theirSize = 0;
+  for (let i = mine; i < n; i++) theirSize += sliceSize(job, i);
+  const ticket = engine.post(theirs, theirSize);
+  let first: Float32Array | undefined;
+  try {
+    first = scoreSlices(model, { ...job, slices: job.slices.slice(0, mine) } as ScoreJob);
+  } finally {
+    if (!first) awaitQuietly(ticket);
+  }
+  const out = new Float32Array(first.length + theirSize);
+  out.set(first);
+  out.set(ticketFloats(ticket, () => scoreSlices(model, theirs)), first.length);
+  return out;
+}
+
+/** Collects a ticket whose reply is no longer needed (the local part failed). */
+function awaitQuietly(ticket: Ticket): void {
+  try {
+    ticket.wait();
+  } catch {
+    // the local error is the one reported
+  }
+}
+
+/** A ticket's floats (copied); if the worker failed, the same work computed here instead. */
+function ticketFloats(ticket: Ticket, here: () => Float32Array): Float32Array {
+  try {
+    return ticket.wait().floats.slice();
+  } catch (e) {
+    console.error(`[recalign] ${(e as Error).message}; computing its share on this thread`);
+    return here();
+  }
 }
 
 /** Summed (or averaged) response log-probs of one batch, without gradient; disposes the batch. */
@@ -421,42 +523,6 @@ function scoreBatch(
   lp.dispose();
   disposeBatch(batch);
   return values;
-}
-
-/**
- * Summed log-probs of every response of every group (flattened in group order), each group
- * packed into one row (see {@link packGroups}); no gradient. `microBatchSize` counts responses.
- */
-export function scoreGroups(
-  model: LlamaModel,
-  groups: ResponseGroup[],
-  opts: {
-    adapters?: boolean;
-    microBatchSize?: number;
-    padId?: number;
-    maxLength?: number;
-    average?: boolean;
-  } = {},
-): Float32Array {
-  const total = groups.reduce((a, g) => a + g.responses.length, 0);
-  const out = new Float32Array(total);
-  const mb = opts.microBatchSize ?? 16;
-  let o = 0;
-  for (let s = 0; s < groups.length;) {
-    // Take groups until the micro-batch holds about mb responses (at least one group).
-    let e = s + 1, n = groups[s].responses.length;
-    while (e < groups.length && n + groups[e].responses.length <= mb) {
-      n += groups[e++].responses.length;
-    }
-    const batch = packGroups(groups.slice(s, e), {
-      padId: opts.padId,
-      maxLength: opts.maxLength || undefined,
-    });
-    out.set(scoreBatch(model, batch, opts), o);
-    o += n;
-    s = e;
-  }
-  return out;
 }
 
 /** Logits [R, Tr, V] at a batch's scored positions (packed or not). */
@@ -882,84 +948,114 @@ export async function train(
       gradSum.reset();
       let tokens = 0;
       let skipped = false;
+      const micros: (MicroBatch & { idx: number[]; neg: number[][] })[] = [];
       for (let s = 0; s < idx.length; s += examplesPerMicro) {
         const mIdx = idx.slice(s, s + examplesPerMicro);
         const mNeg = chosenNeg.slice(s, s + examplesPerMicro);
-        const weight = mIdx.length / idx.length;
-        const groups = mIdx.map((i, j) => ({
-          prompt: examples[i].prompt,
-          responses: [examples[i].chosen, ...mNeg[j].map((r) => examples[i].rejected![r])],
-        }));
-        const padOpts = { padId: cfg.padId, maxLength: cfg.maxLength || undefined };
-        const batch = k > 0 && cfg.packPrompts ? packGroups(groups, padOpts) : padPairs(
-          groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
-          padOpts,
-        );
-        tokens += batch.numTokens;
-        let ref: tf.Tensor2D | undefined;
-        if (k > 0) ref = referenceLogps(model, examples, mIdx, mNeg, cfg, refCache);
-        const kept: Record<string, tf.Scalar> = {};
-        const dropoutRng = new Rng(mix(cfg.seed ^ 0x51ed, step * 1000 + s));
-        const { value, grads } = tf.variableGrads(() => {
-          // Logits at the response positions only: [R, Tr, V].
-          const logits = forwardBatch(model, batch, { training: true, rng: dropoutRng });
-          const labels = batch.responseLabels;
-          let out: LossOutput;
-          if (k === 0) out = sftLoss(logits, labels);
-          else {
-            const b = mIdx.length;
-            const lp = sequenceLogProbs(logits, labels).reshape([
-              b,
-              rowsPerExample,
-            ]) as tf.Tensor2D;
-            const inputs: PreferenceInputs = {
-              policyChosen: lp.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
-              policyRejected: lp.slice([0, 1], [b, k]) as tf.Tensor2D,
-              referenceChosen: ref!.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
-              referenceRejected: ref!.slice([0, 1], [b, k]) as tf.Tensor2D,
-            };
-            if (cfg.stage === "dmpo-released") {
-              const avg = sequenceLogProbs(logits, labels, { average: true }).reshape([
-                b,
-                rowsPerExample,
-              ]);
-              inputs.chosenNllMean = tf.neg(avg.slice([0, 0], [b, 1]).reshape([b])) as tf.Tensor1D;
-            }
-            out = LOSSES[cfg.stage as Exclude<Stage, "sft">](inputs, {
-              beta: cfg.beta,
-              gamma: cfg.gamma,
-            });
-            out.metrics = { ...out.metrics, ...meanLogits(logits, labels, b, rowsPerExample) };
-          }
-          for (const [name, t] of Object.entries(out.metrics)) kept[name] = tf.keep(t);
-          return tf.mul(out.loss, weight) as tf.Scalar;
-        }, vars);
-        const lossValue = (await value.data())[0] / weight;
-        value.dispose();
-        ref?.dispose();
-        disposeBatch(batch);
-        for (const [name, t] of Object.entries(kept)) {
-          stepMetrics[name] = (stepMetrics[name] ?? 0) + (await t.data())[0] * weight;
-          t.dispose();
+        micros.push({
+          idx: mIdx,
+          neg: mNeg,
+          weight: mIdx.length / idx.length,
+          groups: mIdx.map((i, j) => ({
+            prompt: examples[i].prompt,
+            responses: [examples[i].chosen, ...mNeg[j].map((r) => examples[i].rejected![r])],
+          })),
+          dropoutSeed: mix(cfg.seed ^ 0x51ed, step * 1000 + s),
+        });
+      }
+      // Cached reference log-probs, in micro-batch order (the first use of an example fills
+      // the cache); live ones are computed with each micro-batch, on its engine.
+      if (k > 0 && cfg.reference === "precomputed") {
+        for (const m of micros) {
+          m.ref = referenceLogps(model, examples, m.idx, m.neg, cfg, refCache);
         }
-        if (!Number.isFinite(lossValue)) {
-          tf.dispose(grads);
+      }
+      // With a second engine, the last half of the micro-batches run on it meanwhile; every
+      // result is then taken in micro-batch order, as on one engine.
+      const engine = micros.length >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
+      const mine = engine ? Math.ceil(micros.length / 2) : micros.length;
+      const theirs: GradientJob = {
+        kind: "grads",
+        cfg,
+        keys: vars.map(variableKey),
+        micro: micros.slice(mine).map(({ groups, weight, dropoutSeed, ref }) => ({
+          groups,
+          weight,
+          dropoutSeed,
+          ref,
+        })),
+      };
+      const varsSize = vars.reduce((a, v) => a + v.size, 0);
+      const ticket = engine?.post(theirs, varsSize * theirs.micro.length);
+      let collected = false;
+      const collect = async (): Promise<MicroBatchOutput[]> => {
+        collected = true;
+        try {
+          const { json, floats } = ticket!.wait();
+          const heads = json as { loss: number; metrics: Record<string, number>; tokens: number }[];
+          let o = 0;
+          return heads.map((h) => {
+            const grads: tf.NamedTensorMap = {};
+            for (const v of vars) {
+              grads[v.name] = tf.tensor(floats.slice(o, o + v.size), v.shape, "float32");
+              o += v.size;
+            }
+            return { ...h, grads };
+          });
+        } catch (e) {
+          console.error(`[recalign] ${(e as Error).message}; computing its share on this thread`);
+          const out: MicroBatchOutput[] = [];
+          for (const m of theirs.micro) out.push(await microBatchGradients(model, vars, m, cfg));
+          return out;
+        }
+      };
+      const take = async (m: MicroBatch, r: MicroBatchOutput): Promise<void> => {
+        tokens += r.tokens;
+        for (const [name, v] of Object.entries(r.metrics)) {
+          stepMetrics[name] = (stepMetrics[name] ?? 0) + v * m.weight;
+        }
+        if (!Number.isFinite(r.loss)) {
+          tf.dispose(r.grads);
           gradSum.reset();
           if (cfg.onNonFinite === "skip") {
             skipped = true;
-            break;
+            return;
           }
           throw new NonFiniteError(
             step + 1,
-            `loss is ${lossValue}; stopped. Last good checkpoint: ${await lastCheckpoint(
+            `loss is ${r.loss}; stopped. Last good checkpoint: ${await lastCheckpoint(
               opts.outDir,
             )}`,
           );
         }
-        stepMetrics._loss = (stepMetrics._loss ?? 0) + lossValue * weight;
+        stepMetrics._loss = (stepMetrics._loss ?? 0) + r.loss * m.weight;
         // Summed in the optimizer's flat layout: the same float32 sums as tf.add per variable.
-        gradSum.add(grads);
-        tf.dispose(grads);
+        gradSum.add(r.grads);
+        tf.dispose(r.grads);
+      };
+      try {
+        for (let j = 0; j < mine && !skipped; j++) {
+          await take(micros[j], await microBatchGradients(model, vars, micros[j], cfg));
+        }
+        if (ticket && !skipped) {
+          const outs = await collect();
+          try {
+            for (let q = 0; q < outs.length && !skipped; q++) {
+              await take(micros[mine + q], outs[q]);
+              outs[q].grads = {};
+            }
+          } finally {
+            for (const o of outs) tf.dispose(o.grads);
+          }
+        }
+      } finally {
+        if (ticket && !collected) {
+          try {
+            ticket.wait();
+          } catch {
+            // the local error is the one reported
+          }
+        }
       }
       let gradNorm = NaN;
       let clip = 1;
@@ -1203,7 +1299,117 @@ function checkMemory(model: LlamaModel, examples: TrainExample[], cfg: TrainConf
   }
 }
 
-/** Reference log-probs [b, 1+K] for a micro-batch, live or from the per-example cache. */
+/** One micro-batch of a step: its groups (prompt; chosen, then the drawn negatives). */
+export interface MicroBatch {
+  groups: ResponseGroup[];
+  /** Its share of the step's examples (the loss is multiplied by it). */
+  weight: number;
+  /** Seed of its dropout masks. */
+  dropoutSeed: number;
+  /** Cached reference log-probs [b·(1+K)] (preference stages); live ones are computed. */
+  ref?: Float32Array;
+}
+
+/** The micro-batches a worker engine computes for a step. */
+export interface GradientJob {
+  kind: "grads";
+  cfg: TrainConfig;
+  /** Variable keys, in the order the gradients are returned. */
+  keys: string[];
+  micro: MicroBatch[];
+}
+
+/** One micro-batch's loss (before its weight), metrics, tokens and gradients (caller disposes). */
+export interface MicroBatchOutput {
+  loss: number;
+  metrics: Record<string, number>;
+  tokens: number;
+  grads: tf.NamedTensorMap;
+}
+
+/**
+ * Loss, metrics and gradients of one micro-batch: the forward and backward pass of a step,
+ * the same on the main thread and on the worker engine.
+ */
+export async function microBatchGradients(
+  model: LlamaModel,
+  vars: tf.Variable[],
+  mb: MicroBatch,
+  cfg: TrainConfig,
+): Promise<MicroBatchOutput> {
+  const k = cfg.stage === "sft" ? 0 : cfg.numNegatives;
+  const rowsPerExample = 1 + k;
+  const groups = mb.groups;
+  const padOpts = { padId: cfg.padId, maxLength: cfg.maxLength || undefined };
+  const refValues = k > 0 ? (mb.ref ?? liveReference(model, groups, cfg)) : undefined;
+  const batch = k > 0 && cfg.packPrompts ? packGroups(groups, padOpts) : padPairs(
+    groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
+    padOpts,
+  );
+  const tokens = batch.numTokens;
+  const ref = refValues ? tf.tensor2d(refValues, [groups.length, rowsPerExample]) : undefined;
+  const kept: Record<string, tf.Scalar> = {};
+  const dropoutRng = new Rng(mb.dropoutSeed);
+  const weight = mb.weight;
+  const { value, grads } = tf.variableGrads(() => {
+    // Logits at the response positions only: [R, Tr, V].
+    const logits = forwardBatch(model, batch, { training: true, rng: dropoutRng });
+    const labels = batch.responseLabels;
+    let out: LossOutput;
+    if (k === 0) out = sftLoss(logits, labels);
+    else {
+      const b = groups.length;
+      const lp = sequenceLogProbs(logits, labels).reshape([b, rowsPerExample]) as tf.Tensor2D;
+      const inputs: PreferenceInputs = {
+        policyChosen: lp.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
+        policyRejected: lp.slice([0, 1], [b, k]) as tf.Tensor2D,
+        referenceChosen: ref!.slice([0, 0], [b, 1]).reshape([b]) as tf.Tensor1D,
+        referenceRejected: ref!.slice([0, 1], [b, k]) as tf.Tensor2D,
+      };
+      if (cfg.stage === "dmpo-released") {
+        const avg = sequenceLogProbs(logits, labels, { average: true }).reshape([
+          b,
+          rowsPerExample,
+        ]);
+        inputs.chosenNllMean = tf.neg(avg.slice([0, 0], [b, 1]).reshape([b])) as tf.Tensor1D;
+      }
+      out = LOSSES[cfg.stage as Exclude<Stage, "sft">](inputs, {
+        beta: cfg.beta,
+        gamma: cfg.gamma,
+      });
+      out.metrics = { ...out.metrics, ...meanLogits(logits, labels, b, rowsPerExample) };
+    }
+    for (const [name, t] of Object.entries(out.metrics)) kept[name] = tf.keep(t);
+    return tf.mul(out.loss, weight) as tf.Scalar;
+  }, vars);
+  const loss = (await value.data())[0] / weight;
+  value.dispose();
+  ref?.dispose();
+  disposeBatch(batch);
+  const metrics: Record<string, number> = {};
+  for (const [name, t] of Object.entries(kept)) {
+    metrics[name] = (await t.data())[0];
+    t.dispose();
+  }
+  return { loss, metrics, tokens, grads };
+}
+
+/** Live reference log-probs of a micro-batch's groups: the model with its adapters off. */
+function liveReference(model: LlamaModel, groups: ResponseGroup[], cfg: TrainConfig): Float32Array {
+  const scoreOpts = {
+    adapters: false,
+    microBatchSize: cfg.microBatchSize,
+    padId: cfg.padId,
+    maxLength: cfg.maxLength,
+  };
+  return cfg.packPrompts ? scoreGroups(model, groups, scoreOpts) : scorePairs(
+    model,
+    groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
+    scoreOpts,
+  );
+}
+
+/** Cached reference log-probs [b·(1+K)] of a micro-batch (scored on first use of an example). */
 function referenceLogps(
   model: LlamaModel,
   examples: TrainExample[],
@@ -1211,48 +1417,33 @@ function referenceLogps(
   neg: number[][],
   cfg: TrainConfig,
   cache: Map<number, Float32Array>,
-): tf.Tensor2D {
+): Float32Array {
   const k = neg[0].length;
   const out = new Float32Array(idx.length * (1 + k));
-  const scoreOpts = {
-    adapters: false,
-    microBatchSize: cfg.microBatchSize,
-    padId: cfg.padId,
-    maxLength: cfg.maxLength,
-  };
-  const score = (groups: ResponseGroup[]) =>
-    cfg.packPrompts ? scoreGroups(model, groups, scoreOpts) : scorePairs(
+  const missing = [...new Set(idx.filter((i) => !cache.has(i)))];
+  if (missing.length) {
+    // Score chosen + the whole pool of each new example once. The values depend (in the
+    // last bits) on which examples are scored together (padding, packing), so the cache is
+    // part of a checkpoint: a resumed run continues with the uninterrupted run's values.
+    const scores = liveReference(
       model,
-      groups.flatMap((g) => g.responses.map((response) => ({ prompt: g.prompt, response }))),
-      scoreOpts,
-    );
-  if (cfg.reference === "live") {
-    out.set(score(idx.map((i, j) => ({
-      prompt: examples[i].prompt,
-      responses: [examples[i].chosen, ...neg[j].map((r) => examples[i].rejected![r])],
-    }))));
-  } else {
-    const missing = [...new Set(idx.filter((i) => !cache.has(i)))];
-    if (missing.length) {
-      // Score chosen + the whole pool of each new example once. The values depend (in the
-      // last bits) on which examples are scored together (padding, packing), so the cache is
-      // part of a checkpoint: a resumed run continues with the uninterrupted run's values.
-      const scores = score(missing.map((i) => ({
+      missing.map((i) => ({
         prompt: examples[i].prompt,
         responses: [examples[i].chosen, ...examples[i].rejected!],
-      })));
-      let o = 0;
-      for (const i of missing) {
-        const n = 1 + examples[i].rejected!.length;
-        cache.set(i, scores.slice(o, o + n));
-        o += n;
-      }
+      })),
+      cfg,
+    );
+    let o = 0;
+    for (const i of missing) {
+      const n = 1 + examples[i].rejected!.length;
+      cache.set(i, scores.slice(o, o + n));
+      o += n;
     }
-    idx.forEach((i, j) => {
-      const c = cache.get(i)!;
-      out[j * (1 + k)] = c[0];
-      neg[j].forEach((r, q) => (out[j * (1 + k) + 1 + q] = c[1 + r]));
-    });
   }
-  return tf.tensor2d(out, [idx.length, 1 + k]);
+  idx.forEach((i, j) => {
+    const c = cache.get(i)!;
+    out[j * (1 + k)] = c[0];
+    neg[j].forEach((r, q) => (out[j * (1 + k) + 1 + q] = c[1 + r]));
+  });
+  return out;
 }
