@@ -12,9 +12,9 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { ConfigError, RecalignError } from "./errors.ts";
-import { enableBlas } from "./blas.ts";
+import { computeOnOneThread, enableBlas } from "./blas.ts";
 import { enableFusedKernels } from "./fused.ts";
-import { blasThreadsForEngines, enginesWanted, IN_ENGINE_WORKER } from "./engines.ts";
+import { enginesWanted, IN_ENGINE_WORKER } from "./engines.ts";
 
 /** Backend names a user can ask for. `auto` = tensorflow if installed, else wasm. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"] as const;
@@ -147,10 +147,12 @@ export async function initBackend(
     : false;
   let blas = "off (not the wasm backend)";
   if (chosen === "wasm") {
-    const st = opts.blas === false
-      ? { enabled: false, reason: "disabled" }
-      : enableBlas({ threads: blasThreadsForEngines() });
+    const st = opts.blas === false ? { enabled: false, reason: "disabled" } : enableBlas();
     blas = st.enabled ? `${st.library} (${st.threads} threads)` : `off: ${st.reason}`;
+    // Two engines: one library thread each, with the floats of the library's threads.
+    if (st.enabled && (IN_ENGINE_WORKER || enginesWanted() > 1) && computeOnOneThread()) {
+      blas = `${st.library} (${st.threads} threads' sums, on one thread per engine)`;
+    }
     if (opts.fused !== false) enableFusedKernels();
   }
   current = {

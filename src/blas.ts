@@ -318,7 +318,17 @@ export function blasSgemm(
 ): void {
   if (!sgemm) throw new Error("BLAS is not enabled");
   if (setThreads) {
-    const want = m * n * k < BLAS_THREADING_MIN ? 1 : maxThreads;
+    let want = m * n * k < BLAS_THREADING_MIN ? 1 : maxThreads;
+    if (want > 1 && oneThread) {
+      // The floats of `maxThreads` library threads, computed on this thread (see kPlan).
+      const plan = kPlan(k);
+      if (plan !== "threads") {
+        if (currentThreads !== 1) setThreads(currentThreads = 1);
+        sgemmInChunks(a, b, c, m, n, k, transA, transB, plan === "same" ? [k] : plan);
+        return;
+      }
+      want = maxThreads;
+    }
     if (want !== currentThreads) setThreads(currentThreads = want);
   }
   sgemm(
@@ -337,6 +347,170 @@ export function blasSgemm(
     c,
     n,
   );
+}
+
+/**
+ * Two engines (`engines.ts`) compute on one library thread each, yet a product above
+ * {@link BLAS_THREADING_MIN} must give the floats one engine gets from the library's threads.
+ * OpenBLAS's threaded driver cuts the sum over k into blocks of Q, the last 2Q or less into two
+ * halves (the first rounded up); its one-thread driver rounds that half up to a multiple of 16
+ * instead, so the two differ for most k above Q (measured: every k from 321 on that is not a
+ * multiple of 32). Summing the threaded driver's blocks in one-thread calls (C = A₁B₁, then
+ * C += A₂B₂, …; each block at most Q, so no call cuts it further) gives its floats bit for bit.
+ * Q depends on the library and the CPU (320 for OpenBLAS 0.3.21's Cooperlake kernels), so the
+ * plan for each k is found and checked once against a threaded product: "same" when one thread
+ * already agrees, the blocks when a candidate Q reproduces it, else "threads" (the library's
+ * threads, exact but sharing the cores with the other engine).
+ */
+let oneThread = false;
+const kPlans = new Map<number, "same" | number[] | "threads">();
+const Q_CANDIDATES = [320, 384, 256, 512, 448, 352, 288, 240, 192, 640, 768, 128];
+
+/** The threaded driver's blocks of the sum over k, for a block size q. */
+export function threadedKBlocks(k: number, q: number): number[] {
+  const out: number[] = [];
+  for (let rest = k; rest > 0;) {
+    const c = rest >= 2 * q ? q : rest > q ? Math.ceil(rest / 2) : rest;
+    out.push(c);
+    rest -= c;
+  }
+  return out;
+}
+
+function kPlan(k: number): "same" | number[] | "threads" {
+  const known = kPlans.get(k);
+  if (known) return known;
+  // Above OpenBLAS's own one-thread limit (m·n·k ≥ 2¹⁸), so that the threaded call is threaded.
+  const m = 256, n = 128;
+  let seed = 12345 + k;
+  const random = (len: number) =>
+    Float32Array.from({ length: len }, () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648 - 0.5;
+    });
+  const a = random(m * k), b = random(k * n);
+  const threaded = new Float32Array(m * n), here = new Float32Array(m * n);
+  setThreads!(currentThreads = maxThreads);
+  callSgemm(a, b, threaded, m, n, k, false, false, 0);
+  setThreads!(currentThreads = 1);
+  const same = (blocks: number[]) => {
+    sgemmInChunks(a, b, here, m, n, k, false, false, blocks);
+    return here.every((x, i) => x === threaded[i]);
+  };
+  let plan: "same" | number[] | "threads" = "threads";
+  if (same([k])) plan = "same";
+  else {
+    for (const q of Q_CANDIDATES) {
+      const blocks = threadedKBlocks(k, q);
+      if (blocks.length > 1 && same(blocks)) {
+        plan = blocks;
+        break;
+      }
+    }
+  }
+  kPlans.set(k, plan);
+  return plan;
+}
+
+function callSgemm(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  beta: number,
+): void {
+  sgemm!(
+    ROW_MAJOR,
+    transA ? TRANS : NO_TRANS,
+    transB ? TRANS : NO_TRANS,
+    m,
+    n,
+    k,
+    1,
+    a,
+    transA ? m : k,
+    b,
+    transB ? k : n,
+    beta,
+    c,
+    n,
+  );
+}
+
+/** C = Σ over the blocks of k of op(A)[:, block]·op(B)[block, :], in order, one call each. */
+function sgemmInChunks(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  blocks: number[],
+): void {
+  if (blocks.length === 1) return callSgemm(a, b, c, m, n, k, transA, transB, 0);
+  let o = 0;
+  blocks.forEach((len, i) => {
+    // op(A)[:, o:o+len]: columns of row-major A [m, k], or rows of Aᵀ stored [k, m].
+    const ai = transA ? a.subarray(o * m) : a.subarray(o);
+    // op(B)[o:o+len, :]: rows of B [k, n], or columns of Bᵀ stored [n, k].
+    const bi = transB ? b.subarray(o) : b.subarray(o * n);
+    sgemm!(
+      ROW_MAJOR,
+      transA ? TRANS : NO_TRANS,
+      transB ? TRANS : NO_TRANS,
+      m,
+      n,
+      len,
+      1,
+      ai,
+      transA ? m : k,
+      bi,
+      transB ? k : n,
+      i === 0 ? 0 : 1,
+      c,
+      n,
+    );
+    o += len;
+  });
+}
+
+/** The plan {@link blasSgemm} follows for a product above the threading limit with this k. */
+export function kBlockPlan(k: number): "same" | number[] | "threads" | undefined {
+  return setThreads ? kPlan(k) : undefined;
+}
+
+/** The library's own product on `threads` threads (tests and benchmarks compare with it). */
+export function librarySgemm(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  threads: number,
+): void {
+  if (!sgemm) throw new Error("BLAS is not enabled");
+  if (setThreads && threads !== currentThreads) setThreads(currentThreads = threads);
+  callSgemm(a, b, c, m, n, k, transA, transB, 0);
+}
+
+/**
+ * For two engines: compute every product on one library thread, with the floats of the
+ * library's threads (see {@link threadedKBlocks}). Returns false (and changes nothing) without
+ * an OpenBLAS-style thread setting.
+ */
+export function computeOnOneThread(): boolean {
+  if (!setThreads) return false;
+  oneThread = true;
+  return true;
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { initBackend, tf } from "./backend.ts";
+import { enableBlas } from "./blas.ts";
 import { type ReplicaAdapter, type ReplicaBuild, reply } from "./engines.ts";
 import { LlamaModel, variableKey } from "./model.ts";
 import { Rng } from "./rng.ts";
@@ -113,7 +114,10 @@ async function onMessage(msg: Message): Promise<void> {
 }
 
 try {
-  await initBackend("wasm", { quiet: true });
+  // The main thread's BLAS library, through this engine's own copy of it (its own threads).
+  const blas = workerData.blas as { library: string; threads: number } | undefined;
+  if (blas && !enableBlas(blas).enabled) throw new Error("the BLAS copy did not load");
+  await initBackend("wasm", { quiet: true, blas: Boolean(blas) });
   // Messages are handled one at a time, in order (a build before the job that needs it).
   let queue = Promise.resolve();
   parentPort!.on("message", (msg: Message) => {

@@ -7,12 +7,12 @@
  * engine does. Only whole micro-batches move: how a step is cut is the user's `microBatchSize`,
  * never the engine count.
  *
- * The matrix products then run on one BLAS thread per engine (a second library thread would
- * compete with the other engine for the same two cores, and OpenBLAS's thread count is one
- * setting for the whole process). For products whose sums OpenBLAS blocks alike on one and two
- * threads (every product of the shipped model) the floats are those of one engine; for the rest
- * they are those of `RECALIGN_BLAS_THREADS=1`. `RECALIGN_ENGINES=1` keeps one engine and the
- * library's threads (docs/speed.md).
+ * Each engine calls its own copy of the BLAS library (the worker loads a temporary copy of the
+ * main thread's library file, removed once loaded), so that neither changes the other's thread
+ * setting, and computes on one library thread: a product that one engine gives to the library's
+ * threads is summed over k in the threaded driver's blocks instead (`blas.ts`, checked once per
+ * k against a threaded call), so its floats are those of one engine too. `RECALIGN_ENGINES=1`
+ * keeps one engine (docs/speed.md).
  *
  * The main thread waits for the worker's results on shared memory (`Atomics.wait`), so that the
  * synchronous scoring functions stay synchronous.
@@ -49,11 +49,6 @@ export function enginesWanted(): number {
     return Number(raw);
   }
   return (navigator.hardwareConcurrency ?? 1) >= 2 ? 2 : 1;
-}
-
-/** BLAS threads per engine: 1 when two engines share the cores (or inside the worker). */
-export function blasThreadsForEngines(): number | undefined {
-  return !isMainThread || enginesWanted() > 1 ? 1 : undefined;
 }
 
 /** Bytes a job's reply may use for its JSON part. */
@@ -140,10 +135,22 @@ export class Engine {
   /** Set when the worker failed; the engine is then not used again. */
   failed?: string;
 
-  constructor() {
+  /** The worker's copy of the BLAS library, removed once the worker has loaded it. */
+  private blasCopy?: string;
+
+  /** `blas`: the main thread's library and threads (the worker loads a copy), or none. */
+  constructor(blas?: { library: string; threads: number }) {
     this.state = new Int32Array(new SharedArrayBuffer(8));
+    if (blas) {
+      this.blasCopy = Deno.makeTempFileSync({ prefix: "recalign-blas-", suffix: ".so" });
+      Deno.copyFileSync(blas.library, this.blasCopy);
+    }
     this.worker = new Worker(new URL("./engine_worker.ts", import.meta.url), {
-      workerData: { recalignEngine: true, state: this.state.buffer },
+      workerData: {
+        recalignEngine: true,
+        state: this.state.buffer,
+        blas: blas ? { library: this.blasCopy, threads: blas.threads } : undefined,
+      },
     });
     // The worker never keeps the process alive.
     this.worker.unref();
@@ -157,6 +164,14 @@ export class Engine {
       Atomics.wait(this.state, 0, 0, 1000);
     }
     const s = Atomics.load(this.state, 0);
+    if (this.blasCopy) {
+      try {
+        Deno.removeSync(this.blasCopy);
+      } catch {
+        // already gone
+      }
+      this.blasCopy = undefined;
+    }
     if (s !== 1 && !this.failed) {
       this.failed = s === 0
         ? "the worker did not start within 120 s"
@@ -294,13 +309,21 @@ let announced = false;
  * stay on this thread: one engine wanted, not the wasm backend, inside the worker, the engine
  * busy or failed, or a model the replica does not support.
  */
-export function secondEngine(model: LlamaModel, backend: string | undefined): Engine | undefined {
+export function secondEngine(
+  model: LlamaModel,
+  backend: string | undefined,
+  blas: { library?: string; threads?: number; enabled: boolean },
+): Engine | undefined {
   if (IN_ENGINE_WORKER || backend !== "wasm" || enginesWanted() < 2) return undefined;
   if (replicaUnsupported(model)) return undefined;
   if (!engineTried) {
     engineTried = true;
     try {
-      const e = new Engine();
+      const e = new Engine(
+        blas.enabled && blas.library
+          ? { library: blas.library, threads: blas.threads ?? 1 }
+          : undefined,
+      );
       if (e.ready()) engine = e;
       else warnOnce(`second engine unavailable (${e.failed}); computing on one`);
     } catch (e) {

@@ -25,6 +25,7 @@
  */
 import { backendInfo, ensureBackend, tf } from "./backend.ts";
 import { secondEngine, type Ticket } from "./engines.ts";
+import { blasStatus } from "./blas.ts";
 import {
   CheckpointError,
   ConfigError,
@@ -466,7 +467,7 @@ export function scoreSlices(model: LlamaModel, job: ScoreJob): Float32Array {
  */
 function scoreInSlices(model: LlamaModel, job: ScoreJob): Float32Array {
   const n = job.slices.length;
-  const engine = n >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
+  const engine = n >= 2 ? secondEngine(model, backendInfo()?.backend, blasStatus()) : undefined;
   if (!engine) return scoreSlices(model, job);
   const mine = Math.ceil(n / 2);
   const theirs = { ...job, slices: job.slices.slice(mine) } as ScoreJob;
@@ -972,7 +973,9 @@ export async function train(
       }
       // With a second engine, the last half of the micro-batches run on it meanwhile; every
       // result is then taken in micro-batch order, as on one engine.
-      const engine = micros.length >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
+      const engine = micros.length >= 2
+        ? secondEngine(model, backendInfo()?.backend, blasStatus())
+        : undefined;
       const mine = engine ? Math.ceil(micros.length / 2) : micros.length;
       const theirs: GradientJob = {
         kind: "grads",

@@ -6,9 +6,13 @@ import {
   blasHelperReady,
   blasSgemm,
   blasStatus,
+  computeOnOneThread,
+  kBlockPlan,
+  librarySgemm,
   planBatchMatMul,
   planTiles,
   startBlasHelper,
+  threadedKBlocks,
 } from "../src/blas.ts";
 import { Rng } from "../src/rng.ts";
 
@@ -95,34 +99,8 @@ Deno.test("planBatchMatMul() computes shapes and refuses general broadcasts", ()
   assert.equal(planBatchMatMul([5, 7], [6, 3], false, false), undefined);
 });
 
-const HELPER_TEST = "products shared with the helper thread equal one library call bit for bit";
-
-// With two engines (the default on two cores) the library runs one thread per engine and the
-// helper is off; the helper's test then runs in a child process with one engine.
 Deno.test({
-  name: `${HELPER_TEST} (one engine, in a child process)`,
-  ignore: !enabled || (blasStatus().threads ?? 1) >= 2 || navigator.hardwareConcurrency < 2,
-  async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "test",
-        "-A",
-        "--no-check",
-        "--filter",
-        HELPER_TEST,
-        new URL(import.meta.url).pathname,
-      ],
-      env: { RECALIGN_ENGINES: "1", NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert.ok(out.success && /ok \| 1 passed/.test(text), text.slice(-2000));
-  },
-});
-
-Deno.test({
-  name: HELPER_TEST,
+  name: "products shared with the helper thread equal one library call bit for bit",
   ignore: !enabled || (blasStatus().threads ?? 1) < 2,
   async fn() {
     assert.ok(startBlasHelper());
@@ -173,6 +151,47 @@ Deno.test({
           new Uint32Array(want.buffer),
           `[${as}]·[${bs}] (${ta}, ${tb})`,
         );
+      }
+    }
+  },
+});
+
+Deno.test("threadedKBlocks: blocks of q, the last 2q or less in two halves (first rounded up)", () => {
+  assert.deepEqual(threadedKBlocks(300, 320), [300]);
+  assert.deepEqual(threadedKBlocks(640, 320), [320, 320]);
+  assert.deepEqual(threadedKBlocks(688, 320), [320, 184, 184]);
+  assert.deepEqual(threadedKBlocks(1017, 320), [320, 320, 189, 188]);
+  assert.deepEqual(threadedKBlocks(333, 320), [167, 166]);
+  for (const k of [1, 321, 999, 5001]) {
+    const b = threadedKBlocks(k, 320);
+    assert.equal(b.reduce((x, y) => x + y, 0), k);
+    assert.ok(b.every((x) => x > 0 && x <= 320));
+  }
+});
+
+Deno.test({
+  name: "one thread per engine gives the library's two-thread floats for products above the limit",
+  ignore: !enabled || (blasStatus().threads ?? 1) < 2,
+  fn() {
+    computeOnOneThread(); // what two engines do (already on when this process has two)
+    const rng = new Rng(11);
+    // k = 688 and 1,016 are the bench config's (two-thread sums differ from one-thread ones).
+    for (
+      const [m, n, k] of [[256, 256, 333], [200, 256, 688], [256, 130, 1016], [129, 160, 2049]]
+    ) {
+      assert.ok(m * n * k >= BLAS_THREADING_MIN);
+      const plan = kBlockPlan(k);
+      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+        const a = Float32Array.from({ length: m * k }, () => rng.normal());
+        const b = Float32Array.from({ length: k * n }, () => rng.normal());
+        const want = new Float32Array(m * n), one = new Float32Array(m * n);
+        const got = new Float32Array(m * n);
+        librarySgemm(a, b, want, m, n, k, ta, tb, 2);
+        librarySgemm(a, b, one, m, n, k, ta, tb, 1);
+        blasSgemm(a, b, got, m, n, k, ta, tb);
+        assert.deepEqual(got, want, `[${m}, ${n}, ${k}] ta ${ta} tb ${tb}, plan ${plan}`);
+        // The case is one where a single-thread call would not do.
+        if (plan !== "same") assert.notDeepEqual(one, want);
       }
     }
   },
