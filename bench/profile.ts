@@ -4,7 +4,8 @@
  * Runs the bench workloads (see `bench.ts`) on a preset under `tf.profile` and prints, per
  * workload, each kernel's count and summed time per step, sorted by time, plus the time spent
  * outside kernels (JavaScript: autodiff tape, dispatch, host loops). The wasm kernels are
- * synchronous, so a kernel's time is its wall time.
+ * synchronous, so a kernel's time is its wall time. It profiles one engine (`RECALIGN_ENGINES=1`
+ * unless set): the worker engine's kernels would not be seen.
  *
  * Flags: --preset shipped|bench (default shipped), --workloads, --steps (profiled steps, 3),
  * --warmup (2), --top (rows shown, 25), --shapes (one row per kernel and input shapes), --json
@@ -17,6 +18,8 @@ import { initBackend, tf } from "../src/backend.ts";
 import type { LlamaModel } from "../src/model.ts";
 import { scorePairs, train, type TrainExample } from "../src/train.ts";
 import { benchExamples, benchModel, benchTrainConfig, presetOrExit } from "./presets.ts";
+
+if (Deno.env.get("RECALIGN_ENGINES") === undefined) Deno.env.set("RECALIGN_ENGINES", "1");
 
 const flags = parseArgs({
   args: Deno.args,

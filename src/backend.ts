@@ -149,9 +149,11 @@ export async function initBackend(
   if (chosen === "wasm") {
     const st = opts.blas === false ? { enabled: false, reason: "disabled" } : enableBlas();
     blas = st.enabled ? `${st.library} (${st.threads} threads)` : `off: ${st.reason}`;
-    // Two engines: one library thread each, with the floats of the library's threads.
-    if (st.enabled && (IN_ENGINE_WORKER || enginesWanted() > 1) && computeOnOneThread()) {
-      blas = `${st.library} (${st.threads} threads' sums, on one thread per engine)`;
+    // The worker engine computes on one library thread, with the floats of the library's
+    // threads; so does the main thread while the worker computes (engines.ts).
+    if (st.enabled && IN_ENGINE_WORKER) computeOnOneThread();
+    if (st.enabled && enginesWanted() > 1 && !IN_ENGINE_WORKER) {
+      blas = `${st.library} (${st.threads} threads; one per engine while both compute)`;
     }
     if (opts.fused !== false) enableFusedKernels();
   }

@@ -503,13 +503,14 @@ export function librarySgemm(
 }
 
 /**
- * For two engines: compute every product on one library thread, with the floats of the
- * library's threads (see {@link threadedKBlocks}). Returns false (and changes nothing) without
- * an OpenBLAS-style thread setting.
+ * For two engines: while `on`, compute every product on one library thread, with the floats of
+ * the library's threads (see {@link threadedKBlocks}); the worker engine keeps it on, the main
+ * thread while the worker computes. Returns false (and changes nothing) without an
+ * OpenBLAS-style thread setting.
  */
-export function computeOnOneThread(): boolean {
+export function computeOnOneThread(on = true): boolean {
   if (!setThreads) return false;
-  oneThread = true;
+  oneThread = on;
   return true;
 }
 

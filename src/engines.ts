@@ -9,9 +9,10 @@
  *
  * Each engine calls its own copy of the BLAS library (the worker loads a temporary copy of the
  * main thread's library file, removed once loaded), so that neither changes the other's thread
- * setting, and computes on one library thread: a product that one engine gives to the library's
- * threads is summed over k in the threaded driver's blocks instead (`blas.ts`, checked once per
- * k against a threaded call), so its floats are those of one engine too. `RECALIGN_ENGINES=1`
+ * setting. While both compute, each runs on one library thread: a product that one engine gives
+ * to the library's threads is summed over k in the threaded driver's blocks instead (`blas.ts`,
+ * checked once per k against a threaded call), so its floats are those of one engine too; the
+ * main thread alone keeps the library's threads. `RECALIGN_ENGINES=1`
  * keeps one engine (docs/speed.md).
  *
  * The main thread waits for the worker's results on shared memory (`Atomics.wait`), so that the
@@ -23,6 +24,7 @@ import { isMainThread, Worker } from "node:worker_threads";
 import type * as tf from "@tensorflow/tfjs";
 import { ConfigError, RecalignError } from "./errors.ts";
 import type { LlamaModel } from "./model.ts";
+import { computeOnOneThread } from "./blas.ts";
 
 function envGet(name: string): string | undefined {
   try {
@@ -241,14 +243,15 @@ export class Engine {
     const ctrl = new Int32Array(new SharedArrayBuffer(8));
     const out = new SharedArrayBuffer(floats * 4 + JSON_BYTES);
     this.worker.postMessage({ type: "job", job, ctrl: ctrl.buffer, out });
-    this.inFlight++;
+    // Meanwhile this thread's products run on one library thread (the same floats).
+    if (this.inFlight++ === 0) computeOnOneThread(true);
     let done = false;
     return {
       wait: () => {
         while (Atomics.load(ctrl, 0) === 0) Atomics.wait(ctrl, 0, 0, 1000);
         if (!done) {
           done = true;
-          this.inFlight--;
+          if (--this.inFlight === 0) computeOnOneThread(false);
         }
         const n = ctrl[1];
         const jsonLength = ctrl[0] - 1;

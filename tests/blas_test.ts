@@ -173,26 +173,30 @@ Deno.test({
   name: "one thread per engine gives the library's two-thread floats for products above the limit",
   ignore: !enabled || (blasStatus().threads ?? 1) < 2,
   fn() {
-    computeOnOneThread(); // what two engines do (already on when this process has two)
-    const rng = new Rng(11);
-    // k = 688 and 1,016 are the bench config's (two-thread sums differ from one-thread ones).
-    for (
-      const [m, n, k] of [[256, 256, 333], [200, 256, 688], [256, 130, 1016], [129, 160, 2049]]
-    ) {
-      assert.ok(m * n * k >= BLAS_THREADING_MIN);
-      const plan = kBlockPlan(k);
-      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
-        const a = Float32Array.from({ length: m * k }, () => rng.normal());
-        const b = Float32Array.from({ length: k * n }, () => rng.normal());
-        const want = new Float32Array(m * n), one = new Float32Array(m * n);
-        const got = new Float32Array(m * n);
-        librarySgemm(a, b, want, m, n, k, ta, tb, 2);
-        librarySgemm(a, b, one, m, n, k, ta, tb, 1);
-        blasSgemm(a, b, got, m, n, k, ta, tb);
-        assert.deepEqual(got, want, `[${m}, ${n}, ${k}] ta ${ta} tb ${tb}, plan ${plan}`);
-        // The case is one where a single-thread call would not do.
-        if (plan !== "same") assert.notDeepEqual(one, want);
+    computeOnOneThread(true); // what an engine does while the other computes
+    try {
+      const rng = new Rng(11);
+      // k = 688 and 1,016 are the bench config's (two-thread sums differ from one-thread ones).
+      for (
+        const [m, n, k] of [[256, 256, 333], [200, 256, 688], [256, 130, 1016], [129, 160, 2049]]
+      ) {
+        assert.ok(m * n * k >= BLAS_THREADING_MIN);
+        const plan = kBlockPlan(k);
+        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+          const a = Float32Array.from({ length: m * k }, () => rng.normal());
+          const b = Float32Array.from({ length: k * n }, () => rng.normal());
+          const want = new Float32Array(m * n), one = new Float32Array(m * n);
+          const got = new Float32Array(m * n);
+          librarySgemm(a, b, want, m, n, k, ta, tb, 2);
+          librarySgemm(a, b, one, m, n, k, ta, tb, 1);
+          blasSgemm(a, b, got, m, n, k, ta, tb);
+          assert.deepEqual(got, want, `[${m}, ${n}, ${k}] ta ${ta} tb ${tb}, plan ${plan}`);
+          // The case is one where a single-thread call would not do.
+          if (plan !== "same") assert.notDeepEqual(one, want);
+        }
       }
+    } finally {
+      computeOnOneThread(false);
     }
   },
 });
