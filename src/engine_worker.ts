@@ -55,7 +55,7 @@ function setAdapter(m: LlamaModel, ad: Pick<ReplicaAdapter, "name" | "aT" | "bT"
 
 type Message =
   | { type: "build"; build: ReplicaBuild }
-  | { type: "adapters"; changed: [string, Float32Array, Float32Array][] }
+  | { type: "adapters"; names: [string, number, number][]; values: SharedArrayBuffer }
   | {
     type: "job";
     job: ScoreJob | GradientJob;
@@ -75,7 +75,18 @@ async function onMessage(msg: Message): Promise<void> {
   }
   if (msg.type === "adapters") {
     try {
-      if (model) { for (const [name, aT, bT] of msg.changed) setAdapter(model, { name, aT, bT }); }
+      const values = new Float32Array(msg.values);
+      let o = 0;
+      for (const [name, na, nb] of msg.names) {
+        if (model) {
+          setAdapter(model, {
+            name,
+            aT: values.slice(o, o + na),
+            bT: values.slice(o + na, o + na + nb),
+          });
+        }
+        o += na + nb;
+      }
     } catch (e) {
       buildError = `updating the replica: ${(e as Error).message}`;
     }

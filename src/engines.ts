@@ -234,7 +234,19 @@ export class Engine {
       changed.push([name, ad.aT.dataSync() as Float32Array, ad.bT.dataSync() as Float32Array]);
       this.adapterData.set(name, now);
     }
-    if (changed.length) this.worker.postMessage({ type: "adapters", changed });
+    if (!changed.length) return;
+    // The values go through shared memory: copying them into a message costs milliseconds.
+    const total = changed.reduce((a, [, x, y]) => a + x.length + y.length, 0);
+    const values = new Float32Array(new SharedArrayBuffer(total * 4));
+    const names: [string, number, number][] = [];
+    let o = 0;
+    for (const [name, aT, bT] of changed) {
+      values.set(aT, o);
+      values.set(bT, o + aT.length);
+      names.push([name, aT.length, bT.length]);
+      o += aT.length + bT.length;
+    }
+    this.worker.postMessage({ type: "adapters", names, values: values.buffer });
   }
 
   /** Post a job whose reply holds at most `floats` numbers. */
