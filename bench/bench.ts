@@ -465,7 +465,7 @@ for (const backend of backends) {
   const engine = info.backend === "wasm"
     ? `wasm${
       info.blas.startsWith("off") ? "" : /openblas/i.test(info.blas) ? " + OpenBLAS" : " + BLAS"
-    }`
+    }${info.engines > 1 ? `, ${info.engines} engines` : ""}`
     : info.backend;
   for (const [preset, cfg] of presets) {
     let torch: TorchServer | undefined;

@@ -103,7 +103,7 @@ export const REPRODUCE_FLAGS = {
     value: SCALES.join("|"),
     default: "small",
     help: "model, steps and test sizes: `test` checks the plumbing in seconds, `tiny` runs in " +
-      "a few minutes, `small` is the default run (about 9 minutes on 2 idle cores), `full` carries " +
+      "a few minutes, `small` is the default run (about 8 minutes on 2 idle cores), `full` carries " +
       "docs/analysis-plan.md (S-DPO at the released budget, 3 seeds × 1,600 test prompts; " +
       "about 1 hour for S-DPO)",
   },
