@@ -91,11 +91,22 @@ function dataNumber(t: tf.Tensor | undefined): number {
   return n;
 }
 
+/** Models with more weights in their linear layers than this stay on one engine. */
+export const REPLICA_MAX_WEIGHTS = 1 << 26;
+
 /**
  * Why a model cannot run on the worker (undefined when it can): full fine-tuning (every weight
- * changes each step) and merged adapters stay on one engine.
+ * changes each step), merged adapters and models above {@link REPLICA_MAX_WEIGHTS} stay on one
+ * engine.
  */
 export function replicaUnsupported(model: LlamaModel): string | undefined {
+  const params = model.linears().values().reduce(
+    (a, lin) => a + lin.inFeatures * lin.outFeatures,
+    0,
+  );
+  if (params > REPLICA_MAX_WEIGHTS) {
+    return `a model of ${Math.round(params / 1e6)}M weights (its replica would double the memory)`;
+  }
   for (const lin of model.linears().values()) {
     if (lin.baseTrainable) return "full fine-tuning";
     if (lin.merged) return "a merged adapter";
@@ -265,20 +276,38 @@ export class Engine {
           done = true;
           if (--this.inFlight === 0) computeOnOneThread(false);
         }
-        const n = ctrl[1];
-        const jsonLength = ctrl[0] - 1;
-        const text = new TextDecoder().decode(
-          new Uint8Array(out, floats * 4, jsonLength).slice(),
-        );
-        const json = JSON.parse(text) as { error?: string };
+        const got = readReply(ctrl.buffer as SharedArrayBuffer, out);
+        const json = got.json as { error?: string };
         if (json && typeof json === "object" && "error" in json && json.error) {
           this.failed = json.error;
           throw new RecalignError(`the second engine failed: ${json.error}`);
         }
-        return { json, floats: new Float32Array(out, 0, n) };
+        return got;
       },
     };
   }
+}
+
+/** JSON keeps NaN and ±Infinity (a loss or metric may be one) as `{"$number": "NaN"}`. */
+function toJson(_key: string, v: unknown): unknown {
+  return typeof v === "number" && !Number.isFinite(v) ? { $number: String(v) } : v;
+}
+
+function fromJson(_key: string, v: unknown): unknown {
+  return v !== null && typeof v === "object" && "$number" in v
+    ? Number((v as { $number: string }).$number)
+    : v;
+}
+
+/** The main thread's side of {@link reply}: the JSON part and a view of the float part. */
+export function readReply(
+  ctrlBuf: SharedArrayBuffer,
+  out: SharedArrayBuffer,
+): { json: unknown; floats: Float32Array } {
+  const ctrl = new Int32Array(ctrlBuf);
+  const cap = (out.byteLength - JSON_BYTES) / 4;
+  const text = new TextDecoder().decode(new Uint8Array(out, cap * 4, ctrl[0] - 1).slice());
+  return { json: JSON.parse(text, fromJson), floats: new Float32Array(out, 0, ctrl[1]) };
 }
 
 /**
@@ -297,7 +326,7 @@ export function reply(
   if (floats && floats.length > cap) {
     body = { error: `reply of ${floats.length} numbers exceeds the ${cap} reserved` };
   } else if (floats) new Float32Array(out, 0, floats.length).set(floats);
-  let bytes = new TextEncoder().encode(JSON.stringify(body ?? null));
+  let bytes = new TextEncoder().encode(JSON.stringify(body ?? null, toJson));
   if (bytes.length > JSON_BYTES) {
     bytes = new TextEncoder().encode(
       JSON.stringify({ error: `reply of ${bytes.length} JSON bytes exceeds ${JSON_BYTES}` }),
@@ -357,10 +386,4 @@ function warnOnce(msg: string): void {
   if (announced) return;
   announced = true;
   console.error(`[recalign] ${msg}`);
-}
-
-/** For tests: forget the engine's record of what the replica holds (the next use rebuilds it). */
-export function resetEngineSync(): void {
-  ids = new WeakMap();
-  if (engine) (engine as unknown as { base?: string }).base = undefined;
 }

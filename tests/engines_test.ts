@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../src/backend.ts";
 import { LlamaModel, PRESETS } from "../src/model.ts";
 import { DEFAULT_LORA_CONFIG } from "../src/lora.ts";
-import { engineJobs, replicaUnsupported } from "../src/engines.ts";
+import { engineJobs, readReply, replicaUnsupported, reply } from "../src/engines.ts";
 import { scoreGroups, scorePairs, train, type TrainConfig } from "../src/train.ts";
 import { snapshot, toyExamples } from "./_toy.ts";
 
@@ -208,4 +208,17 @@ Deno.test("engines: full fine-tuning stays on one engine, with the same result",
   const two = await run(2);
   assert.equal(engineJobs(), before);
   assert.deepEqual(two, one);
+});
+
+Deno.test("engines: a reply keeps NaN, ±Infinity and exact doubles; an oversized one is an error", () => {
+  const ctrl = new SharedArrayBuffer(8);
+  const out = new SharedArrayBuffer(3 * 4 + (1 << 16));
+  const body = [{ loss: NaN, metrics: { a: Infinity, b: -Infinity, c: 0.1 + 0.2 }, tokens: 7 }];
+  reply(ctrl, out, body, Float32Array.of(1.5, -2, 3));
+  const got = readReply(ctrl, out);
+  assert.deepEqual(got.json, body);
+  assert.deepEqual(Array.from(got.floats), [1.5, -2, 3]);
+  const ctrl2 = new SharedArrayBuffer(8);
+  reply(ctrl2, out, {}, new Float32Array(4));
+  assert.match(String((readReply(ctrl2, out).json as { error: string }).error), /exceeds/);
 });
