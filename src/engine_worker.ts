@@ -14,6 +14,7 @@ import { Rng } from "./rng.ts";
 import { type GradientJob, microBatchGradients, type ScoreJob, scoreSlices } from "./train.ts";
 
 const state = new Int32Array(workerData.state as SharedArrayBuffer);
+const FAULT_ENV = "RECALIGN_ENGINE_FAULT";
 let model: LlamaModel | undefined;
 let buildError: string | undefined;
 
@@ -94,6 +95,8 @@ async function onMessage(msg: Message): Promise<void> {
   }
   try {
     if (buildError || !model) throw new Error(buildError ?? "no model was sent");
+    // Fault injection (tests/fault/engine_fault_test.ts): the worker fails every job.
+    if (Deno.env.get(FAULT_ENV) === "job") throw new Error(`injected fault (${FAULT_ENV})`);
     const job = msg.job;
     if (job.kind === "score") {
       reply(msg.ctrl, msg.out, {}, scoreSlices(model, job));
