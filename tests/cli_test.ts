@@ -185,3 +185,21 @@ Deno.test("numberFlag and choiceFlag: the value or one line naming flag and valu
     /^UsageError: t: --c: expected a, b; got "z"$/,
   );
 });
+
+Deno.test("reproduce's index links the other run folders kept beside it, and only those", async () => {
+  const { writeIndex } = await import("../src/cli/reproduce.ts");
+  const out = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${out}/full`);
+    await Deno.mkdir(`${out}/bench`);
+    await Deno.mkdir(`${out}/notes`);
+    await writeIndex(`${out}/full`); // a run folder writes its own index
+    await Deno.writeTextFile(`${out}/notes/README.md`, "# notes\n");
+    await writeIndex(out);
+    const text = await Deno.readTextFile(`${out}/README.md`);
+    assert.match(text, /- \[full\/\]\(full\/README\.md\)/);
+    assert.doesNotMatch(text, /notes\/|bench\//);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -687,7 +687,7 @@ function startProgress(opts: ReproduceOptions, args: string[]) {
 }
 
 /** results/README.md: an index of what is there. */
-async function writeIndex(out: string): Promise<void> {
+export async function writeIndex(out: string): Promise<void> {
   const lines = [
     "# results",
     "",
@@ -761,6 +761,29 @@ async function writeIndex(out: string): Promise<void> {
         // not run yet
       }
     }
+  }
+  // Other runs written into sub-folders of this one (`--out <out>/<name>`), each with its index.
+  const others: string[] = [];
+  try {
+    for await (const e of Deno.readDir(out)) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      try {
+        const text = await Deno.readTextFile(`${out}/${e.name}/README.md`);
+        if (text.startsWith("# results\n\nWritten by `deno task reproduce`")) others.push(e.name);
+      } catch {
+        // not a run folder
+      }
+    }
+  } catch {
+    // no folder yet
+  }
+  if (others.length) {
+    lines.push(
+      "",
+      "Other runs kept here, each written with `--out` into its own folder and indexed there:",
+      "",
+      ...others.sort().map((name) => `- [${name}/](${name}/README.md)`),
+    );
   }
   lines.push("");
   await writeFileAtomic(`${out}/README.md`, lines.join("\n"));
