@@ -331,22 +331,7 @@ export function blasSgemm(
     }
     if (want !== currentThreads) setThreads(currentThreads = want);
   }
-  sgemm(
-    ROW_MAJOR,
-    transA ? TRANS : NO_TRANS,
-    transB ? TRANS : NO_TRANS,
-    m,
-    n,
-    k,
-    1,
-    a,
-    transA ? m : k,
-    b,
-    transB ? k : n,
-    0,
-    c,
-    n,
-  );
+  callSgemm(a, b, c, m, n, k, transA, transB, 0);
 }
 
 /**
@@ -412,6 +397,10 @@ function kPlan(k: number): "same" | number[] | "threads" {
   return plan;
 }
 
+/**
+ * C = op(A)·op(B) + beta·C, row-major; `ldK` is the stored k of A and B (the full k when this
+ * call sums over a block of it).
+ */
 function callSgemm(
   a: Float32Array,
   b: Float32Array,
@@ -422,6 +411,7 @@ function callSgemm(
   transA: boolean,
   transB: boolean,
   beta: number,
+  ldK = k,
 ): void {
   sgemm!(
     ROW_MAJOR,
@@ -432,9 +422,9 @@ function callSgemm(
     k,
     1,
     a,
-    transA ? m : k,
+    transA ? m : ldK,
     b,
-    transB ? k : n,
+    transB ? ldK : n,
     beta,
     c,
     n,
@@ -453,29 +443,13 @@ function sgemmInChunks(
   transB: boolean,
   blocks: number[],
 ): void {
-  if (blocks.length === 1) return callSgemm(a, b, c, m, n, k, transA, transB, 0);
   let o = 0;
   blocks.forEach((len, i) => {
     // op(A)[:, o:o+len]: columns of row-major A [m, k], or rows of Aᵀ stored [k, m].
     const ai = transA ? a.subarray(o * m) : a.subarray(o);
     // op(B)[o:o+len, :]: rows of B [k, n], or columns of Bᵀ stored [n, k].
     const bi = transB ? b.subarray(o) : b.subarray(o * n);
-    sgemm!(
-      ROW_MAJOR,
-      transA ? TRANS : NO_TRANS,
-      transB ? TRANS : NO_TRANS,
-      m,
-      n,
-      len,
-      1,
-      ai,
-      transA ? m : k,
-      bi,
-      transB ? k : n,
-      i === 0 ? 0 : 1,
-      c,
-      n,
-    );
+    callSgemm(ai, bi, c, m, n, len, transA, transB, i === 0 ? 0 : 1, k);
     o += len;
   });
 }

@@ -80,7 +80,7 @@ export interface ReplicaAdapter {
   bT: Float32Array;
 }
 
-let ids = new WeakMap<object, number>();
+const ids = new WeakMap<object, number>();
 let nextId = 1;
 /** A number for a tensor's current data (an optimizer step or `assign` gives a new one). */
 function dataNumber(t: tf.Tensor | undefined): number {
