@@ -1,59 +1,12 @@
-/**
- * (See `engine_fault_test.ts`.) A worker engine that fails its jobs (`RECALIGN_ENGINE_FAULT=job`) costs time, not results:
- * its share of a training step (here) or of scoring (`engine_fault_score_test.ts`) is computed on
- * the main thread, the failure is reported in one line, and the numbers equal one engine's. The
- * first failure retires the engine for the module, hence one module per case.
- */
-import assert from "node:assert/strict";
-import { initBackend } from "../../src/backend.ts";
-import { LlamaModel, PRESETS } from "../../src/model.ts";
-import { DEFAULT_LORA_CONFIG } from "../../src/lora.ts";
-import { engineJobs } from "../../src/engines.ts";
+/** A worker engine failing a scoring job (see `_engine_fault.ts`). */
 import { scorePairs } from "../../src/train.ts";
 import { toyExamples } from "../_toy.ts";
+import { engineFaultTest } from "./_engine_fault.ts";
 
-await initBackend("wasm", { quiet: true });
-
-const CFG = { ...PRESETS["llama-nano"], vocab_size: 48 };
-const LORA = { ...DEFAULT_LORA_CONFIG, r: 4, lora_alpha: 8, lora_dropout: 0, seed: 1 };
-
-async function run(engines: "1" | "2") {
-  Deno.env.set("RECALIGN_ENGINES", engines);
-  const model = LlamaModel.random(CFG, 3);
-  model.addLora(LORA);
-  const pairs = toyExamples().map((e) => ({ prompt: e.prompt, response: e.chosen }));
-  const out = { scores: scorePairs(model, pairs, { microBatchSize: 4 }) };
-  model.dispose();
-  return out;
-}
-
-Deno.test({
-  name: "a worker engine failing to score: its share is computed here, same numbers",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const was = Deno.env.get("RECALIGN_ENGINES");
-    const errors: string[] = [];
-    const error = console.error;
-    console.error = (...a: unknown[]) => errors.push(a.join(" "));
-    try {
-      const one = await run("1");
-      Deno.env.set("RECALIGN_ENGINE_FAULT", "job");
-      const jobs = engineJobs();
-      const two = await run("2");
-      assert.ok(engineJobs() > jobs, "a job was posted to the worker");
-      assert.ok(
-        errors.some((l) =>
-          /injected fault/.test(l) && /computing its share on this thread/.test(l)
-        ),
-        errors.join("\n"),
-      );
-      assert.deepEqual(two, one);
-    } finally {
-      console.error = error;
-      Deno.env.delete("RECALIGN_ENGINE_FAULT");
-      if (was === undefined) Deno.env.delete("RECALIGN_ENGINES");
-      else Deno.env.set("RECALIGN_ENGINES", was);
-    }
+engineFaultTest(
+  "a worker engine failing to score: its share is computed here, same numbers",
+  (model) => {
+    const pairs = toyExamples().map((e) => ({ prompt: e.prompt, response: e.chosen }));
+    return Promise.resolve({ scores: scorePairs(model, pairs, { microBatchSize: 4 }) });
   },
-});
+);
