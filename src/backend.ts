@@ -152,7 +152,7 @@ export async function initBackend(
     // The worker engine computes on one library thread, with the floats of the library's
     // threads; so does the main thread while the worker computes (engines.ts).
     if (st.enabled && IN_ENGINE_WORKER) computeOnOneThread();
-    if (st.enabled && enginesWanted() > 1 && !IN_ENGINE_WORKER) {
+    if (st.enabled && enginesWanted() > 1) {
       blas = `${st.library} (${st.threads} threads; one per engine while both compute)`;
     }
     if (opts.fused !== false) enableFusedKernels();
@@ -164,7 +164,7 @@ export async function initBackend(
     tfjsVersion: tf.version_core,
     reason,
     blas,
-    engines: chosen === "wasm" && !IN_ENGINE_WORKER ? enginesWanted() : 1,
+    engines: chosen === "wasm" ? enginesWanted() : 1,
   };
   if (!opts.quiet) {
     console.error(

@@ -24,7 +24,7 @@ import { isMainThread, Worker } from "node:worker_threads";
 import type * as tf from "@tensorflow/tfjs";
 import { ConfigError, RecalignError } from "./errors.ts";
 import type { LlamaModel } from "./model.ts";
-import { computeOnOneThread } from "./blas.ts";
+import { blasStatus, computeOnOneThread } from "./blas.ts";
 
 function envGet(name: string): string | undefined {
   try {
@@ -356,13 +356,13 @@ let announced = false;
 export function secondEngine(
   model: LlamaModel,
   backend: string | undefined,
-  blas: { library?: string; threads?: number; enabled: boolean },
 ): Engine | undefined {
-  if (IN_ENGINE_WORKER || backend !== "wasm" || enginesWanted() < 2) return undefined;
+  if (backend !== "wasm" || enginesWanted() < 2) return undefined; // 1 inside the worker
   if (replicaUnsupported(model)) return undefined;
   if (!engineTried) {
     engineTried = true;
     try {
+      const blas = blasStatus();
       const e = new Engine(
         blas.enabled && blas.library
           ? { library: blas.library, threads: blas.threads ?? 1 }

@@ -25,7 +25,6 @@
  */
 import { backendInfo, ensureBackend, tf } from "./backend.ts";
 import { secondEngine, type Ticket } from "./engines.ts";
-import { blasStatus } from "./blas.ts";
 import {
   CheckpointError,
   ConfigError,
@@ -450,8 +449,8 @@ export function scoreSlices(model: LlamaModel, job: ScoreJob): Float32Array {
   const sizes = job.slices.map((_, i) => sliceSize(job, i));
   const out = new Float32Array(sizes.reduce((a, b) => a + b, 0));
   let o = 0;
+  const padOpts = { padId: job.opts.padId, maxLength: job.opts.maxLength || undefined };
   job.slices.forEach((slice, i) => {
-    const padOpts = { padId: job.opts.padId, maxLength: job.opts.maxLength || undefined };
     const batch = job.mode === "pairs"
       ? padPairs(slice as SequencePair[], padOpts)
       : packGroups(slice as ResponseGroup[], padOpts);
@@ -467,7 +466,7 @@ export function scoreSlices(model: LlamaModel, job: ScoreJob): Float32Array {
  */
 function scoreInSlices(model: LlamaModel, job: ScoreJob): Float32Array {
   const n = job.slices.length;
-  const engine = n >= 2 ? secondEngine(model, backendInfo()?.backend, blasStatus()) : undefined;
+  const engine = n >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
   if (!engine) return scoreSlices(model, job);
   const mine = Math.ceil(n / 2);
   const theirs = { ...job, slices: job.slices.slice(mine) } as ScoreJob;
@@ -486,6 +485,11 @@ function scoreInSlices(model: LlamaModel, job: ScoreJob): Float32Array {
   return out;
 }
 
+/** One line on stderr: the worker failed, and its share is computed on this thread. */
+function reportFallback(e: unknown): void {
+  console.error(`[recalign] ${(e as Error).message}; computing its share on this thread`);
+}
+
 /** Collects a ticket whose reply is no longer needed (the local part failed). */
 function awaitQuietly(ticket: Ticket): void {
   try {
@@ -500,7 +504,7 @@ function ticketFloats(ticket: Ticket, here: () => Float32Array): Float32Array {
   try {
     return ticket.wait().floats.slice();
   } catch (e) {
-    console.error(`[recalign] ${(e as Error).message}; computing its share on this thread`);
+    reportFallback(e);
     return here();
   }
 }
@@ -973,9 +977,7 @@ export async function train(
       }
       // With a second engine, the last half of the micro-batches run on it meanwhile; every
       // result is then taken in micro-batch order, as on one engine.
-      const engine = micros.length >= 2
-        ? secondEngine(model, backendInfo()?.backend, blasStatus())
-        : undefined;
+      const engine = micros.length >= 2 ? secondEngine(model, backendInfo()?.backend) : undefined;
       const mine = engine ? Math.ceil(micros.length / 2) : micros.length;
       const theirs: GradientJob = {
         kind: "grads",
@@ -1006,7 +1008,7 @@ export async function train(
             return { ...h, grads };
           });
         } catch (e) {
-          console.error(`[recalign] ${(e as Error).message}; computing its share on this thread`);
+          reportFallback(e);
           const out: MicroBatchOutput[] = [];
           for (const m of theirs.micro) out.push(await microBatchGradients(model, vars, m, cfg));
           return out;
@@ -1052,13 +1054,7 @@ export async function train(
           }
         }
       } finally {
-        if (ticket && !collected) {
-          try {
-            ticket.wait();
-          } catch {
-            // the local error is the one reported
-          }
-        }
+        if (ticket && !collected) awaitQuietly(ticket);
       }
       let gradNorm = NaN;
       let clip = 1;
